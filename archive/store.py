@@ -1,0 +1,162 @@
+"""The campaign archive: one folder per step key, an index written last, a journal per step.
+
+Layout under ``<workdir>/archive``::
+
+    index.json                 finished steps {key: {name, kind, record_sha256, finished}} and
+                               names {step name: key last finished under that name}
+    steps/<key>/record.json    parameters, input keys, versions, host, times, output checksums
+    steps/<key>/<outputs>      H5MD frames, netCDF arrays, blobs
+    steps/<key>/tasks/         per-task results: frames while the step runs, summaries kept
+    steps/<key>/journal.jsonl  append-only events: task started / finished / failed
+    cache/<hash>.h5            content-addressed single calculations, shared across steps
+
+A step counts as finished only once its key is in the index; the index is replaced atomically
+after the record and outputs are durable, so a crash at any instant leaves a readable archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from archive.atomic import TMP_SUFFIX, append_line, atomic_write_json, sha256_file
+
+FORMAT = 1
+
+
+class ArchiveError(Exception):
+    """The archive is damaged or used wrongly."""
+
+
+class Archive:
+    """Access to a campaign archive folder."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    # ----------------------------------------------------------------- index
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.json"
+
+    def index(self) -> dict[str, Any]:
+        """The index; an empty one for a new archive."""
+        if not self.index_path.exists():
+            return {"format": FORMAT, "steps": {}, "names": {}}
+        return json.loads(self.index_path.read_text())
+
+    def is_done(self, key: str) -> bool:
+        return key in self.index()["steps"]
+
+    def key_for_name(self, name: str) -> str | None:
+        """The key last finished under a step name (to tell a stale step from a new one)."""
+        return self.index()["names"].get(name)
+
+    # ----------------------------------------------------------------- steps
+    def step_dir(self, key: str) -> Path:
+        return self.root / "steps" / key
+
+    def output(self, key: str, filename: str) -> Path:
+        """Path of a finished step's output file."""
+        return self.step_dir(key) / filename
+
+    def record(self, key: str) -> dict[str, Any]:
+        path = self.step_dir(key) / "record.json"
+        if not path.exists():
+            raise ArchiveError(f"step {key[:12]} has no record")
+        return json.loads(path.read_text())
+
+    def commit(self, key: str, name: str, record: dict[str, Any], outputs: list[str]) -> None:
+        """Mark a step finished: checksum its outputs, write its record, then update the index."""
+        folder = self.step_dir(key)
+        record = dict(record, key=key, name=name, outputs={f: sha256_file(folder / f) for f in outputs})
+        atomic_write_json(folder / "record.json", record)
+        index = self.index()
+        index["steps"][key] = {
+            "name": name,
+            "kind": record["kind"],
+            "record_sha256": sha256_file(folder / "record.json"),
+            "finished": record["finished"],
+        }
+        index["names"][name] = key
+        atomic_write_json(self.index_path, index)
+
+    # ----------------------------------------------------------------- tasks
+    def task_dir(self, key: str) -> Path:
+        return self.step_dir(key) / "tasks"
+
+    def task_file(self, key: str, task_id: str, suffix: str) -> Path:
+        return self.task_dir(key) / f"{task_id}{suffix}"
+
+    def done_tasks(self, key: str) -> dict[str, dict[str, Any]]:
+        """Finished tasks of a step: {task id: its result summary}. The summary is written last."""
+        folder = self.task_dir(key)
+        if not folder.exists():
+            return {}
+        return {
+            path.stem: json.loads(path.read_text())
+            for path in sorted(folder.glob("*.json"))
+            if not path.name.startswith(".")
+        }
+
+    def prune_task_frames(self, key: str) -> None:
+        """Drop per-task frame files of a finished step (its outputs hold them); summaries stay."""
+        for path in self.task_dir(key).glob("*.h5"):
+            path.unlink()
+
+    def commit_task(self, key: str, task_id: str, summary: dict[str, Any]) -> None:
+        """Mark a task finished (its other files must already be written)."""
+        atomic_write_json(self.task_file(key, task_id, ".json"), summary)
+
+    # ----------------------------------------------------------------- journal
+    def journal(self, key: str, event: dict[str, Any]) -> None:
+        append_line(self.step_dir(key) / "journal.jsonl", json.dumps(event, sort_keys=True))
+
+    def events(self, key: str) -> list[dict[str, Any]]:
+        """The journal of a step; a line torn by a crash is skipped."""
+        path = self.step_dir(key) / "journal.jsonl"
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return events
+
+    # ----------------------------------------------------------------- cache
+    def cache_file(self, digest: str) -> Path:
+        return self.root / "cache" / digest[:2] / f"{digest}.h5"
+
+    # ----------------------------------------------------------------- checks
+    def verify(self) -> list[str]:
+        """Recompute every checksum of finished steps; returns the problems found (empty: all good)."""
+        problems = []
+        for key, entry in self.index()["steps"].items():
+            folder = self.step_dir(key)
+            record_path = folder / "record.json"
+            if not record_path.exists():
+                problems.append(f"{entry['name']} ({key[:12]}): record.json missing")
+                continue
+            if sha256_file(record_path) != entry["record_sha256"]:
+                problems.append(f"{entry['name']} ({key[:12]}): record.json checksum mismatch")
+                continue
+            for filename, checksum in json.loads(record_path.read_text())["outputs"].items():
+                path = folder / filename
+                if not path.exists():
+                    problems.append(f"{entry['name']} ({key[:12]}): {filename} missing")
+                elif sha256_file(path) != checksum:
+                    problems.append(f"{entry['name']} ({key[:12]}): {filename} checksum mismatch")
+        return problems
+
+    def sweep_temporaries(self) -> int:
+        """Delete temporary files left by writers that were killed; returns how many."""
+        count = 0
+        if self.root.exists():
+            for path in self.root.rglob(f"*{TMP_SUFFIX}"):
+                path.unlink(missing_ok=True)
+                count += 1
+        return count

@@ -1,0 +1,230 @@
+"""The ``campaign`` command: validate, plan, run, inspect and verify a campaign.
+
+Spec errors exit with code 2 and no traceback; a failed step exits with 1 and says why; a busy
+work directory exits with 3. Heavy science libraries are imported only by steps that run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Declarative learning-on-the-fly campaigns for machine-learned potentials of ionic liquids.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="campaign spec (YAML)", show_default=False)]
+WorkdirOpt = Annotated[
+    Optional[Path], typer.Option("--workdir", "-w", help="work directory [default: ./campaigns/<campaign.name>]")
+]
+
+
+def _load(path: Path):
+    from campaign.loader import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _workdir(spec, workdir: Path | None) -> Path:
+    return (workdir or Path("campaigns") / spec.campaign.name).resolve()
+
+
+def _graph(spec, path: Path):
+    from engine.graph import build_graph
+
+    try:
+        return build_graph(spec, base=path.resolve().parent)
+    except FileNotFoundError as exc:
+        err.print(f"{path}: {exc}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _archive(workdir: Path):
+    from archive.store import Archive
+
+    return Archive(workdir / "archive")
+
+
+@app.command()
+def validate(spec: SpecArg) -> None:
+    """Check a spec; print nothing but 'ok' when it is valid."""
+    loaded = _load(spec)
+    out.print(f"ok: {spec} ({loaded.campaign.name}, {len(_graph(loaded, spec))} steps)")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of specs (for editors and the YAML language server)."""
+    from campaign.spec import CampaignSpec
+
+    print(json.dumps(CampaignSpec.model_json_schema(), indent=2))
+
+
+@app.command("show-spec")
+def show_spec(spec: SpecArg) -> None:
+    """Print the fully resolved spec: every default filled in, quantities with units."""
+    from campaign.loader import dump_spec
+
+    print(dump_spec(_load(spec)), end="")
+
+
+@app.command()
+def plan(spec: SpecArg, workdir: WorkdirOpt = None) -> None:
+    """Show the step graph with each step's state (done / to run / stale) and why."""
+    from engine.graph import state, why
+
+    loaded = _load(spec)
+    nodes = _graph(loaded, spec)
+    archive = _archive(_workdir(loaded, workdir))
+    by_key = {node.key: node.name for node in nodes}
+    table = Table(title=f"{loaded.campaign.name}: {len(nodes)} steps", title_justify="left")
+    for column in ("group", "step", "kind", "key", "inputs", "state"):
+        table.add_column(column)
+    styles = {"done": "green", "stale": "yellow", "to run": "cyan"}
+    for node in nodes:
+        current = state(node, archive)
+        reason = f" ({why(node, archive, by_key)[0]})" if current == "stale" else ""
+        table.add_row(
+            node.group,
+            node.name,
+            node.step.kind,
+            node.key[:12],
+            ", ".join(node.inputs.values()),
+            f"[{styles[current]}]{current}[/]{reason}",
+        )
+    out.print(table)
+
+
+@app.command("why")
+def why_cmd(spec: SpecArg, step: Annotated[str, typer.Argument(help="step name or key prefix")], workdir: WorkdirOpt = None) -> None:
+    """Explain why a step would run: which fields or inputs changed since it last finished."""
+    from engine.graph import why
+
+    loaded = _load(spec)
+    nodes = _graph(loaded, spec)
+    matches = [n for n in nodes if n.name == step or n.key.startswith(step)]
+    if not matches:
+        err.print(f"no step named {step!r}; steps: {', '.join(n.name for n in nodes)}")
+        raise typer.Exit(2)
+    archive = _archive(_workdir(loaded, workdir))
+    by_key = {node.key: node.name for node in nodes}
+    reasons = why(matches[0], archive, by_key)
+    out.print(f"{matches[0].name} ({matches[0].key[:12]}): " + ("done" if not reasons else "would run"))
+    for reason in reasons:
+        out.print(f"  - {reason}", markup=False)
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    workdir: WorkdirOpt = None,
+    workers: Annotated[int, typer.Option(help="parallel local worker processes for tasks")] = 1,
+) -> None:
+    """Run every step that is not done, in dependency order; a killed run continues where it stopped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from engine.runner import LockedError, run_graph
+    from engine.step import StepFailed
+
+    loaded = _load(spec)
+    nodes = _graph(loaded, spec)
+    directory = _workdir(loaded, workdir)
+    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as bars:
+        ids: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in ids:
+                ids[name] = bars.add_task(name, total=total)
+            bars.update(ids[name], completed=done, total=total)
+
+        try:
+            ran = run_graph(nodes, directory, workers, progress)
+        except LockedError as exc:
+            err.print(f"refused: {exc}", markup=False)
+            raise typer.Exit(3) from None
+        except StepFailed as exc:
+            err.print(f"step failed: {exc}", markup=False)
+            err.print(f"finished work is kept in {directory}; fix the spec or the cause and run again", markup=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: finished tasks are kept; run the same command again to continue")
+            raise typer.Exit(130) from None
+    out.print(f"ran {len(ran)} step(s); archive: {directory / 'archive'}")
+    _print_status(directory, nodes)
+
+
+def _print_status(directory: Path, nodes=None) -> None:
+    archive = _archive(directory)
+    index = archive.index()
+    table = Table(title=f"archive {archive.root}", title_justify="left")
+    for column in ("step", "kind", "key", "finished", "wall s", "outputs"):
+        table.add_column(column)
+    current = {node.key for node in nodes} if nodes else None
+    for key, entry in index["steps"].items():
+        if current is not None and key not in current:
+            continue
+        record = archive.record(key)
+        summary = record.get("summary", {})
+        detail = ", ".join(f"{k}={v}" for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        table.add_row(entry["name"], entry["kind"], key[:12], entry["finished"], f"{record['wall_s']:.1f}",
+                      " ".join(record["outputs"]) + (f" ({detail})" if detail else ""))
+    out.print(table)
+    older = len(index["steps"]) - len(table.rows)
+    if older > 0:
+        out.print(f"(+{older} finished step(s) from earlier versions of the spec)")
+
+
+@app.command()
+def status(target: Annotated[Path, typer.Argument(help="spec file or work directory")], workdir: WorkdirOpt = None) -> None:
+    """Summarise the archive: finished steps, their outputs and timings."""
+    if target.is_dir():
+        _print_status(target.resolve())
+        return
+    loaded = _load(target)
+    _print_status(_workdir(loaded, workdir), _graph(loaded, target))
+
+
+@app.command()
+def show(
+    target: Annotated[Path, typer.Argument(help="spec file or work directory")],
+    step: Annotated[str, typer.Argument(help="step name or key prefix")],
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Print one finished step's record: parameters, inputs, versions, host, times, checksums."""
+    directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
+    archive = _archive(directory)
+    index = archive.index()
+    key = index["names"].get(step) or next((k for k in index["steps"] if k.startswith(step)), None)
+    if key is None:
+        err.print(f"no finished step {step!r} in {archive.root}")
+        raise typer.Exit(1)
+    print(json.dumps(archive.record(key), indent=2))
+
+
+@app.command()
+def verify(target: Annotated[Path, typer.Argument(help="spec file or work directory")], workdir: WorkdirOpt = None) -> None:
+    """Recompute every stored checksum of finished steps; exit 1 on any problem."""
+    directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
+    archive = _archive(directory)
+    problems = archive.verify()
+    n_steps = len(archive.index()["steps"])
+    if problems:
+        for problem in problems:
+            err.print(f"[red]problem[/]: {problem}")
+        raise typer.Exit(1)
+    out.print(f"ok: {n_steps} finished step(s), all checksums match ({archive.root})")

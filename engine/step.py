@@ -1,0 +1,114 @@
+"""The step interface: one class per step kind, whose typed fields are its parameters.
+
+A step's work is split into tasks, each committed to the archive as it finishes, so a killed
+step resumes at the first unfinished task. ``tasks()`` is asked again after every round, so a
+step may plan work that depends on finished tasks (sequential MD chunks, uniform relabelling).
+Tasks exchange data through the archive only, which keeps them picklable for any executor.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from archive.store import Archive
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+FRAMES = "frames.h5"
+
+
+class StepFailed(Exception):
+    """A step cannot finish as its spec demands (e.g. too many failed reference calculations)."""
+
+
+@dataclass
+class TaskResult:
+    """What a task hands back: configurations to store and a JSON-able summary."""
+
+    frames: list[Atoms] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """Where a step reads its inputs and writes its results."""
+
+    archive: Archive
+    key: str
+    inputs: dict[str, str]  # input slot -> key of the producing step
+    scratch: Path
+
+    @property
+    def out_dir(self) -> Path:
+        return self.archive.step_dir(self.key)
+
+    def input_frames(self, slot: str) -> list[Atoms]:
+        from archive.frames import read_frames
+
+        return read_frames(self.archive.output(self.inputs[slot], FRAMES))
+
+    def done_tasks(self) -> dict[str, dict[str, Any]]:
+        return self.archive.done_tasks(self.key)
+
+    def task_frames(self, task_id: str) -> list[Atoms]:
+        from archive.frames import read_frames
+
+        path = self.archive.task_file(self.key, task_id, ".h5")
+        return read_frames(path) if path.exists() else []
+
+    def write_frames(self, frames: list[Atoms], filename: str = FRAMES) -> str:
+        from archive.frames import write_frames
+
+        write_frames(self.out_dir / filename, frames)
+        return filename
+
+
+class Step(BaseModel):
+    """Base class of step kinds. Subclasses set ``kind``, ``version`` and ``inputs`` and define
+    ``tasks``, ``run_task`` and ``finish``. Bump ``version`` whenever results would change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str]
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ()
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        """Ids of the tasks still to run, given the finished ones; empty when all are done."""
+        raise NotImplementedError
+
+    def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        """Do one task's work (in any process); the engine stores the result."""
+        raise NotImplementedError
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        """Assemble the finished tasks into outputs in ``ctx.out_dir``: (output files, summary)."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Step]] = {}
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator adding a step kind to the registry (name -> class)."""
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software a step's results depend on (recorded, never hashed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("ilcampaign", "ase", "numpy", "tblite", "rdkit", "packmol", "h5py", "apax", "torch-dftd"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found

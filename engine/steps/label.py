@@ -1,0 +1,125 @@
+"""``label``: reference energies, forces and stress for a set of configurations, one task each.
+
+Failures follow the spec's ``failures`` policy: ``retry`` walks through the retry settings in
+order, ``skip`` records and goes on, ``stop`` records and stops the run. With
+``uniform_settings`` every configuration ends up labelled with one setting (the strongest any
+configuration needed); otherwise the setting used is recorded per frame as ``reference_level``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from campaign.spec import Failures, Reference
+from engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult, register
+
+
+def _task(index: int, level: int) -> str:
+    return f"{index:06d}" if level == 0 else f"{index:06d}.L{level}"
+
+
+def _parse(task_id: str) -> tuple[int, int]:
+    index, _, level = task_id.partition(".L")
+    return int(index), int(level or 0)
+
+
+@register
+class Label(Step):
+    """Label the frames of the ``frames`` input with the reference method."""
+
+    kind: ClassVar[str] = "label"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("frames",)
+
+    settings: list[Reference] = Field(min_length=1, description="level 0: the reference; then retry settings")
+    on_failure: Literal["retry", "skip", "stop"]
+    uniform_settings: bool
+    max_failed_fraction: float
+
+    @classmethod
+    def from_spec(cls, reference: Any, retries: list[Any], failures: Failures) -> Label:
+        return cls(
+            settings=[reference, *retries] if failures.on_failure == "retry" else [reference],
+            on_failure=failures.on_failure,
+            uniform_settings=failures.uniform_settings,
+            max_failed_fraction=failures.max_failed_fraction,
+        )
+
+    # ------------------------------------------------------------- planning
+    def _final(self, done: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Per frame, the result of its highest-level finished task."""
+        final: dict[int, dict[str, Any]] = {}
+        for task_id in sorted(done, key=_parse):
+            index, _ = _parse(task_id)
+            final[index] = dict(done[task_id], task=task_id)
+        return final
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        from archive.frames import count_frames
+
+        n_frames = count_frames(ctx.archive.output(ctx.inputs["frames"], FRAMES))
+        final = self._final(ctx.done_tasks())
+        first_round = [_task(i, 0) for i in range(n_frames) if i not in final]
+        if first_round:
+            return first_round
+        labelled = [r for r in final.values() if not r["failed"]]
+        if not self.uniform_settings or not labelled:
+            return []
+        top = max(r["level"] for r in labelled)
+        return [_task(i, top) for i, r in sorted(final.items()) if not r["failed"] and r["level"] < top]
+
+    # ------------------------------------------------------------- one frame
+    def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        from archive.frames import read_frames
+        from engine.labelling import label
+        from engine.reference import ReferenceFailure
+
+        index, start = _parse(task_id)
+        atoms = read_frames(ctx.archive.output(ctx.inputs["frames"], FRAMES), indices=[index])[0]
+        attempts = []
+        for level in range(start, len(self.settings)):
+            began = time.perf_counter()
+            try:
+                labelled, computed = label(ctx.archive, self.settings[level], atoms, ctx.scratch)
+            except ReferenceFailure as exc:
+                attempts.append({"level": level, "error": str(exc), "wall_s": time.perf_counter() - began})
+                ctx.archive.journal(ctx.key, {"event": "reference_failed", "task": task_id, "level": level, "error": str(exc)})
+                if self.on_failure == "stop":
+                    raise StepFailed(
+                        f"reference calculation failed for frame {index}: {exc} (failures.on_failure is 'stop')"
+                    ) from exc
+                if self.on_failure == "skip":
+                    break
+                continue
+            if computed:
+                ctx.archive.journal(ctx.key, {"event": "reference_call", "task": task_id, "level": level})
+            labelled.info.update(source_index=index, reference_level=level)
+            return TaskResult([labelled], {"failed": False, "level": level, "attempts": attempts})
+        return TaskResult([], {"failed": True, "level": len(self.settings) - 1, "attempts": attempts})
+
+    # ------------------------------------------------------------- assembling
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        final = self._final(ctx.done_tasks())
+        failed = {i: r["attempts"] for i, r in final.items() if r["failed"]}
+        fraction = len(failed) / max(len(final), 1)
+        if fraction > self.max_failed_fraction:
+            worst = next(iter(failed.values()))[-1]["error"] if failed else ""
+            raise StepFailed(
+                f"{len(failed)} of {len(final)} reference calculations failed ({fraction:.0%} > "
+                f"failures.max_failed_fraction {self.max_failed_fraction:.0%}); last error: {worst}"
+            )
+        frames = [ctx.task_frames(r["task"])[0] for i, r in sorted(final.items()) if not r["failed"]]
+        levels = sorted({r["level"] for r in final.values() if not r["failed"]})
+        summary = {
+            "n_input": len(final),
+            "n_labelled": len(frames),
+            "n_failed": len(failed),
+            "failed": {str(i): attempts for i, attempts in failed.items()},
+            "levels_used": levels,
+            "mixed_settings": len(levels) > 1,
+            "settings": [s.model_dump(mode="json") for s in self.settings],
+        }
+        return [ctx.write_frames(frames)], summary

@@ -1,0 +1,45 @@
+"""CP2K through the engine: a BF4- single point read from a file and labelled by the ``label`` step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import units
+from ase.io import write
+
+from archive.frames import read_frames
+from archive.store import Archive
+from campaign.spec import Failures, InitialFile
+from engine.graph import Node, resolve_keys
+from engine.runner import run_graph
+from engine.steps.initial_data import FileFrames
+from engine.steps.label import Label
+from tests.test_reference import PBE, bf4_anion
+
+pytestmark = pytest.mark.slow
+
+
+def test_bf4_single_point_through_label_step(tmp_path):
+    anion = bf4_anion(8.0)
+    anion.info["charge"] = -1
+    write(tmp_path / "bf4.extxyz", anion)
+    nodes = resolve_keys([
+        Node("initial_data", FileFrames.from_section(InitialFile(path="bf4.extxyz"), base=tmp_path)),
+        Node("label.initial_data", Label.from_spec(PBE, [], Failures(on_failure="stop")), inputs={"frames": "initial_data"}),
+    ])
+    assert run_graph(nodes, tmp_path / "wd", workers=1, progress=lambda *a: None) == ["initial_data", "label.initial_data"]
+    archive = Archive(tmp_path / "wd" / "archive")
+    (frame,) = read_frames(archive.output(nodes[1].key, "frames.h5"))
+    energy, forces = frame.get_potential_energy(), frame.get_forces()
+    # a five-atom anion: total energy of B (3 e) + 4 F (7 e each) valence electrons, about -100 Ha
+    assert -110 * units.Hartree < energy < -90 * units.Hartree
+    assert forces.shape == (5, 3) and np.all(np.isfinite(forces))
+    assert np.abs(forces.sum(axis=0)).max() < 0.05  # momentum conservation up to the grid
+    assert frame.get_stress().shape == (6,)
+    assert frame.info["reference_level"] == 0
+    record = archive.record(nodes[1].key)
+    assert record["summary"]["n_labelled"] == 1
+    assert record["summary"]["settings"][0]["functional"] == "PBE"
+    assert archive.verify() == []
