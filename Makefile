@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/campaign run specs/demo.yaml
+	$(VENV)/bin/campaign run specs/demo.yaml --workers 2
 	$(VENV)/bin/campaign status specs/demo.yaml
 
 test: install

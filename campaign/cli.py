@@ -7,6 +7,7 @@ work directory exits with 3. Heavy science libraries are imported only by steps 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,7 +36,7 @@ def _load(path: Path):
     try:
         return load_spec(path)
     except SpecError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        print(exc, file=sys.stderr)
         raise typer.Exit(2) from None
 
 
@@ -93,7 +94,7 @@ def plan(spec: SpecArg, workdir: WorkdirOpt = None) -> None:
     by_key = {node.key: node.name for node in nodes}
     table = Table(title=f"{loaded.campaign.name}: {len(nodes)} steps", title_justify="left")
     for column in ("group", "step", "kind", "key", "inputs", "state"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "state")
     styles = {"done": "green", "stale": "yellow", "to run": "cyan"}
     for node in nodes:
         current = state(node, archive)

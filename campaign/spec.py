@@ -116,6 +116,9 @@ class XTB(Section):
     electronic_temperature: Temperature = Field(default=300.0, gt=0)
     accuracy: float = Field(default=1.0, gt=0)
     max_iterations: int = Field(default=250, ge=1)
+    threads: int = not_hashed(
+        default=1, ge=1, description="OpenMP threads; more is faster but not bit-reproducible (parallel sums)"
+    )
 
 
 class D3(Section):

@@ -3,23 +3,23 @@
 A calculation is identified by the reference settings and the exact configuration (atomic
 numbers, positions bit for bit, cell, pbc, charge). Any step that needs the same calculation
 again (a relabel after a policy change, a resumed task) reads it instead of recomputing.
-Calculators are kept per process, so CP2K's shell is started once, not once per frame.
+Every calculation starts from a fresh calculator (no wavefunction carried over from the
+previous configuration), so a label does not depend on which frames were computed before it:
+resumed and uninterrupted runs give the same numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from archive.store import Archive
 from engine.hashing import digest
 
 if TYPE_CHECKING:
     from ase import Atoms
-
-_CALCULATORS: dict[tuple[str, int], Any] = {}
-
 
 def configuration_digest(reference: Any, atoms: Atoms) -> str:
     """Key of one calculation: reference settings plus the configuration's exact bytes."""
@@ -31,14 +31,21 @@ def configuration_digest(reference: Any, atoms: Atoms) -> str:
     return digest({"reference": reference, "geometry": geometry.hexdigest(), "charge": int(atoms.info.get("charge", 0))})
 
 
-def calculator(reference: Any, charge: int, scratch: Path) -> Any:
-    """A calculator for these settings, created once per process."""
+@contextmanager
+def fresh_calculator(reference: Any, charge: int, scratch: Path) -> Iterator[Any]:
+    """A new calculator for these settings, used with ``reference.threads`` OpenMP threads in this
+    process, and closed (CP2K's shell stopped) afterwards."""
+    from threadpoolctl import threadpool_limits
+
     from engine.reference import make_calculator
 
-    key = (digest(reference), charge)
-    if key not in _CALCULATORS:
-        _CALCULATORS[key] = make_calculator(reference, charge=charge, workdir=scratch / key[0][:16])
-    return _CALCULATORS[key]
+    calc = make_calculator(reference, charge=charge, workdir=scratch / digest(reference)[:12])
+    try:
+        with threadpool_limits(limits=reference.threads, user_api="openmp"):
+            yield calc
+    finally:
+        if hasattr(calc, "close"):
+            calc.close()
 
 
 def label(archive: Archive, reference: Any, atoms: Atoms, scratch: Path) -> tuple[Atoms, bool]:
@@ -55,7 +62,8 @@ def label(archive: Archive, reference: Any, atoms: Atoms, scratch: Path) -> tupl
     if path.exists():
         return read_frames(path)[0], False
     charge = int(atoms.info.get("charge", 0))
-    results = compute(atoms, calculator(reference, charge, scratch))
+    with fresh_calculator(reference, charge, scratch) as calc:
+        results = compute(atoms, calc)
     labelled = atoms.copy()
     labelled.calc = SinglePointCalculator(labelled, **results)
     write_frames(path, [labelled])

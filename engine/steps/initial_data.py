@@ -59,7 +59,7 @@ class ReferenceMD(Step):
         from ase.md.langevin import Langevin
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-        from engine.labelling import calculator
+        from engine.labelling import fresh_calculator
 
         index = int(task_id.removeprefix("chunk"))
         md = self.settings
@@ -72,7 +72,6 @@ class ReferenceMD(Step):
             atoms = ctx.input_frames("structure")[0]
             atoms.positions = np.array(previous["positions"])
             atoms.set_momenta(np.array(previous["momenta"]))
-        atoms.calc = calculator(self.reference, int(atoms.info.get("charge", 0)), ctx.scratch)
         atoms.set_constraint(FixCom())
         dyn = Langevin(
             atoms, timestep=md.timestep * units.fs, temperature_K=md.temperature, friction=md.friction,
@@ -98,12 +97,16 @@ class ReferenceMD(Step):
                 frames.append(frame)
 
         dyn.attach(keep, interval=1)
-        try:
-            dyn.run(n_steps)
-        except Exception as exc:  # the reference calculator failing mid-trajectory
-            if isinstance(exc, StepFailed):
+        # a fresh calculator per chunk: a resumed trajectory is bit-identical to an uninterrupted one
+        with fresh_calculator(self.reference, int(atoms.info.get("charge", 0)), ctx.scratch) as calc:
+            atoms.calc = calc
+            try:
+                dyn.run(n_steps)
+            except StepFailed:
                 raise
-            raise StepFailed(f"initial-data MD: the reference calculation failed near step {first + dyn.nsteps}: {exc}") from exc
+            except Exception as exc:  # the reference calculator failing mid-trajectory
+                raise StepFailed(f"initial-data MD: the reference calculation failed near step "
+                                 f"{first + dyn.nsteps}: {exc}") from exc
         state = {"positions": atoms.positions.tolist(), "momenta": atoms.get_momenta().tolist()}
         summary = {"state": state, "n_frames": len(frames), "steps": [first, first + n_steps], "thermo": thermo}
         return TaskResult(frames, summary)
