@@ -36,6 +36,7 @@ LABELS = {  # ase name: (H5MD element, unit, per atom)
     "stress": (f"{OBSERVABLES}/stress", "eV/Angstrom^3", False),
     "charges": (f"{PARTICLES}/charge", "e", True),
 }
+ATOM_IDS = {"mol_id": f"{PARTICLES}/mol_id"}  # per-atom integer arrays kept (which molecule an atom is in)
 RESERVED_INFO = {"potential_energy", "stress"}  # observables names taken by labels
 MAX_EXACT_INT = 2**53  # info ints are stored as float64 (NaN marks absence): exact up to here
 
@@ -141,6 +142,9 @@ def _write_particles(f: h5py.File, frames: list[ase.Atoms]) -> None:
     _element(f, f"{PARTICLES}/box/edges", _stack([a.cell.array for a in frames], (3, 3)), origin="atoms", unit="Angstrom")
     _element(f, f"{PARTICLES}/box/pbc", _stack([a.pbc for a in frames], (3,)), origin="atoms")
     _write_labels(f, frames, ("forces", "charges"))
+    for name, path in ATOM_IDS.items():
+        if any(name in a.arrays for a in frames):
+            _element(f, path, _stack([a.arrays.get(name) for a in frames], (width,)), origin="atoms")
 
 
 def _write_labels(f: h5py.File, frames: list[ase.Atoms], names: Sequence[str]) -> None:
@@ -208,6 +212,7 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
         species = column(SPECIES)
         positions, cells, pbcs = (column(f"{PARTICLES}/{p}/value") for p in ("position", "box/edges", "box/pbc"))
         labels = {name: column(f"{p}/value") for name, (p, _, _) in LABELS.items() if p in f}
+        ids = {name: column(f"{p}/value") for name, p in ATOM_IDS.items() if p in f}
         infos = {}
         for key, group in f[OBSERVABLES].items() if OBSERVABLES in f else ():
             if group.attrs.get(ORIGIN) == "info":
@@ -229,6 +234,9 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
                 results[name] = float(value) if name == "energy" else value
         if results:
             atoms.calc = SinglePointCalculator(atoms, **results)
+        for name, values in ids.items():
+            if not np.isnan(values[row, :count]).any():
+                atoms.arrays[name] = values[row, :count].astype(np.int64)
         for key, (values, kind) in infos.items():
             value = _info_value(values[row], kind)
             if value is not None:

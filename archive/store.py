@@ -9,6 +9,7 @@ Layout under ``<workdir>/archive``::
     steps/<key>/tasks/         per-task results: frames while the step runs, summaries kept
     steps/<key>/journal.jsonl  append-only events: task started / finished / failed
     cache/<hash>.h5            content-addressed single calculations, shared across steps
+    blobs/<sha256>             content-addressed files (trained model directories as tar)
 
 A step counts as finished only once its key is in the index; the index is replaced atomically
 after the record and outputs are durable, so a crash at any instant leaves a readable archive.
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from archive.atomic import TMP_SUFFIX, append_line, atomic_write_json, sha256_file
+from archive.atomic import TMP_SUFFIX, append_line, atomic_path, atomic_write_json, sha256_file
 
 FORMAT = 1
 
@@ -131,6 +133,19 @@ class Archive:
     def cache_file(self, digest: str) -> Path:
         return self.root / "cache" / digest[:2] / f"{digest}.h5"
 
+    # ----------------------------------------------------------------- blobs
+    def blob_path(self, digest: str) -> Path:
+        return self.root / "blobs" / digest[:2] / digest
+
+    def put_blob(self, source: Path) -> str:
+        """Store a file under its SHA-256 (atomically; a blob already there is kept)."""
+        digest = sha256_file(source)
+        target = self.blob_path(digest)
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+        return digest
+
     # ----------------------------------------------------------------- checks
     def verify(self) -> list[str]:
         """Recompute every checksum of finished steps; returns the problems found (empty: all good)."""
@@ -144,12 +159,14 @@ class Archive:
             if sha256_file(record_path) != entry["record_sha256"]:
                 problems.append(f"{entry['name']} ({key[:12]}): record.json checksum mismatch")
                 continue
-            for filename, checksum in json.loads(record_path.read_text())["outputs"].items():
-                path = folder / filename
+            record = json.loads(record_path.read_text())
+            files = {folder / name: checksum for name, checksum in record["outputs"].items()}
+            files.update({self.blob_path(digest): digest for digest in record.get("blobs", {}).values()})
+            for path, checksum in files.items():
                 if not path.exists():
-                    problems.append(f"{entry['name']} ({key[:12]}): {filename} missing")
+                    problems.append(f"{entry['name']} ({key[:12]}): {path.name} missing")
                 elif sha256_file(path) != checksum:
-                    problems.append(f"{entry['name']} ({key[:12]}): {filename} checksum mismatch")
+                    problems.append(f"{entry['name']} ({key[:12]}): {path.name} checksum mismatch")
         return problems
 
     def sweep_temporaries(self) -> int:

@@ -93,20 +93,25 @@ def plan(spec: SpecArg, workdir: WorkdirOpt = None) -> None:
     archive = _archive(_workdir(loaded, workdir))
     by_key = {node.key: node.name for node in nodes}
     table = Table(title=f"{loaded.campaign.name}: {len(nodes)} steps", title_justify="left")
-    for column in ("group", "step", "kind", "key", "inputs", "state"):
-        table.add_column(column, no_wrap=column != "state")
+    for column in ("step", "kind", "key", "state", "inputs"):
+        table.add_column(column, no_wrap=column in ("step", "key"), overflow="fold")
     styles = {"done": "green", "stale": "yellow", "to run": "cyan"}
+    previous_group = None
     for node in nodes:
         current = state(node, archive)
         reason = f" ({why(node, archive, by_key)[0]})" if current == "stale" else ""
+        if node.group != previous_group:
+            if previous_group is not None:
+                table.add_section()
+            table.add_row(f"[bold]{node.group}[/]", "", "", "", "")
         table.add_row(
-            node.group,
             node.name,
             node.step.kind,
-            node.key[:12],
-            ", ".join(node.inputs.values()),
+            node.key[:8],
             f"[{styles[current]}]{current}[/]{reason}",
+            ", ".join(node.inputs.values()),
         )
+        previous_group = node.group
     out.print(table)
 
 
@@ -172,22 +177,25 @@ def run(
 def _print_status(directory: Path, nodes=None) -> None:
     archive = _archive(directory)
     index = archive.index()
+    finished = sorted(index["steps"], key=lambda key: index["steps"][key]["finished"])
+    if nodes is not None:
+        order = {node.key: i for i, node in enumerate(nodes)}
+        finished = sorted((key for key in finished if key in order), key=order.get)
     table = Table(title=f"archive {archive.root}", title_justify="left")
-    for column in ("step", "kind", "key", "finished", "wall s", "outputs"):
+    for column in ("step", "kind", "key", "wall s", "outputs"):
         table.add_column(column)
-    current = {node.key for node in nodes} if nodes else None
-    for key, entry in index["steps"].items():
-        if current is not None and key not in current:
-            continue
+    summaries = []
+    for key in finished:
         record = archive.record(key)
-        summary = record.get("summary", {})
-        detail = ", ".join(f"{k}={v}" for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        table.add_row(entry["name"], entry["kind"], key[:12], entry["finished"], f"{record['wall_s']:.1f}",
-                      " ".join(record["outputs"]) + (f" ({detail})" if detail else ""))
+        table.add_row(record["name"], record["kind"], key[:10], f"{record['wall_s']:.1f}", " ".join(record["outputs"]))
+        numbers = [f"{k}={v:.4g}" for k, v in record.get("summary", {}).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        summaries.append(f"  {record['name']}: {', '.join(numbers)}")
     out.print(table)
-    older = len(index["steps"]) - len(table.rows)
+    out.print("\n".join(summaries), markup=False, highlight=False)
+    older = len(index["steps"]) - len(finished)
     if older > 0:
-        out.print(f"(+{older} finished step(s) from earlier versions of the spec)")
+        out.print(f"(+{older} finished step(s) from other versions of the spec)")
 
 
 @app.command()

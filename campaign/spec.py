@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from campaign.units import Density, Length, PlaneWaveCutoff, Temperature, Time
+from campaign.units import Density, Force, Length, PlaneWaveCutoff, Pressure, Temperature, Time
 
 
 class Section(BaseModel):
@@ -253,6 +253,226 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+# --------------------------------------------------------------------------- dispersion
+
+
+class DispersionCorrection(Section):
+    """D3 from torch-dftd, added on top of hybrid models and used to relabel datasets with or
+    without D3. Defaults: the paper's D3(BJ) with B97-3c parameters, cutoffs of 7.94 A ("8 A")."""
+
+    functional: str = Field(default="b97-3c", description="torch-dftd xc name")
+    damping: Literal["bj", "zero"] = "bj"
+    cutoff: Length = Field(default=7.93766, gt=0)
+    cn_cutoff: Length = Field(default=7.93766, gt=0, description="coordination-number cutoff")
+    skin: Length = Field(default=0.5, ge=0, description="neighbour-list skin; 0 rebuilds every step")
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+# --------------------------------------------------------------------------- model
+
+
+class Ensemble(Section):
+    """apax ensemble: ``full`` trains independent members, ``shallow`` shares all but the last layer."""
+
+    kind: Literal["full", "shallow"] = "full"
+    n_members: int = Field(default=2, ge=2, description="at least 2: the spread is the uncertainty")
+
+
+class LossWeights(Section):
+    energy: float = Field(default=1.0, ge=0)
+    forces: float = Field(default=4.0, ge=0)
+    stress: float = Field(default=0.2, ge=0)
+
+
+class LearningRates(Section):
+    embedding: float = Field(default=0.01, gt=0)
+    network: float = Field(default=0.005, gt=0)
+    scale: float = Field(default=0.001, gt=0)
+    shift: float = Field(default=0.05, gt=0)
+
+
+class ApaxModel(Section):
+    """A GMNN potential trained with apax; defaults are the paper's LotF settings (Methods)."""
+
+    kind: Literal["apax"] = "apax"
+    n_basis: int = Field(default=7, ge=1)
+    n_radial: int = Field(default=5, ge=1)
+    r_min: Length = Field(default=0.7, gt=0)
+    r_max: Length = Field(default=5.5, gt=0)
+    nn: list[int] = Field(default_factory=lambda: [512, 512], min_length=1)
+    ensemble: Ensemble = Field(default_factory=Ensemble)
+    loss: LossWeights = Field(default_factory=LossWeights)
+    learning_rates: LearningRates = Field(default_factory=LearningRates)
+    batch_size: int = Field(default=4, ge=1)
+    valid_batch_size: int = Field(default=100, ge=1)
+    epochs: int = Field(default=500, ge=1)
+    patience: int | None = Field(default=None, ge=1)
+    zbl: bool = Field(default=True, description="ZBL repulsion (apax empirical_corrections)")
+    seed: int = Field(default=1, ge=0)
+    validation_fraction: float = Field(default=0.5, gt=0, lt=1, description="of each new batch of labels")
+    fixed_validation: bool = Field(default=False, description="true: only the first data's validation set")
+    apax_extra: dict[str, Any] = Field(default_factory=dict, description="raw apax config merged in")
+
+    @model_validator(mode="after")
+    def _check(self) -> ApaxModel:
+        if self.r_min >= self.r_max:
+            raise ValueError("r_min must be smaller than r_max")
+        return self
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class TemperatureRamp(Section):
+    """T(t) = start + t/t_end (end - start) + amplitude sin(2 pi t / t_per) (paper eqn 9);
+    ``oscillations`` over the run sets t_per. A plain number means a constant temperature."""
+
+    start: Temperature = Field(gt=0)
+    end: Temperature | None = Field(default=None, gt=0)
+    amplitude: Temperature = Field(default=0.0, ge=0)
+    oscillations: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _constant(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {"start": value}
+
+
+class DensityRamp(Section):
+    """Box density following eqn 9 (the box is scaled, molecules rigidly moved with it)."""
+
+    start: Density = Field(gt=0)
+    end: Density | None = Field(default=None, gt=0)
+    amplitude: Density = Field(default=0.0, ge=0)
+    oscillations: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _constant(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else {"start": value}
+
+
+class MDSampler(Section):
+    """MD with the current ensemble, stopped when the force uncertainty (eqn 8) passes a threshold."""
+
+    kind: Literal["md"] = "md"
+    ensemble: Literal["nvt", "npt"] = "nvt"
+    thermostat: Literal["langevin", "nose_hoover_chain"] = "langevin"
+    friction: float = Field(default=0.01, gt=0, description="Langevin friction, ASE units")
+    temperature: TemperatureRamp = Field(default=298.15)
+    density: DensityRamp | None = Field(default=None, description="NVT only; null keeps the box")
+    pressure: Pressure = Field(default="1.01325 bar", description="NPT")
+    thermostat_time: Time = Field(default=25.0, gt=0, description="NPT thermostat time")
+    barostat_time: Time = Field(default=75.0, gt=0, description="NPT barostat time")
+    timestep: Time = Field(default=0.5, gt=0)
+    n_steps: int = Field(default=50000, ge=1)
+    interval: int = Field(default=10, ge=1, description="keep a frame every `interval` steps")
+    uncertainty_threshold: Force | None = Field(default=0.5, gt=0, description="null: never stop early")
+    engine: Literal["auto", "jax", "ase"] = Field(
+        default="auto", description="auto: apax JAX MD where valid (NVT, box >= 2 r_max), else ASE"
+    )
+    hybrid_d3: bool = Field(default=False, description="sample with the model plus torch-dftd D3 (ASE)")
+
+    @model_validator(mode="after")
+    def _check(self) -> MDSampler:
+        if self.ensemble == "npt" and self.density is not None:
+            raise ValueError("density ramps need ensemble nvt (NPT sets the density itself)")
+        if self.interval > self.n_steps:
+            raise ValueError("interval must not exceed n_steps")
+        return self
+
+
+class GeometryOptimisation(Section):
+    """Optimise the last frame(s) of the iteration's trajectory so far; every step is a candidate."""
+
+    kind: Literal["geometry_optimisation"] = "geometry_optimisation"
+    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    fmax: Force = Field(default=0.5, gt=0)
+    max_steps: int = Field(default=200, ge=1)
+    n_structures: int = Field(default=1, ge=1)
+
+
+class ConformerSampler(Section):
+    """RDKit conformers of every ion, packed with PACKMOL into boxes at a reduced density."""
+
+    kind: Literal["conformers"] = "conformers"
+    n_conformers: int = Field(default=200, ge=1, description="per ion species")
+    n_boxes: int = Field(default=20, ge=1)
+    density: Density = Field(default=0.9, gt=0)
+    tolerance: Length = Field(default=2.0, gt=0)
+
+
+class VolumeScan(Section):
+    """Rigid-molecule volume scans: the box scaled with molecules kept rigid (centres of mass scaled)."""
+
+    kind: Literal["volume_scan"] = "volume_scan"
+    n_structures: int = Field(default=5, ge=1, description="geometry-optimised starting structures")
+    fmax: Force = Field(default=0.5, gt=0)
+    start: float = Field(default=0.9, gt=0, description="box length factor")
+    end: float = Field(default=2.0, gt=0)
+    n_steps: int = Field(default=100, ge=2)
+
+
+Sampler = Annotated[
+    Union[MDSampler, GeometryOptimisation, ConformerSampler, VolumeScan], Field(discriminator="kind")
+]
+
+
+class Selection(Section):
+    """How the new configurations to label are picked from the candidates."""
+
+    kind: Literal["bal", "random", "all"] = Field(
+        default="bal", description="bal: last-layer-gradient features + MaxDist (apax.bal)"
+    )
+    n: int = Field(default=50, ge=1)
+    max_pool: int | None = Field(default=None, ge=1, description="larger pools are picked at random")
+    energy_outlier_sigma: float | None = Field(
+        default=None, gt=0, description="drop labelled frames whose energy per atom is further than this many sigma"
+    )
+
+
+class Iteration(Section):
+    """One learning-on-the-fly iteration: sample with the last model, select, label, retrain.
+
+    Fields not written are inherited from the previous iteration (``inherit: false`` to start
+    afresh); samplers are named, so one sampler's field can be overridden alone; a sampler set
+    to null is dropped. ``repeat`` runs the same iteration several times in a row.
+    """
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    inherit: bool = True
+    repeat: int = Field(default=1, ge=1)
+    samplers: dict[str, Sampler] = Field(min_length=1)
+    selection: Selection = Field(default_factory=Selection)
+    model: dict[str, Any] = Field(default_factory=dict, description="overrides of the model section")
+
+    @field_validator("samplers", mode="before")
+    @classmethod
+    def _kind_from_name(cls, value: Any) -> Any:
+        """A sampler named after its kind (``md:``) needs no ``kind:`` line."""
+        if not isinstance(value, dict):
+            return value
+        kinds = {"md", "geometry_optimisation", "conformers", "volume_scan"}
+        return {
+            name: dict(item, kind=name) if isinstance(item, dict) and "kind" not in item and name in kinds else item
+            for name, item in value.items()
+        }
+
+
+def inherit_iterations(items: Any) -> Any:
+    """Merge each raw iteration onto the previous one, unless it says ``inherit: false``."""
+    if not isinstance(items, list):
+        return items
+    merged: list[Any] = []
+    for item in items:
+        if isinstance(item, dict) and merged and isinstance(merged[-1], dict) and item.get("inherit", True):
+            base = {k: v for k, v in merged[-1].items() if k not in ("name", "repeat")}
+            item = deep_merge(base, item)
+            item["samplers"] = {k: v for k, v in item.get("samplers", {}).items() if v is not None}
+        merged.append(item)
+    return merged
+
+
 # --------------------------------------------------------------------------- the whole spec
 
 
@@ -264,6 +484,14 @@ class CampaignSpec(Section):
     reference: Reference = Field(default_factory=XTB)
     initial_data: InitialData = Field(default_factory=InitialMD)
     failures: Failures = Field(default_factory=Failures)
+    model: ApaxModel = Field(default_factory=ApaxModel)
+    d3: DispersionCorrection = Field(default_factory=DispersionCorrection)
+    sampling: list[Iteration] = Field(default_factory=list, description="the LotF schedule, in order")
+
+    @field_validator("sampling", mode="before")
+    @classmethod
+    def _inherit(cls, value: Any) -> Any:
+        return inherit_iterations(value)
 
     @model_validator(mode="after")
     def _fill_retries(self) -> CampaignSpec:
@@ -277,6 +505,17 @@ class CampaignSpec(Section):
                 type(self.reference).model_validate(deep_merge(base, override))
             except ValueError as exc:
                 raise ValueError(f"failures.retry_with[{index}] is not a valid {self.reference.kind} override: {exc}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_model_overrides(self) -> CampaignSpec:
+        base = self.model.model_dump(mode="json")
+        for index, it in enumerate(self.sampling):
+            if it.model:
+                try:
+                    ApaxModel.model_validate(deep_merge(base, it.model))
+                except ValueError as exc:
+                    raise ValueError(f"sampling[{index}].model is not a valid override of the model section: {exc}")
         return self
 
     def retry_references(self) -> list[XTB | CP2K]:

@@ -30,6 +30,7 @@ UNITS: dict[str, dict[str, float]] = {
     "length": {"A": 1.0, "Å": 1.0, "Angstrom": 1.0, "nm": 10.0, "pm": 0.01, "bohr": 0.529177210903},
     "time": {"fs": 1.0, "ps": 1e3, "ns": 1e6, "as": 1e-3},
     "temperature": {"K": 1.0},
+    "force": {"eV/Angstrom": 1.0, "eV/A": 1.0, "meV/A": 1e-3, "meV/Angstrom": 1e-3, "Ha/bohr": _EV_PER_HARTREE / 0.529177210903},
     "density": {
         "amu/Angstrom^3": 1.0,
         "amu/A^3": 1.0,
@@ -54,6 +55,7 @@ DEFAULT_UNIT = {
     "length": "A",
     "time": "fs",
     "temperature": "K",
+    "force": "eV/A",
     "density": "g/cm^3",
     "pressure": "bar",
 }
@@ -64,6 +66,7 @@ INTERNAL_UNIT = {
     "length": "Angstrom",
     "time": "fs",
     "temperature": "K",
+    "force": "eV/Angstrom",
     "density": "amu/Angstrom^3",
     "pressure": "eV/Angstrom^3",
 }
@@ -121,5 +124,6 @@ PlaneWaveCutoff = _quantity("energy", shown_in="Ry")
 Length = _quantity("length")
 Time = _quantity("time")
 Temperature = _quantity("temperature")
+Force = _quantity("force")
 Density = _quantity("density", shown_in="g/cm^3")
 Pressure = _quantity("pressure", shown_in="bar")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from archive.store import Archive
-from campaign.spec import CampaignSpec
+from campaign.spec import ApaxModel, CampaignSpec, Iteration, deep_merge
 from engine.hashing import canonical, step_key
 from engine.step import Step
 
@@ -47,14 +47,94 @@ def build_graph(spec: CampaignSpec, base: Path = Path(".")) -> list[Node]:
             inputs={"frames": "initial_data"},
         ),
     ]
+    if spec.sampling:
+        nodes += lotf_nodes(spec)
     return resolve_keys(nodes)
+
+
+def iteration_names(spec: CampaignSpec) -> list[tuple[str, Iteration]]:
+    """Every LotF iteration in order, ``repeat`` expanded: (name, iteration)."""
+    names = []
+    for it in spec.sampling:
+        for r in range(it.repeat):
+            number = len(names) + 1
+            if it.name is None:
+                names.append((f"iter{number:02d}", it))
+            else:
+                names.append((it.name if it.repeat == 1 else f"{it.name}-{r + 1}", it))
+    return names
+
+
+def lotf_nodes(spec: CampaignSpec) -> list[Node]:
+    """The learning-on-the-fly loop: a first model on the initial data, then per iteration
+    sample with the previous model, select, label, extend the dataset and retrain.
+
+    Iteration i's steps take the model of i-1 and the dataset of i-1 as inputs, so editing
+    iteration i changes the keys of i and every later iteration, and of nothing before.
+    """
+    from engine.steps.conformers import Conformers
+    from engine.steps.dataset import Dataset
+    from engine.steps.geometry_optimisation import GeometryOptimisation
+    from engine.steps.label import Label
+    from engine.steps.md import MD
+    from engine.steps.select import Select
+    from engine.steps.train import Train
+    from engine.steps.volume_scan import VolumeScan
+
+    seed = spec.campaign.seed
+    label = Label.from_spec(spec.reference, spec.retry_references(), spec.failures)
+
+    def dataset(number: int, energy_outlier_sigma: float | None) -> Dataset:
+        return Dataset(seed=seed + number, validation_fraction=spec.model.validation_fraction,
+                       fixed_validation=spec.model.fixed_validation, energy_outlier_sigma=energy_outlier_sigma)
+
+    nodes = [
+        Node("dataset.initial", dataset(0, None), inputs={"new": "label.initial_data"}, group="initial model"),
+        Node("train.initial", Train(model=spec.model), inputs={"data": "dataset.initial"}, group="initial model"),
+    ]
+    model, data, start = "train.initial", "dataset.initial", "initial_data"
+    for number, (name, it) in enumerate(iteration_names(spec), start=1):
+        step_seed = (seed * 1009 + number) % 2**31
+        pools = {}
+        for sampler_name, sampler in it.samplers.items():
+            node_name = f"{name}.{sampler_name}"
+            if sampler.kind == "md":
+                d3 = spec.d3 if sampler.hybrid_d3 else None
+                step, inputs = MD(sampler=sampler, seed=step_seed, d3=d3), {"model": model, "start": start}
+            elif sampler.kind == "geometry_optimisation":
+                step, inputs = GeometryOptimisation(settings=sampler), {"model": model, "start": start}
+            elif sampler.kind == "volume_scan":
+                step, inputs = VolumeScan(settings=sampler), {"model": model, "start": start}
+            else:
+                step, inputs = Conformers(settings=sampler, ions=spec.system.ions, seed=step_seed), {}
+            nodes.append(Node(node_name, step, inputs=inputs, group=name))
+            pools[f"pool.{sampler_name}"] = node_name
+            if sampler.kind in ("md", "geometry_optimisation"):
+                start = node_name  # the next sampler continues from here
+        nodes += [
+            Node(f"{name}.select", Select(selection=it.selection, seed=step_seed),
+                 inputs={"model": model, "train": data, **pools}, group=name),
+            Node(f"{name}.label", label, inputs={"frames": f"{name}.select"}, group=name),
+            Node(f"{name}.dataset", dataset(number, it.selection.energy_outlier_sigma),
+                 inputs={"previous": data, "new": f"{name}.label"}, group=name),
+            Node(f"{name}.train", Train(model=iteration_model(spec, it)), inputs={"data": f"{name}.dataset"}, group=name),
+        ]
+        model, data = f"{name}.train", f"{name}.dataset"
+    return nodes
+
+
+def iteration_model(spec: CampaignSpec, it: Iteration) -> ApaxModel:
+    """The model section with the iteration's overrides applied."""
+    if not it.model:
+        return spec.model
+    return ApaxModel.model_validate(deep_merge(spec.model.model_dump(mode="json"), it.model))
 
 
 def resolve_keys(nodes: list[Node]) -> list[Node]:
     """Compute every node's key from its parameters and its inputs' keys (nodes in dependency order)."""
     keys: dict[str, str] = {}
     for node in nodes:
-        missing = set(node.step.inputs) ^ set(node.inputs)
+        missing = set(node.step.inputs) ^ set(node.inputs) if node.step.inputs is not None else set()
         if missing:
             raise ValueError(f"step {node.name}: inputs {sorted(missing)} not wired")
         node.input_keys = {slot: keys[name] for slot, name in node.inputs.items()}

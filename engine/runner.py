@@ -95,6 +95,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress) 
             done += 1
             progress(node.name, done, total)
     outputs, summary = node.step.finish(ctx)
+    blobs = summary.pop("blobs", {})  # content-addressed files the step stored (e.g. a trained model)
     task_times = [t.get("wall_s", 0.0) for t in ctx.done_tasks().values()]
     record = {
         "kind": node.step.kind,
@@ -103,6 +104,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress) 
         "spec_params": params,
         "inputs": node.input_keys,
         "summary": summary,
+        "blobs": blobs,
         "software": versions(),
         "host": socket.gethostname(),
         "started": started,

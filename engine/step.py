@@ -53,6 +53,28 @@ class StepContext:
 
         return read_frames(self.archive.output(self.inputs[slot], FRAMES))
 
+    def input_record(self, slot: str) -> dict[str, Any]:
+        return self.archive.record(self.inputs[slot])
+
+    def model_dir(self, slot: str = "model") -> Path:
+        """The trained model of input ``slot``, unpacked once per work directory from its blob."""
+        import shutil
+        import tarfile
+        import tempfile
+
+        digest = self.input_record(slot)["blobs"]["model"]
+        target = self.scratch.parent / "models" / digest[:16]
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            unpacked = Path(tempfile.mkdtemp(dir=target.parent))
+            with tarfile.open(self.archive.blob_path(digest)) as tar:
+                tar.extractall(unpacked, filter="data")
+            try:
+                unpacked.rename(target)
+            except OSError:  # another worker unpacked it first
+                shutil.rmtree(unpacked)
+        return target / "model"
+
     def done_tasks(self) -> dict[str, dict[str, Any]]:
         return self.archive.done_tasks(self.key)
 
@@ -61,6 +83,18 @@ class StepContext:
 
         path = self.archive.task_file(self.key, task_id, ".h5")
         return read_frames(path) if path.exists() else []
+
+    def finish_single(self, task_id: str, extra: tuple[str, ...] = ()) -> tuple[list[str], dict[str, Any]]:
+        """Outputs of a one-task step: the task's frames, extra task files ``<task>.<name>`` copied
+        to ``<name>``, and the task's summary (without its timings, which the record has)."""
+        import shutil
+
+        summary = {k: v for k, v in self.done_tasks()[task_id].items() if k not in ("wall_s", "cpu_s")}
+        outputs = [self.write_frames(self.task_frames(task_id))]
+        for name in extra:
+            shutil.copyfile(self.archive.task_file(self.key, task_id, f".{name}"), self.out_dir / name)
+            outputs.append(name)
+        return outputs, summary
 
     def write_frames(self, frames: list[Atoms], filename: str = FRAMES) -> str:
         from archive.frames import write_frames
@@ -77,7 +111,7 @@ class Step(BaseModel):
 
     kind: ClassVar[str]
     version: ClassVar[int] = 1
-    inputs: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[tuple[str, ...] | None] = ()  # None: any number of input slots
 
     def tasks(self, ctx: StepContext) -> list[str]:
         """Ids of the tasks still to run, given the finished ones; empty when all are done."""

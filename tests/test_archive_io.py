@@ -276,3 +276,16 @@ def test_killed_writer_leaves_previous_frames_intact(tmp_path):
     assert len(leftovers) == 1 and leftovers[0].name.endswith(".tmp") and leftovers[0].stat().st_size > 0
     assert sha256_file(path) == digest
     assert [len(a) for a in read_frames(path)] == [8, 2, 16]
+
+
+def test_molecule_ids_round_trip(tmp_path):
+    """Which molecule each atom belongs to survives the archive (rigid scans and analyses need it)."""
+    water, methane = molecule("H2O"), molecule("CH4")
+    box = water + methane
+    box.arrays["mol_id"] = np.array([0] * 3 + [1] * 5)
+    plain = water.copy()
+    write_frames(tmp_path / "ids.h5", [box, plain])
+    back, bare = read_frames(tmp_path / "ids.h5")
+    np.testing.assert_array_equal(back.arrays["mol_id"], box.arrays["mol_id"])
+    assert back.arrays["mol_id"].dtype.kind == "i"
+    assert "mol_id" not in bare.arrays

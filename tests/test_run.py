@@ -81,7 +81,7 @@ def test_edit_reruns_only_the_changed_step(finished, tmp_path):
                        initial_data="  kind: rattle\n  n_frames: 12\n  stdev: 0.05 A\n")
     plan = run_cli("plan", edited, "-w", copy)
     assert plan.returncode == 0, plan.stderr
-    rows = {line.split("│")[2].strip(): line for line in plan.stdout.splitlines() if line.startswith("│ setup")}
+    rows = {line.split("│")[1].strip(): line for line in plan.stdout.splitlines() if line.startswith("│ ")}
     assert "done" in rows["pack"] and "done" in rows["initial_data"]
     assert "stale" in rows["label.initial_data"]
     why = run_cli("why", edited, "label.initial_data", "-w", copy)

@@ -162,8 +162,7 @@ class Rattle(Step):
         return TaskResult(frames, {"n_frames": len(frames)})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        frames = ctx.task_frames("rattle")
-        return [ctx.write_frames(frames)], {"n_frames": len(frames)}
+        return ctx.finish_single("rattle")
 
 
 @register
@@ -206,5 +205,4 @@ class FileFrames(Step):
         return TaskResult(frames, {"n_frames": len(frames)})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        frames = ctx.task_frames("read")
-        return [ctx.write_frames(frames)], {"n_frames": len(frames)}
+        return ctx.finish_single("read")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from campaign.spec import Ion, System
-from engine.step import FRAMES, Step, StepContext, TaskResult, register
+from engine.step import Step, StepContext, TaskResult, register
 
 
 @register
@@ -45,5 +45,4 @@ class Pack(Step):
         return TaskResult([box], {"n_atoms": len(box), "cell_A": float(box.cell[0, 0])})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        frames = ctx.task_frames("box")
-        return [ctx.write_frames(frames)], ctx.done_tasks()["box"] | {"frames": FRAMES}
+        return ctx.finish_single("box")

@@ -1,0 +1,83 @@
+"""Candidate structures made without dynamics: rigid-molecule volume scans and boxes of RDKit conformers.
+
+Every random choice takes an explicit seed, so the same inputs give the same structures.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.packing import pack_box, scale_rigid
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+
+def volume_scan(atoms: Atoms, start: float, end: float, n_steps: int) -> list[Atoms]:
+    """``atoms`` with its box length scaled by n_steps factors from ``start`` to ``end`` (both included),
+    every molecule (``arrays["mol_id"]``) moved rigidly; each frame is scaled from ``atoms`` itself."""
+    if "mol_id" not in atoms.arrays:
+        raise ValueError("a volume scan needs the molecules: atoms.arrays['mol_id'] is missing")
+    frames = []
+    for step, factor in enumerate(np.linspace(start, end, n_steps)):
+        frame = scale_rigid(atoms, float(factor))
+        frame.info = {key: value for key, value in atoms.info.items() if key == "charge"}
+        frame.info.update(source="volume_scan", step=step, length_factor=float(factor))
+        frames.append(frame)
+    return frames
+
+
+def conformers(smiles: str, n: int, seed: int) -> list[Atoms]:
+    """``n`` 3D conformers of ``smiles`` (hydrogens added): ETKDG embedding, each relaxed with MMFF
+    (UFF where MMFF lacks parameters, e.g. boron); ``info["charge"]`` holds the formal charge."""
+    from ase import Atoms
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
+    mol = Chem.AddHs(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
+    if len(ids) < n:
+        params.useRandomCoords = True
+        ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
+    if len(ids) < n:
+        raise ValueError(f"RDKit embedded only {len(ids)} of {n} conformers of {smiles!r}")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)
+    elif AllChem.UFFHasAllMoleculeParams(mol):
+        AllChem.UFFOptimizeMoleculeConfs(mol, maxIters=2000)
+    else:
+        raise ValueError(f"neither MMFF nor UFF has parameters for {smiles!r}")
+    symbols = [atom.GetSymbol() for atom in mol.GetAtoms()]
+    charge = Chem.GetFormalCharge(mol)
+    return [
+        Atoms(symbols=symbols, positions=mol.GetConformer(i).GetPositions(), info={"charge": charge, "conformer": k})
+        for k, i in enumerate(ids)
+    ]
+
+
+def conformer_boxes(ions: list[tuple[str, int]], n_conformers: int, n_boxes: int, density: float, tolerance: float,
+                    seed: int) -> list[Atoms]:
+    """``n_boxes`` periodic boxes of the composition ``ions`` ((smiles, count) pairs), packed by PACKMOL
+    at ``density`` (amu/Angstrom^3) with minimum distance ``tolerance``; every molecule is a conformer
+    drawn at random from ``n_conformers`` of its species (without replacement within a box where
+    there are enough). ``info["conformers"]`` lists the drawn conformer of each molecule, in box order
+("3,17,0,..."; a string, as frame info holds scalars)."""
+    rng = np.random.default_rng(seed)
+    pools = [conformers(smiles, n_conformers, seed=int(rng.integers(2**31))) for smiles, _ in ions]
+    boxes = []
+    for index in range(n_boxes):
+        drawn = [(pool, rng.choice(len(pool), size=count, replace=count > len(pool)))
+                 for pool, (_, count) in zip(pools, ions)]
+        molecules = [(pool[i], 1) for pool, picks in drawn for i in picks]
+        box = pack_box(molecules, density, seed=int(rng.integers(1, 2**31)), tolerance=tolerance)
+        box.info.update(source="conformers", box=index, conformers=",".join(str(i) for _, picks in drawn for i in picks))
+        boxes.append(box)
+    return boxes
