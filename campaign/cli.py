@@ -170,6 +170,14 @@ def run(
         except KeyboardInterrupt:
             err.print("interrupted: finished tasks are kept; run the same command again to continue")
             raise typer.Exit(130) from None
+        except Exception as exc:  # a bug or an unforeseen failure: keep the traceback, show one line
+            import traceback
+
+            log = directory / "error.log"
+            log.write_text(traceback.format_exc())
+            err.print(f"error: {type(exc).__name__}: {exc}", markup=False)
+            err.print(f"the traceback is in {log}; finished work is kept in {directory}", markup=False)
+            raise typer.Exit(1) from None
     out.print(f"ran {len(ran)} step(s); archive: {directory / 'archive'}")
     _print_status(directory, nodes)
 

@@ -2,8 +2,8 @@
 (paper eqn 8), apax's JAX MD with the uncertainty stop, and batch active learning (apax.bal).
 
 apax and JAX are imported inside the functions: importing apax pulls in TensorFlow (~8 s), and
-the CLI must start fast. apax's global side effects (it replaces the root logger's handlers) are
-undone after each call, and everything it writes goes under the given work directory.
+the CLI must start fast. apax's replacement of the root logger's handlers is undone after each
+call, and everything it writes goes under the given work directory.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 EXPERIMENT = "model"  # apax's model directory is <directory>/<experiment>
 PAPER_DTYPES = {"descriptor_dtype": "fp32", "readout_dtype": "fp32", "scale_shift_dtype": "fp32"}
 ZBL_LEARNING_RATE = 0.001  # the paper workflow's zbl_lr (initial_model.yaml)
-INNER_STEPS = 500  # JAX MD steps per compiled block; apax checks for a stop once per block
-MAX_BUFFERED_FRAMES = 1000  # JAX MD frames kept in memory before they are written to H5MD
+INNER_STEPS = 500  # most JAX MD steps per compiled block (apax acts on a failed check at block ends)
 
 #: units of the quantities in apax's log.csv: energy and stress per structure (apax trains on
 #: stress times volume); losses are weighted sums of squared errors, taken as dimensionless
@@ -130,8 +129,8 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
     """Train the ensemble on ``train_frames`` in-process; metrics of its mean prediction on ``valid_frames``.
 
     Frames need energy, forces and stress in their (SinglePoint) calculator. apax resumes from
-    checkpoints it finds, so a model directory left in ``workdir`` is removed first. The optimiser
-    state checkpoint (``latest``) is removed afterwards: only ``best`` and ``config.yaml`` are needed.
+    checkpoints it finds, so a model directory left in ``workdir`` is removed first. Afterwards only
+    what inference needs is kept of the checkpoints: the newest ``best`` (no optimiser state).
     """
     import shutil
 
@@ -144,11 +143,13 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
                          n_train=len(train_frames), n_valid=len(valid_frames))
     model_dir = workdir / EXPERIMENT
     shutil.rmtree(model_dir, ignore_errors=True)
-    with _apax_contained(workdir):
+    with _apax_contained():
         from apax.train.run import run
 
         run(config)
     shutil.rmtree(model_dir / "latest", ignore_errors=True)
+    for older in sorted((model_dir / "best").iterdir(), key=lambda p: int(p.name))[:-1]:
+        shutil.rmtree(older)  # apax keeps the last two best checkpoints; the model is the newest
     metrics = validation_metrics(model_dir, valid_frames)
     metrics.update(n_train=len(train_frames), n_valid=len(valid_frames))
     return TrainResult(model_dir, metrics, learning_curves(model_dir / "log.csv"))
@@ -223,22 +224,17 @@ def _curve_unit(column: str) -> str:
 
 
 @contextmanager
-def _apax_contained(workdir: Path) -> Iterator[None]:
-    """Route logging to ``workdir/apax.log`` while apax runs, then restore the root logger (apax's
-    training replaces its handlers with its own file and stderr handlers)."""
+def _apax_contained() -> Iterator[None]:
+    """Restore the root logger after apax, which replaces its handlers with its own log file
+    (train.log, md.log in its directory) and a stderr handler."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    log_file = logging.FileHandler(workdir / "apax.log")
-    log_file.setFormatter(logging.Formatter("%(levelname)s | %(asctime)s | %(name)s | %(message)s"))
-    root.handlers[:] = [log_file]
-    root.setLevel(logging.INFO)
     try:
         yield
     finally:
         for handler in root.handlers:
             if handler not in handlers:
                 handler.close()
-        log_file.close()
         root.handlers[:] = handlers
         root.setLevel(level)
 
@@ -248,8 +244,8 @@ def _apax_contained(workdir: Path) -> Iterator[None]:
 
 def load_calculator(model_dir: Path, *, dr_threshold: float = 0.5) -> Any:
     """apax's ASE calculator for the ensemble in ``model_dir``: energy, forces and stress are the
-    ensemble mean; ``results`` also hold ``forces_uncertainty`` (population std over members,
-    per atom and component) and ``forces_ensemble`` (n_atoms, 3, n_members).
+    ensemble mean; ``results`` also hold ``forces_ensemble`` (n_atoms, 3, n_members) and
+    ``forces_uncertainty`` (std over members per atom and component, see ``_apax_std_factor``).
 
     apax 0.14 bug: its ``stress_ensemble`` is a copy of ``forces_ensemble``; do not use it.
     """
@@ -259,11 +255,20 @@ def load_calculator(model_dir: Path, *, dr_threshold: float = 0.5) -> Any:
 
 
 def force_uncertainty(results: dict[str, Any]) -> float:
-    """Paper eqn 8: max over atoms and components of the ensemble's force standard deviation
-    (1/N_ens, as apax's ``forces_uncertainty`` = ``jnp.std`` over members), in eV/Angstrom."""
-    if "forces_uncertainty" not in results:
-        raise KeyError("no forces_uncertainty in the results: the model is not an ensemble")
-    return float(np.max(results["forces_uncertainty"]))
+    """Paper eqn 8 from the members' forces (``forces_ensemble``): max over atoms and components
+    of their population standard deviation (1/N_ens), in eV/Angstrom."""
+    if "forces_ensemble" not in results:
+        raise KeyError("no forces_ensemble in the results: the model is not an ensemble")
+    return float(np.max(np.std(results["forces_ensemble"], axis=-1)))
+
+
+def _apax_std_factor(model_config: Any) -> float:
+    """apax's ``forces_uncertainty`` over eqn 8's value: 1 for full ensembles (``jnp.std``),
+    sqrt(N/(N-1)) for shallow ones (apax divides their variance by N - 1)."""
+    ensemble = model_config.model.ensemble
+    if ensemble.kind == "full":
+        return 1.0
+    return float(np.sqrt(ensemble.n_members / (ensemble.n_members - 1)))
 
 
 def jax_md_valid(atoms: Atoms, r_max: float) -> bool:
@@ -318,9 +323,10 @@ def run_jax_md(model_dir: Path, atoms: Atoms, sampler: MDSampler, *, workdir: Pa
     apax evaluates the model (and the check) every ``interval`` steps, after steps 1, 1 + interval,
     ...; these are the frames (``info["step"]`` = steps done). It acts on a failed check only at the
     end of a compiled block, so frames after the one that failed are dropped here; ``stopped_at``
-    is that frame's step. Momenta are taken from ``atoms`` if it has any, else drawn from
-    Maxwell-Boltzmann at T(0) with ``seed``. ValueError if the box is too small for JAX MD or the
-    sampler needs what JAX MD lacks (NPT, Langevin, density ramps, D3): run those through ASE.
+    is that frame's step. Momenta are drawn from Maxwell-Boltzmann at T(0) with ``seed`` (as the
+    ASE engine does; ``atoms``' own are not used). ValueError if the temperature ramp reaches 0 K,
+    the box is too small for JAX MD, or the sampler needs what JAX MD lacks (NPT, Langevin, density
+    ramps, D3): run those through ASE.
     """
     import shutil
 
@@ -329,6 +335,8 @@ def run_jax_md(model_dir: Path, atoms: Atoms, sampler: MDSampler, *, workdir: Pa
     reason = _jax_md_unsupported(sampler)
     if reason is not None:
         raise ValueError(reason)
+    if np.min(temperature_schedule(sampler).get_schedule()(np.arange(sampler.n_steps))) <= 0:
+        raise ValueError("the temperature ramp reaches 0 K (apax clips it there); lower the amplitude")
     model_config = _model_config(model_dir)
     r_max = model_config.model.basis.r_max
     if not jax_md_valid(atoms, r_max):
@@ -338,11 +346,22 @@ def run_jax_md(model_dir: Path, atoms: Atoms, sampler: MDSampler, *, workdir: Pa
     shutil.rmtree(sim_dir, ignore_errors=True)  # apax appends to and restarts from what it finds
     sim_dir.mkdir(parents=True)
     write(sim_dir / "start.extxyz", atoms, format="extxyz")
-    n_inner = sampler.interval * max(1, min(INNER_STEPS, sampler.n_steps) // sampler.interval)
-    md_config = _md_config(sampler, sim_dir, seed, has_momenta=bool(np.any(atoms.get_momenta())))
-    with _apax_contained(sim_dir):
-        _run_sim(model_config, md_config, sampler.n_steps, n_inner)
-    return _read_trajectory(sim_dir / "md.h5", sampler)
+    factor = _apax_std_factor(model_config)
+    threshold = None if sampler.uncertainty_threshold is None else sampler.uncertainty_threshold * factor
+    md_config = _md_config(sampler, sim_dir, seed, threshold)
+    with _apax_contained():
+        from apax.md.simulate import run_md
+
+        try:
+            run_md(model_config, md_config, log_level="warning")
+        except TypeError as exc:
+            if "neighbor list overflowed" not in (sim_dir / "md.log").read_text():
+                raise
+            raise RuntimeError(
+                "apax JAX MD: the neighbour list overflowed, and apax 0.14 cannot go on after reallocating it "
+                "(its model evaluation keeps the old list size); run this sampler with engine: ase"
+            ) from exc
+    return _read_trajectory(sim_dir / "md.h5", atoms, sampler, threshold, factor)
 
 
 def _model_config(model_dir: Path) -> Any:
@@ -356,101 +375,52 @@ def _model_config(model_dir: Path) -> Any:
     return Config.model_validate(raw)
 
 
-def _md_config(sampler: MDSampler, sim_dir: Path, seed: int, *, has_momenta: bool) -> Any:
-    """apax's MD config: NVT with the sampler's schedule, the force-uncertainty check, no restart."""
+def _md_config(sampler: MDSampler, sim_dir: Path, seed: int, threshold: float | None) -> Any:
+    """apax's MD config: NVT with the sampler's schedule, the force-uncertainty check at
+    ``threshold`` (in apax's normalisation; None: no check), no restart."""
     from apax.config.md_config import MDConfig, NVTOptions
 
-    checks = []
-    if sampler.uncertainty_threshold is not None:
-        checks = [{"name": "forces_uncertainty", "threshold": sampler.uncertainty_threshold}]
+    checks = [] if threshold is None else [{"name": "forces_uncertainty", "threshold": threshold}]
+    blocks = -(-sampler.n_steps // INNER_STEPS)  # apax runs whole blocks: split n_steps evenly
     ensemble = NVTOptions(name="nvt", dt=sampler.timestep, temperature_schedule=temperature_schedule(sampler))
     return MDConfig(
-        seed=seed, ensemble=ensemble, duration=sampler.n_steps * sampler.timestep, sampling_rate=sampler.interval,
-        dr_threshold=0.5, dynamics_checks=checks, properties=["energy", "forces", "forces_uncertainty"],
-        initial_structure=str(sim_dir / "start.extxyz"), load_momenta=has_momenta, sim_dir=str(sim_dir),
+        seed=seed, ensemble=ensemble,
+        duration=(sampler.n_steps - 0.5) * sampler.timestep,  # apax runs ceil(duration / dt) steps: n_steps
+        n_inner=-(-sampler.n_steps // blocks), sampling_rate=sampler.interval, dr_threshold=0.5,
+        dynamics_checks=checks, properties=["energy", "forces", "forces_uncertainty"],
+        initial_structure=str(sim_dir / "start.extxyz"), sim_dir=str(sim_dir),
         traj_name="md.h5", restart=False, disable_pbar=True,
     )
 
 
-def _run_sim(model_config: Any, md_config: Any, n_steps: int, n_inner: int) -> None:
-    """apax's ``run_md`` body with our step count (its ``ceil(duration / dt)`` can round up a
-    step) and a trajectory writer that keeps each step's frame once when apax reruns a block."""
-    import jax
-    from apax.md.dynamics_checks import DynamicsChecks
-    from apax.md.simulate import md_setup, run_sim
-
-    system, sim_fns = md_setup(model_config, md_config)
-    run_sim(
-        system, sim_fns, md_config.ensemble, sim_dir=Path(md_config.sim_dir), n_steps=n_steps, n_inner=n_inner,
-        extra_capacity=md_config.extra_capacity, rng_key=jax.random.PRNGKey(md_config.seed),
-        traj_handler=_trajectory_writer(system, md_config, n_inner), load_momenta=md_config.load_momenta,
-        restart=False, dynamics_checks=[DynamicsChecks(c.model_dump()) for c in md_config.dynamics_checks],
-        disable_pbar=True,
-    )
-
-
-def _trajectory_writer(system: Any, md_config: Any, n_inner: int) -> Any:
-    """apax's H5MD trajectory writer, fixed for reruns: when the neighbour list overflows, apax
-    reruns the block but its writer keeps the discarded block's frames (or drops earlier ones,
-    depending on the buffer). Here a block's frames are committed only when the next one starts,
-    a rerun drops just them, and every frame records its step in ``info["step"]``."""
-    from apax.md.io import H5TrajHandler
-
-    class Writer(H5TrajHandler):
-        pending: list
-
-        def step(self, state_and_predictions: Any, transform: Any = None) -> None:
-            if self.step_counter % n_inner == 0:
-                self.buffer.extend(self.pending)
-                self.pending = []
-                if len(self.buffer) >= self.buffer_size:
-                    super().write()
-            if self.step_counter % self.sampling_rate == 0:
-                state, predictions, nbr_kwargs = state_and_predictions
-                atoms = self.atoms_from_state(state, predictions, nbr_kwargs)
-                atoms.info["step"] = self.step_counter + 1
-                self.pending.append(atoms)
-            self.step_counter += 1
-
-        def reset_buffer(self) -> None:
-            self.step_counter -= n_inner
-            self.pending = []
-
-        def write(self, x: Any = None, transform: Any = None) -> None:
-            self.buffer.extend(self.pending)
-            self.pending = []
-            super().write()
-
-    writer = Writer(system, md_config.sampling_rate, MAX_BUFFERED_FRAMES, Path(md_config.sim_dir) / md_config.traj_name,
-                    md_config.ensemble.dt, properties=md_config.properties, h5md_options=md_config.h5md_options.model_dump())
-    writer.pending = []
-    return writer
-
-
-def _read_trajectory(path: Path, sampler: MDSampler) -> JaxMDResult:
-    """Frames of apax's trajectory up to ``n_steps`` and the first failed uncertainty check (its
-    frame kept); non-finite frames are dropped."""
+def _read_trajectory(path: Path, start: Atoms, sampler: MDSampler, threshold: float | None,
+                     factor: float) -> JaxMDResult:
+    """Frames of apax's trajectory up to ``n_steps`` and the first failed uncertainty check at
+    ``threshold`` (its frame kept); non-finite frames are dropped. Frames are copies of ``start``
+    (its info and per-atom arrays such as ``mol_id`` kept) with apax's positions and momenta;
+    apax's ``forces_uncertainty`` divided by ``factor`` is eqn 8."""
     import znh5md
     from ase import units
 
     kT = temperature_schedule(sampler).get_schedule()
-    threshold = sampler.uncertainty_threshold
     frames, rows, stopped_at = [], [], None
-    for raw in znh5md.IO(path)[:]:
-        step = int(raw.info["step"])
+    for index, raw in enumerate(znh5md.IO(path)[:]):
+        step = 1 + index * sampler.interval  # apax saves (and checks) after steps 1, 1 + interval, ...
         if step > sampler.n_steps:
             break
         results = raw.calc.results
-        sigma = force_uncertainty(results)
+        sigma = float(np.max(results["forces_uncertainty"])) / factor
         # apax's check passes when all(uncertainty < threshold), in float32; NaN fails it
         failed = threshold is not None and not np.all(results["forces_uncertainty"] < np.float32(threshold))
         if np.isfinite(results["energy"]) and np.isfinite(sigma) and np.all(np.isfinite(raw.positions)):
             target = float(kT(step - 1)) / units.kB  # the target of the step that led here
-            temperature = raw.get_temperature()
-            frame = raw.copy()
+            temperature = float(raw.get_temperature())
+            frame = start.copy()
             frame.calc = None
-            frame.info = {"source": "md", "step": step, "time_fs": step * sampler.timestep,
-                          "target_temperature_K": target, "temperature_K": temperature, "uncertainty_eV_A": sigma}
+            frame.set_positions(raw.positions, apply_constraint=False)
+            frame.set_momenta(raw.get_momenta(), apply_constraint=False)
+            frame.info.update(source="md", step=step, time_fs=step * sampler.timestep, target_temperature_K=target,
+                              temperature_K=temperature, uncertainty_eV_A=sigma)
             frames.append(frame)
             rows.append((step, target, temperature, results["energy"], sigma))
         if failed:

@@ -44,7 +44,8 @@ class MDResult:
     """What a sampling run gives back.
 
     ``frames``: a configuration every ``interval`` steps (step 0, the input, excluded) plus, after an
-    uncertainty stop, the configuration that triggered it; never one from or after a blow-up.
+    uncertainty stop, the configuration that triggered it (step 0 too); never one from or after a
+    blow-up.
     ``series``: one row at step 0, every ``interval`` steps and at the last step run.
     """
 
@@ -123,7 +124,7 @@ def run_md(
         target_density = np.nan if densities is None else densities[step]
         if step % sampler.interval == 0 or stop_reason or step == n_steps:
             rows.append((step, temperatures[step], temperature, target_density, density, energy, sigma))
-        if step > 0 and not exploded and (step % sampler.interval == 0 or stop_reason):
+        if not exploded and ((step > 0 and step % sampler.interval == 0) or stop_reason):
             frame = _snapshot(atoms)
             frame.info.update(
                 source="md", step=step, time_fs=step * sampler.timestep, target_temperature_K=temperatures[step],

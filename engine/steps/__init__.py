@@ -1,3 +1,14 @@
 """Step kinds, one module each, named as in the spec; importing this fills the registry."""
 
-from engine.steps import initial_data, label, pack  # noqa: F401
+from engine.steps import (  # noqa: F401
+    conformers,
+    dataset,
+    geometry_optimisation,
+    initial_data,
+    label,
+    md,
+    pack,
+    select,
+    train,
+    volume_scan,
+)

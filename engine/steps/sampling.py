@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.step import StepContext, TaskResult
+from engine.step import StepContext, StepFailed, TaskResult
 
 
 def start_frames(ctx: StepContext, count: int) -> list:
     """The last ``count`` configurations of the ``start`` input, without labels."""
     frames = ctx.input_frames("start")[-count:]
+    if not frames:
+        name = ctx.input_record("start")["name"]
+        raise StepFailed(f"no structure to start from: step {name} produced no configurations")
     for frame in frames:
         frame.calc = None
     return frames

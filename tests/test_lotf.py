@@ -1,0 +1,96 @@
+"""The learning-on-the-fly loop end to end on a tiny system: real xTB labels, real apax training,
+real MD with the ensemble; editing one iteration reruns that iteration and the later ones only."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from archive.frames import read_frames
+from archive.store import Archive
+from campaign.loader import load_spec
+from engine.graph import build_graph
+from engine.runner import run_graph
+from tests.conftest import tiny_spec
+
+pytestmark = pytest.mark.slow
+
+LOTF = """
+model:
+  r_max: 3.5 A
+  n_basis: 4
+  n_radial: 2
+  nn: [8, 8]
+  epochs: 4
+  batch_size: 2
+  valid_batch_size: 4
+  validation_fraction: 0.34
+sampling:
+  - samplers:
+      md: {{temperature: 300 K, n_steps: 30, interval: 5, uncertainty_threshold: {first} eV/A, engine: ase}}
+    selection: {{kind: random, n: 2}}
+  - samplers:
+      md: {{temperature: {second_temperature}, uncertainty_threshold: 1000 eV/A}}
+      geometry_optimisation: {{fmax: 0.5 eV/A, max_steps: 5}}
+    selection: {{kind: bal, n: 2}}
+"""
+
+
+def lotf_spec(path, second_temperature: str = "300 K"):
+    spec = tiny_spec(path, initial_data="  kind: rattle\n  n_frames: 6\n  stdev: 0.05 A\n")
+    spec.write_text(spec.read_text() + LOTF.format(first=1e-4, second_temperature=second_temperature))
+    return spec
+
+
+def run(spec, workdir):
+    nodes = build_graph(load_spec(spec), base=spec.parent)
+    return nodes, run_graph(nodes, workdir, workers=1, progress=lambda *a: None)
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lotf")
+    spec = lotf_spec(root / "spec.yaml")
+    nodes, ran = run(spec, root / "wd")
+    return spec, root / "wd", {n.name: n.key for n in nodes}, ran
+
+
+def test_whole_loop_runs_and_records_each_iteration(campaign):
+    _, workdir, keys, ran = campaign
+    assert ran == list(keys)  # every step, in dependency order
+    archive = Archive(workdir / "archive")
+    first, second = archive.record(keys["iter01.md"])["summary"], archive.record(keys["iter02.md"])["summary"]
+    assert first["stopped_at"] is not None and first["stopped_at"] < 30  # threshold 1e-4 eV/A fires
+    assert first["n_candidates"] >= 1  # the configuration that triggered the stop is a candidate
+    assert second["stopped_at"] is None and second["n_candidates"] == 6  # 1000 eV/A never fires
+    assert first["engine"] == "ase"
+    picked = {}
+    for name in ("iter01", "iter02"):
+        pool = sum(archive.record(keys[k])["summary"]["n_candidates"] for k in keys if k.startswith(name)
+                   and archive.record(keys[k])["kind"] in ("md", "geometry_optimisation"))
+        picked[name] = archive.record(keys[f"{name}.select"])["summary"]["n_selected"]
+        assert picked[name] == min(2, pool)
+        assert archive.record(keys[f"{name}.label"])["summary"]["n_labelled"] == picked[name]
+    assert picked["iter02"] == 2 and archive.record(keys["iter02.select"])["summary"]["method"] == "bal"
+    data = read_frames(archive.output(keys["iter02.dataset"], "frames.h5"))
+    assert len(data) == 6 + picked["iter01"] + picked["iter02"]
+    assert all(np.isfinite(f.get_potential_energy()) for f in data)
+    for name in ("train.initial", "iter01.train", "iter02.train"):
+        record = archive.record(keys[name])
+        assert record["blobs"]["model"] and np.isfinite(record["summary"]["forces_mae"])
+        assert set(record["outputs"]) == {"curves.nc", "metrics.nc"}
+    assert archive.verify() == []
+
+
+def test_editing_an_iteration_reruns_it_and_later_ones_only(campaign, tmp_path):
+    _, workdir, keys, _ = campaign
+    copy = tmp_path / "wd"
+    shutil.copytree(workdir, copy)
+    edited = lotf_spec(tmp_path / "edited.yaml", second_temperature="{start: 300 K, end: 400 K}")
+    nodes, ran = run(edited, copy)
+    assert ran == ["iter02.md", "iter02.geometry_optimisation", "iter02.select", "iter02.label",
+                   "iter02.dataset", "iter02.train"]
+    new_keys = {n.name: n.key for n in nodes}
+    assert all(new_keys[name] == keys[name] for name in keys if not name.startswith("iter02"))
