@@ -21,9 +21,8 @@ EPOCHS = 5
 TIMESTEP = 0.5
 
 
-def tiny_model(**overrides) -> ApaxModel:
-    settings = dict(nn=[16, 16], n_basis=4, n_radial=3, r_max=R_MAX, epochs=EPOCHS, batch_size=2, valid_batch_size=4)
-    return ApaxModel(**{**settings, **overrides})
+def tiny_model() -> ApaxModel:
+    return ApaxModel(nn=[16, 16], n_basis=4, n_radial=3, r_max=R_MAX, epochs=EPOCHS, batch_size=2, valid_batch_size=4)
 
 
 def rattled(box: Atoms, stdevs, seed: int) -> list[Atoms]:

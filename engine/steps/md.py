@@ -32,8 +32,10 @@ def choose_engine(sampler: MDSampler, box_ok: bool) -> tuple[str, str]:
 
 def d3_options(d3: DispersionCorrection) -> dict[str, Any]:
     """Keyword arguments of engine.d3's calculators for the spec's d3 section."""
+    import torch
+
     return {"xc": d3.functional, "damping": d3.damping, "cutoff": d3.cutoff, "cn_cutoff": d3.cn_cutoff,
-            "skin": d3.skin, "dtype": d3.dtype}
+            "skin": d3.skin, "dtype": getattr(torch, d3.dtype)}
 
 
 @register

@@ -1,7 +1,8 @@
 """``select``: pick the configurations worth labelling from the iteration's candidates.
 
 ``bal``: batch active learning with last-layer-gradient features of the current ensemble and
-MaxDist (apax.bal), relative to the training data so far; ``random``; ``all``. A pool larger
+MaxDist (apax.bal; in apax 0.14 the training frames are masked out of the pick but do not
+enter the distances, so the pick is spread within the pool); ``random``; ``all``. A pool larger
 than ``max_pool`` falls back to random selection (the paper's rule for very large pools).
 """
 

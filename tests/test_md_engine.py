@@ -1,0 +1,28 @@
+"""Which MD engine a sampler runs on: never apax JAX MD where it would give wrong forces."""
+
+from __future__ import annotations
+
+from campaign.spec import MDSampler
+from campaign.units import to_internal
+from engine.apax_model import jax_md_valid
+from engine.packing import conformer, pack_box
+from engine.steps.md import choose_engine
+
+NHC = {"thermostat": "nose_hoover_chain"}
+
+
+def test_small_box_goes_to_ase_even_when_jax_is_requested():
+    pair = pack_box([(conformer("CCCCn1cc[n+](C)c1", 0), 1), (conformer("F[B-](F)(F)F", 0), 1)],
+                    to_internal("1.2 g/cm^3", "density"), seed=0, tolerance=2.0)
+    assert not jax_md_valid(pair, 5.5)  # a ~7 A box against a 5.5 A cutoff
+    engine, reason = choose_engine(MDSampler(engine="jax", **NHC), box_ok=jax_md_valid(pair, 5.5))
+    assert engine == "ase" and "wrong forces" in reason
+
+
+def test_engine_choice():
+    assert choose_engine(MDSampler(**NHC), box_ok=True)[0] == "jax"
+    assert choose_engine(MDSampler(**NHC, engine="ase"), box_ok=True)[0] == "ase"
+    assert choose_engine(MDSampler(), box_ok=True)[0] == "ase"  # Langevin
+    assert choose_engine(MDSampler(ensemble="npt", **NHC), box_ok=True)[0] == "ase"
+    assert choose_engine(MDSampler(**NHC, density=1.2), box_ok=True)[0] == "ase"
+    assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=True)[0] == "ase"
