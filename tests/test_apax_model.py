@@ -5,7 +5,6 @@ test shares (training dominates the run time)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,21 +3,18 @@ changes, list reuse and rebuilds; D3 label shifts; MLP + D3 hybrid."""
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 import torch
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.calculator import all_changes
 from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-from ase.md.verlet import VelocityVerlet
 from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
 from engine.d3 import SkinD3Calculator, d3_results, hybrid_calculator, shift_labels
-from engine.packing import conformer, pack_box
+from engine.packing import conformer
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 CUTOFF = 7.93766  # the paper's "8 A"
@@ -77,7 +74,7 @@ def test_rebuilds_once_an_atom_has_moved_half_the_skin(ion_pairs):
 def test_skin_zero_rebuilds_on_every_call(ion_pairs):
     atoms = ion_pairs.copy()
     atoms.calc = SkinD3Calculator(skin=0.0, **PARAMS)
-    for step in range(3):
+    for _ in range(3):
         atoms.positions[0] += 0.01
         assert_equals_fresh_evaluation(atoms)
     assert atoms.calc.n_builds == atoms.calc.n_calls == 3
@@ -178,22 +175,3 @@ def test_hybrid_sums_mlp_and_d3_and_passes_uncertainty_through(ion_pairs):
     np.testing.assert_allclose(forces, sum(a.get_forces() for a in alone), atol=1e-9)
     np.testing.assert_allclose(atoms.get_stress(), sum(a.get_stress() for a in alone), atol=1e-12)
     assert atoms.calc.d3.n_calls == 1  # energy, forces and stress from one D3 evaluation
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("cutoff, n_steps", [(CUTOFF, 100), (20.0, 20)])
-def test_skin_speedup(cutoff, n_steps):
-    """Prints MD wall time with skin 0.5 vs 0 (float32, as in the paper) for 7 BMIM BF4 pairs (210 atoms)."""
-    box = pack_box([(conformer(BMIM, seed=0), 7), (conformer(BF4, seed=0), 7)], 0.72, seed=3, tolerance=2.0)
-    seconds = {}
-    for skin in (0.0, 0.5):
-        atoms = box.copy()
-        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
-        atoms.calc = SkinD3Calculator(cutoff=cutoff, cn_cutoff=cutoff, skin=skin, dtype=torch.float32)
-        atoms.get_forces()
-        start = time.perf_counter()
-        VelocityVerlet(atoms, 0.5 * units.fs).run(n_steps)
-        seconds[skin] = time.perf_counter() - start
-        print(f"D3 cutoff {cutoff} A, skin {skin} A: {seconds[skin]:.2f} s for {n_steps} steps, "
-              f"{atoms.calc.n_builds} list builds in {atoms.calc.n_calls} calls")
-    print(f"speed-up {seconds[0.0] / seconds[0.5]:.2f}")
