@@ -59,7 +59,6 @@ def test_label_setting_changes_label_only(tmp_path):
     base = keys(tiny_spec(tmp_path / "a.yaml"))
     for variant in (
         tiny_spec(tmp_path / "b.yaml", accuracy=0.5),
-        tiny_spec(tmp_path / "c.yaml", max_failed_fraction=0.3),
         tiny_spec(tmp_path / "d.yaml", on_failure="skip"),
     ):
         changed = keys(variant)
@@ -93,3 +92,8 @@ def test_keys_are_stable_across_processes(tmp_path):
     }
     assert len(outputs) == 1
     assert outputs.pop().strip() == str([n.key for n in build_graph(load_spec(spec))])
+
+
+def test_failure_tolerance_is_not_part_of_the_key(tmp_path):
+    """Raising max_failed_fraction after a failed run must not relabel what was labelled."""
+    assert keys(tiny_spec(tmp_path / "a.yaml")) == keys(tiny_spec(tmp_path / "b.yaml", max_failed_fraction=0.3))

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from campaign.spec import Failures, Reference
+from campaign.spec import Failures, Reference, not_hashed
 from engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult, register
 
 
@@ -37,7 +37,8 @@ class Label(Step):
     settings: list[Reference] = Field(min_length=1, description="level 0: the reference; then retry settings")
     on_failure: Literal["retry", "skip", "stop"]
     uniform_settings: bool
-    max_failed_fraction: float
+    # a tolerance, not an input of the result: raising it after a failed run reuses every label
+    max_failed_fraction: float = not_hashed()
 
     @classmethod
     def from_spec(cls, reference: Any, retries: list[Any], failures: Failures) -> Label:
