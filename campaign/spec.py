@@ -473,6 +473,19 @@ def inherit_iterations(items: Any) -> Any:
     return merged
 
 
+class FinalModel(Section):
+    """A model trained on the whole final dataset, optionally relabelled first: ``relabel`` is a
+    partial reference section applied to every frame (e.g. ``{d3: null}``: DFT without D3), and
+    ``d3`` adds (``add``) or removes (``remove``) torch-dftd D3 from the labels, with the ``d3``
+    section's settings and an optional ``d3_cutoff`` (used for both cutoffs)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    relabel: dict[str, Any] | None = None
+    d3: Literal["keep", "add", "remove"] = "keep"
+    d3_cutoff: Length | None = Field(default=None, gt=0)
+    model: dict[str, Any] = Field(default_factory=dict, description="overrides of the model section")
+
+
 # --------------------------------------------------------------------------- the whole spec
 
 
@@ -487,6 +500,7 @@ class CampaignSpec(Section):
     model: ApaxModel = Field(default_factory=ApaxModel)
     d3: DispersionCorrection = Field(default_factory=DispersionCorrection)
     sampling: list[Iteration] = Field(default_factory=list, description="the LotF schedule, in order")
+    final_models: list[FinalModel] = Field(default_factory=list, description="trained on the final dataset")
 
     @field_validator("sampling", mode="before")
     @classmethod
@@ -516,6 +530,21 @@ class CampaignSpec(Section):
                     ApaxModel.model_validate(deep_merge(base, it.model))
                 except ValueError as exc:
                     raise ValueError(f"sampling[{index}].model is not a valid override of the model section: {exc}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_final_models(self) -> CampaignSpec:
+        names = [final.name for final in self.final_models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"final_models names must be unique, got {names}")
+        base, reference = self.model.model_dump(mode="json"), self.reference.model_dump(mode="json")
+        for index, final in enumerate(self.final_models):
+            try:
+                ApaxModel.model_validate(deep_merge(base, final.model))
+                if final.relabel is not None:
+                    type(self.reference).model_validate(deep_merge(reference, final.relabel))
+            except ValueError as exc:
+                raise ValueError(f"final_models[{index}] ({final.name}): {exc}")
         return self
 
     def retry_references(self) -> list[XTB | CP2K]:

@@ -117,17 +117,45 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
             Node(f"{name}.label", label, inputs={"frames": f"{name}.select"}, group=name),
             Node(f"{name}.dataset", dataset(number, it.selection.energy_outlier_sigma),
                  inputs={"previous": data, "new": f"{name}.label"}, group=name),
-            Node(f"{name}.train", Train(model=iteration_model(spec, it)), inputs={"data": f"{name}.dataset"}, group=name),
+            Node(f"{name}.train", Train(model=model_with(spec, it.model)), inputs={"data": f"{name}.dataset"}, group=name),
         ]
         model, data = f"{name}.train", f"{name}.dataset"
+    return nodes + final_nodes(spec, data)
+
+
+def final_nodes(spec: CampaignSpec, data: str) -> list[Node]:
+    """Each final model: the last dataset, relabelled and/or D3-shifted as asked, then trained."""
+    from engine.steps.d3 import D3Relabel
+    from engine.steps.label import Label
+    from engine.steps.train import Train
+
+    nodes = []
+    for final in spec.final_models:
+        source, group = data, f"final {final.name}"
+        if final.relabel is not None:
+            reference = type(spec.reference).model_validate(
+                deep_merge(spec.reference.model_dump(mode="json"), final.relabel))
+            retries = [type(reference).model_validate(deep_merge(reference.model_dump(mode="json"), o))
+                       for o in spec.failures.retry_with or []]
+            step = Label.from_spec(reference, retries, spec.failures)
+            nodes.append(Node(f"final.{final.name}.label", step, inputs={"frames": source}, group=group))
+            source = f"final.{final.name}.label"
+        if final.d3 != "keep":
+            cutoff = final.d3_cutoff or spec.d3.cutoff
+            d3 = spec.d3.model_copy(update={"cutoff": cutoff, "cn_cutoff": final.d3_cutoff or spec.d3.cn_cutoff})
+            step = D3Relabel(d3=d3, sign=1 if final.d3 == "add" else -1)
+            nodes.append(Node(f"final.{final.name}.d3", step, inputs={"frames": source}, group=group))
+            source = f"final.{final.name}.d3"
+        nodes.append(Node(f"final.{final.name}.train", Train(model=model_with(spec, final.model)),
+                          inputs={"data": source}, group=group))
     return nodes
 
 
-def iteration_model(spec: CampaignSpec, it: Iteration) -> ApaxModel:
-    """The model section with the iteration's overrides applied."""
-    if not it.model:
+def model_with(spec: CampaignSpec, overrides: dict) -> ApaxModel:
+    """The model section with an iteration's or a final model's overrides applied."""
+    if not overrides:
         return spec.model
-    return ApaxModel.model_validate(deep_merge(spec.model.model_dump(mode="json"), it.model))
+    return ApaxModel.model_validate(deep_merge(spec.model.model_dump(mode="json"), overrides))
 
 
 def resolve_keys(nodes: list[Node]) -> list[Node]:

@@ -49,7 +49,8 @@ def fresh_calculator(reference: Any, charge: int, scratch: Path) -> Iterator[Any
 
 
 def label(archive: Archive, reference: Any, atoms: Atoms, scratch: Path) -> tuple[Atoms, bool]:
-    """``atoms`` with reference energy/forces/stress attached; second item True if computed now.
+    """A copy of ``atoms`` (its info and arrays kept) with the reference energy/forces/stress
+    attached; second item True if computed now. Cached results are read back exactly as stored.
 
     Raises ``engine.reference.ReferenceFailure`` when the calculation fails.
     """
@@ -59,12 +60,13 @@ def label(archive: Archive, reference: Any, atoms: Atoms, scratch: Path) -> tupl
     from engine.reference import compute
 
     path = archive.cache_file(configuration_digest(reference, atoms))
-    if path.exists():
-        return read_frames(path)[0], False
-    charge = int(atoms.info.get("charge", 0))
-    with fresh_calculator(reference, charge, scratch) as calc:
-        results = compute(atoms, calc)
+    computed = not path.exists()
+    if computed:
+        with fresh_calculator(reference, int(atoms.info.get("charge", 0)), scratch) as calc:
+            results = compute(atoms, calc)
+        entry = atoms.copy()
+        entry.calc = SinglePointCalculator(entry, **results)
+        write_frames(path, [entry])
     labelled = atoms.copy()
-    labelled.calc = SinglePointCalculator(labelled, **results)
-    write_frames(path, [labelled])
-    return read_frames(path)[0], True
+    labelled.calc = SinglePointCalculator(labelled, **read_frames(path)[0].calc.results)
+    return labelled, computed

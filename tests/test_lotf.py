@@ -35,6 +35,11 @@ sampling:
       md: {{temperature: {second_temperature}, uncertainty_threshold: 1000 eV/A}}
       geometry_optimisation: {{fmax: 0.5 eV/A, max_steps: 5}}
     selection: {{kind: bal, n: 2}}
+final_models:
+  - name: d3
+    relabel: {{accuracy: 0.5}}
+    d3: add
+    d3_cutoff: 6.0 A
 """
 
 
@@ -91,6 +96,24 @@ def test_editing_an_iteration_reruns_it_and_later_ones_only(campaign, tmp_path):
     edited = lotf_spec(tmp_path / "edited.yaml", second_temperature="{start: 300 K, end: 400 K}")
     nodes, ran = run(edited, copy)
     assert ran == ["iter02.md", "iter02.geometry_optimisation", "iter02.select", "iter02.label",
-                   "iter02.dataset", "iter02.train"]
+                   "iter02.dataset", "iter02.train", "final.d3.label", "final.d3.d3", "final.d3.train"]
     new_keys = {n.name: n.key for n in nodes}
-    assert all(new_keys[name] == keys[name] for name in keys if not name.startswith("iter02"))
+    assert all(new_keys[name] == keys[name] for name in keys if not name.startswith(("iter02", "final")))
+
+
+def test_final_model_is_trained_on_relabelled_data_with_d3_added(campaign):
+    from engine.d3 import d3_results
+
+    _, workdir, keys, _ = campaign
+    archive = Archive(workdir / "archive")
+    relabelled = read_frames(archive.output(keys["final.d3.label"], "frames.h5"))
+    shifted = read_frames(archive.output(keys["final.d3.d3"], "frames.h5"))
+    dataset = read_frames(archive.output(keys["iter02.dataset"], "frames.h5"))
+    assert len(relabelled) == len(shifted) == len(dataset)
+    assert [f.info["split"] for f in shifted] == [f.info["split"] for f in dataset]
+    d3 = d3_results(relabelled[:2], cutoff=6.0, cn_cutoff=6.0)
+    for before, after, correction in zip(relabelled, shifted, d3):
+        assert correction["energy"] < 0  # dispersion binds
+        assert after.get_potential_energy() == pytest.approx(before.get_potential_energy() + correction["energy"], abs=1e-5)
+        np.testing.assert_allclose(after.get_forces(), before.get_forces() + correction["forces"], atol=1e-4)
+    assert archive.record(keys["final.d3.train"])["blobs"]["model"]

@@ -2,6 +2,7 @@
 
 from engine.steps import (  # noqa: F401
     conformers,
+    d3,
     dataset,
     geometry_optimisation,
     initial_data,
