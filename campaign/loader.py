@@ -175,6 +175,7 @@ def _find_mapping(node: Any, start: tuple[int, int], loc: Loc) -> Loc | None:
 def _problem(error: dict[str, Any], data: dict[str, Any], file: str) -> SpecProblem:
     """Turn one pydantic error into a SpecProblem placed at its YAML node."""
     loc, owner, model = _resolve(tuple(error["loc"]))
+    loc = _as_written(loc, data)
     kind, ctx = error["type"], error.get("ctx") or {}
     message = _clean(str(error["msg"]))
     hint, at_key = "", False
@@ -234,6 +235,19 @@ def _resolve(loc: Loc) -> tuple[Loc, type[BaseModel] | None, type[BaseModel] | N
         model = models[0] if len(models) == 1 else None
         variants = {_tag(m): m for m in models} if len(models) > 1 else {}
     return tuple(kept), owner, model
+
+
+def _as_written(loc: Loc, data: Any) -> Loc:
+    """Drop the ``0`` of a one-item list written as a plain mapping (``selection: {n: 4}``)."""
+    kept: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part == 0 and 0 not in node:
+            continue
+        kept.append(part)
+        found = isinstance(node, dict) and part in node or isinstance(node, list) and _is_index(part, node)
+        node = node[part] if found else None
+    return tuple(kept)
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from campaign.units import Density, Force, Length, PlaneWaveCutoff, Pressure, Temperature, Time
 
@@ -212,6 +212,25 @@ class InitialFile(Section):
 InitialData = Annotated[Union[InitialMD, InitialRattle, InitialFile], Field(discriminator="kind")]
 
 
+class InitialSplit(Section):
+    """How the labelled initial data is divided before the first model (the paper: a 3 sigma energy
+    filter, then 100 training, 100 validation and 500 test frames; the rest is the pool an
+    ``initial_pool`` sampler picks from later). Frames are drawn by a seeded permutation."""
+
+    energy_outlier_sigma: float | None = Field(
+        default=None, gt=0, description="drop frames whose energy per atom is further than this many sigma"
+    )
+    n_test: int = Field(default=0, ge=0, description="held out: never trained or validated on")
+    n_valid: int | None = Field(default=None, ge=1, description="null: model.validation_fraction of the rest")
+    n_train: int | None = Field(default=None, ge=1, description="null: every frame not held out or validating")
+
+    @model_validator(mode="after")
+    def _check(self) -> InitialSplit:
+        if self.n_train is not None and self.n_valid is None:
+            raise ValueError("n_train needs n_valid: with both set, the frames left over form the initial pool")
+        return self
+
+
 # --------------------------------------------------------------------------- failures
 
 
@@ -240,6 +259,16 @@ DEFAULT_RETRIES: dict[str, list[dict[str, Any]]] = {
     "xtb": [{"electronic_temperature": 1000.0}, {"electronic_temperature": 3000.0}],
     "cp2k": [{"scf": {"guess": "atomic", "max_scf": 300}}],
 }
+
+
+def brief(exc: ValueError) -> str:
+    """A nested validation error in one line: ``field: problem`` per error."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}"
+        for e in exc.errors()
+    )
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -413,22 +442,32 @@ class VolumeScan(Section):
     n_steps: int = Field(default=100, ge=2)
 
 
+class InitialPool(Section):
+    """The labelled initial configurations the first model was not given (``initial_split``
+    with ``n_train`` set): BAL from this pool is the paper's ML0. Their labels are reused."""
+
+    kind: Literal["initial_pool"] = "initial_pool"
+
+
 Sampler = Annotated[
-    Union[MDSampler, GeometryOptimisation, ConformerSampler, VolumeScan], Field(discriminator="kind")
+    Union[MDSampler, GeometryOptimisation, ConformerSampler, VolumeScan, InitialPool], Field(discriminator="kind")
 ]
+SAMPLER_KINDS = ("md", "geometry_optimisation", "conformers", "volume_scan", "initial_pool")
 
 
 class Selection(Section):
-    """How the new configurations to label are picked from the candidates."""
+    """One rule picking configurations to label from the candidates of some samplers. An
+    iteration's rules are applied in order; a frame picked by one rule is not offered to the next."""
 
     kind: Literal["bal", "random", "all"] = Field(
         default="bal", description="bal: last-layer-gradient features + MaxDist (apax.bal)"
     )
     n: int = Field(default=50, ge=1)
-    max_pool: int | None = Field(default=None, ge=1, description="larger pools are picked at random")
-    energy_outlier_sigma: float | None = Field(
-        default=None, gt=0, description="drop labelled frames whose energy per atom is further than this many sigma"
+    samplers: list[str] | None = Field(default=None, min_length=1, description="pick from these; null: all")
+    split: Literal["auto", "train", "valid"] = Field(
+        default="auto", description="auto: the dataset's seeded split; train/valid: force it"
     )
+    max_pool: int | None = Field(default=None, ge=1, description="larger pools are picked at random")
 
 
 class Iteration(Section):
@@ -443,7 +482,12 @@ class Iteration(Section):
     inherit: bool = True
     repeat: int = Field(default=1, ge=1)
     samplers: dict[str, Sampler] = Field(min_length=1)
-    selection: Selection = Field(default_factory=Selection)
+    selection: list[Selection] = Field(
+        default_factory=lambda: [Selection()], min_length=1, description="one rule, or a list applied in order"
+    )
+    energy_outlier_sigma: float | None = Field(
+        default=None, gt=0, description="drop new labels whose energy per atom is further than this many sigma"
+    )
     model: dict[str, Any] = Field(default_factory=dict, description="overrides of the model section")
 
     @field_validator("samplers", mode="before")
@@ -452,11 +496,27 @@ class Iteration(Section):
         """A sampler named after its kind (``md:``) needs no ``kind:`` line."""
         if not isinstance(value, dict):
             return value
-        kinds = {"md", "geometry_optimisation", "conformers", "volume_scan"}
         return {
-            name: dict(item, kind=name) if isinstance(item, dict) and "kind" not in item and name in kinds else item
+            name: dict(item, kind=name) if isinstance(item, dict) and "kind" not in item and name in SAMPLER_KINDS
+            else item
             for name, item in value.items()
         }
+
+    @field_validator("selection", mode="before")
+    @classmethod
+    def _one_rule(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Iteration:
+        for index, rule in enumerate(self.selection):
+            unknown = sorted(set(rule.samplers or []) - set(self.samplers))
+            if unknown:
+                raise ValueError(
+                    f"selection[{index}].samplers names {unknown}, which this iteration does not have "
+                    f"(its samplers: {sorted(self.samplers)})"
+                )
+        return self
 
 
 def inherit_iterations(items: Any) -> Any:
@@ -496,6 +556,7 @@ class CampaignSpec(Section):
     system: System
     reference: Reference = Field(default_factory=XTB)
     initial_data: InitialData = Field(default_factory=InitialMD)
+    initial_split: InitialSplit = Field(default_factory=InitialSplit)
     failures: Failures = Field(default_factory=Failures)
     model: ApaxModel = Field(default_factory=ApaxModel)
     d3: DispersionCorrection = Field(default_factory=DispersionCorrection)
@@ -518,7 +579,7 @@ class CampaignSpec(Section):
             try:
                 type(self.reference).model_validate(deep_merge(base, override))
             except ValueError as exc:
-                raise ValueError(f"failures.retry_with[{index}] is not a valid {self.reference.kind} override: {exc}")
+                raise ValueError(f"failures.retry_with[{index}] is not a valid {self.reference.kind} override: {brief(exc)}")
         return self
 
     @model_validator(mode="after")
@@ -529,7 +590,17 @@ class CampaignSpec(Section):
                 try:
                     ApaxModel.model_validate(deep_merge(base, it.model))
                 except ValueError as exc:
-                    raise ValueError(f"sampling[{index}].model is not a valid override of the model section: {exc}")
+                    raise ValueError(f"sampling[{index}].model is not a valid override of the model section: {brief(exc)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_initial_pool(self) -> CampaignSpec:
+        for index, it in enumerate(self.sampling):
+            if any(s.kind == "initial_pool" for s in it.samplers.values()) and self.initial_split.n_train is None:
+                raise ValueError(
+                    f"sampling[{index}] has an initial_pool sampler, but the first model is trained on every "
+                    "initial frame, so the pool is empty: set initial_split.n_train (and n_valid) to keep a pool"
+                )
         return self
 
     @model_validator(mode="after")
@@ -544,7 +615,7 @@ class CampaignSpec(Section):
                 if final.relabel is not None:
                     type(self.reference).model_validate(deep_merge(reference, final.relabel))
             except ValueError as exc:
-                raise ValueError(f"final_models[{index}] ({final.name}): {exc}")
+                raise ValueError(f"final_models[{index}] ({final.name}): {brief(exc)}")
         return self
 
     def retry_references(self) -> list[XTB | CP2K]:

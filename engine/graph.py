@@ -75,6 +75,7 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
     from engine.steps.conformers import Conformers
     from engine.steps.dataset import Dataset
     from engine.steps.geometry_optimisation import GeometryOptimisation
+    from engine.steps.initial_pool import InitialPool
     from engine.steps.label import Label
     from engine.steps.md import MD
     from engine.steps.select import Select
@@ -84,12 +85,15 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
     seed = spec.campaign.seed
     label = Label.from_spec(spec.reference, spec.retry_references(), spec.failures)
 
-    def dataset(number: int, energy_outlier_sigma: float | None) -> Dataset:
+    def dataset(number: int, energy_outlier_sigma: float | None, **counts: int | None) -> Dataset:
         return Dataset(seed=seed + number, validation_fraction=spec.model.validation_fraction,
-                       fixed_validation=spec.model.fixed_validation, energy_outlier_sigma=energy_outlier_sigma)
+                       fixed_validation=spec.model.fixed_validation, energy_outlier_sigma=energy_outlier_sigma,
+                       **counts)
 
+    split = spec.initial_split
+    first = dataset(0, split.energy_outlier_sigma, n_test=split.n_test, n_valid=split.n_valid, n_train=split.n_train)
     nodes = [
-        Node("dataset.initial", dataset(0, None), inputs={"new": "label.initial_data"}, group="initial model"),
+        Node("dataset.initial", first, inputs={"new": "label.initial_data"}, group="initial model"),
         Node("train.initial", Train(model=spec.model), inputs={"data": "dataset.initial"}, group="initial model"),
     ]
     model, data, start = "train.initial", "dataset.initial", "initial_data"
@@ -105,6 +109,9 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
                 step, inputs = GeometryOptimisation(settings=sampler), {"model": model, "start": start}
             elif sampler.kind == "volume_scan":
                 step, inputs = VolumeScan(settings=sampler), {"model": model, "start": start}
+            elif sampler.kind == "initial_pool":
+                step, inputs = InitialPool(settings=sampler), {"labelled": "label.initial_data",
+                                                               "dataset": "dataset.initial"}
             else:
                 step, inputs = Conformers(settings=sampler, ions=spec.system.ions, seed=step_seed), {}
             nodes.append(Node(node_name, step, inputs=inputs, group=name))
@@ -115,7 +122,7 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
             Node(f"{name}.select", Select(selection=it.selection, seed=step_seed),
                  inputs={"model": model, "train": data, **pools}, group=name),
             Node(f"{name}.label", label, inputs={"frames": f"{name}.select"}, group=name),
-            Node(f"{name}.dataset", dataset(number, it.selection.energy_outlier_sigma),
+            Node(f"{name}.dataset", dataset(number, it.energy_outlier_sigma),
                  inputs={"previous": data, "new": f"{name}.label"}, group=name),
             Node(f"{name}.train", Train(model=model_with(spec, it.model)), inputs={"data": f"{name}.dataset"}, group=name),
         ]

@@ -1,5 +1,6 @@
 """The learning-on-the-fly loop end to end on a tiny system: real xTB labels, real apax training,
-real MD with the ensemble; editing one iteration reruns that iteration and the later ones only."""
+real MD with the ensemble, the initial pool (ML0), selection rules per sampler with a forced
+split; editing one iteration reruns that iteration and the later ones only."""
 
 from __future__ import annotations
 
@@ -27,14 +28,21 @@ model:
   batch_size: 2
   valid_batch_size: 4
   validation_fraction: 0.34
+initial_split: {{n_test: 1, n_valid: 2, n_train: 3}}
 sampling:
   - samplers:
       md: {{temperature: 300 K, n_steps: 30, interval: 5, uncertainty_threshold: {first} eV/A, engine: ase}}
-    selection: {{kind: random, n: 2}}
+      initial_pool: {{}}
+    selection:
+      - {{kind: all, samplers: [initial_pool]}}
+      - {{kind: random, n: 2, samplers: [md]}}
   - samplers:
       md: {{temperature: {second_temperature}, uncertainty_threshold: 1000 eV/A}}
       geometry_optimisation: {{fmax: 0.5 eV/A, max_steps: 5}}
-    selection: {{kind: bal, n: 2}}
+      initial_pool: null
+    selection:
+      - {{kind: random, n: 1, samplers: [md], split: valid}}
+      - {{kind: bal, n: 2}}
 final_models:
   - name: d3
     relabel: {{accuracy: 0.5}}
@@ -44,7 +52,7 @@ final_models:
 
 
 def lotf_spec(path, second_temperature: str = "300 K"):
-    spec = tiny_spec(path, initial_data="  kind: rattle\n  n_frames: 6\n  stdev: 0.05 A\n")
+    spec = tiny_spec(path, initial_data="  kind: rattle\n  n_frames: 8\n  stdev: 0.05 A\n")
     spec.write_text(spec.read_text() + LOTF.format(first=1e-4, second_temperature=second_temperature))
     return spec
 
@@ -71,16 +79,24 @@ def test_whole_loop_runs_and_records_each_iteration(campaign):
     assert first["n_candidates"] >= 1  # the configuration that triggered the stop is a candidate
     assert second["stopped_at"] is None and second["n_candidates"] == 6  # 1000 eV/A never fires
     assert first["engine"] == "ase"
-    picked = {}
-    for name in ("iter01", "iter02"):
-        pool = sum(archive.record(keys[k])["summary"]["n_candidates"] for k in keys if k.startswith(name)
-                   and archive.record(keys[k])["kind"] in ("md", "geometry_optimisation"))
-        picked[name] = archive.record(keys[f"{name}.select"])["summary"]["n_selected"]
-        assert picked[name] == min(2, pool)
-        assert archive.record(keys[f"{name}.label"])["summary"]["n_labelled"] == picked[name]
-    assert picked["iter02"] == 2 and archive.record(keys["iter02.select"])["summary"]["method"] == "bal"
+    initial = archive.record(keys["dataset.initial"])["summary"]
+    assert (initial["n_test"], initial["n_valid"], initial["n_train"], len(initial["unused"])) == (1, 2, 3, 2)
+    rules = {name: archive.record(keys[f"{name}.select"])["summary"]["rules"] for name in ("iter01", "iter02")}
+    n_md = first["n_candidates"]
+    assert [(r["samplers"], r["n_selected"]) for r in rules["iter01"]] == [(["initial_pool"], 2), (["md"], min(2, n_md))]
+    label01 = archive.record(keys["iter01.label"])["summary"]
+    assert label01["n_labelled"] == 2 + min(2, n_md)
+    assert label01["n_labelled"] - label01["n_computed"] >= 2  # the initial pool's labels come from the cache
+    assert [(r["method"], r["n_selected"], r["split"]) for r in rules["iter02"]] == [("random", 1, "valid"),
+                                                                                   ("bal", 2, "auto")]
+    n_pool02 = sum(archive.record(keys[f"iter02.{s}"])["summary"]["n_candidates"] for s in ("md", "geometry_optimisation"))
+    assert rules["iter02"][1]["n_pool"] == n_pool02 - 1  # every candidate but the one the first rule took
+    assert not set(map(tuple, rules["iter02"][0]["picked"])) & set(map(tuple, rules["iter02"][1]["picked"]))
     data = read_frames(archive.output(keys["iter02.dataset"], "frames.h5"))
-    assert len(data) == 6 + picked["iter01"] + picked["iter02"]
+    assert len(data) == 6 + 2 + min(2, n_md) + 3
+    forced = data[-3]  # the first rule's pick, with its split forced
+    assert (forced.info["pool"], forced.info["split"]) == ("md", "valid")
+    assert sum(f.info["split"] == "test" for f in data) == 1  # held out in every later dataset
     assert all(np.isfinite(f.get_potential_energy()) for f in data)
     for name in ("train.initial", "iter01.train", "iter02.train"):
         record = archive.record(keys[name])

@@ -6,6 +6,7 @@ from engine.steps import (  # noqa: F401
     dataset,
     geometry_optimisation,
     initial_data,
+    initial_pool,
     label,
     md,
     pack,

@@ -98,7 +98,7 @@ class Label(Step):
             if computed:
                 ctx.archive.journal(ctx.key, {"event": "reference_call", "task": task_id, "level": level})
             labelled.info.update(source_index=index, reference_level=level)
-            return TaskResult([labelled], {"failed": False, "level": level, "attempts": attempts})
+            return TaskResult([labelled], {"failed": False, "level": level, "attempts": attempts, "computed": computed})
         return TaskResult([], {"failed": True, "level": len(self.settings) - 1, "attempts": attempts})
 
     # ------------------------------------------------------------- assembling
@@ -118,6 +118,7 @@ class Label(Step):
             "n_input": len(final),
             "n_labelled": len(frames),
             "n_failed": len(failed),
+            "n_computed": sum(bool(r.get("computed")) for r in final.values()),  # the rest came from the cache
             "failed": {str(i): attempts for i, attempts in failed.items()},
             "levels_used": levels,
             "mixed_settings": len(levels) > 1,

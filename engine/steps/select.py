@@ -1,9 +1,11 @@
 """``select``: pick the configurations worth labelling from the iteration's candidates.
 
-``bal``: batch active learning with last-layer-gradient features of the current ensemble and
-MaxDist (apax.bal; in apax 0.14 the training frames are masked out of the pick but do not
-enter the distances, so the pick is spread within the pool); ``random``; ``all``. A pool larger
-than ``max_pool`` falls back to random selection (the paper's rule for very large pools).
+An iteration's rules run in order, each over the candidates of its samplers that no earlier
+rule took. ``bal``: batch active learning with last-layer-gradient features of the current
+ensemble and MaxDist (apax.bal; in apax 0.14 the training frames are masked out of the pick but
+do not enter the distances, so the pick is spread within the pool); ``random``; ``all``. A pool
+larger than ``max_pool`` falls back to random selection (the paper's rule for very large pools).
+A rule may force its frames into the training or the validation set.
 """
 
 from __future__ import annotations
@@ -16,40 +18,59 @@ from engine.step import Step, StepContext, TaskResult, register
 
 @register
 class Select(Step):
-    """Select from every ``pool.*`` input; ``model`` and ``train`` feed the BAL features."""
+    """Select from every ``pool.<sampler>`` input; ``model`` and ``train`` feed the BAL features."""
 
     kind: ClassVar[str] = "select"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     inputs: ClassVar[tuple[str, ...] | None] = None  # model, train, pool.<sampler>...
 
-    selection: Selection
+    selection: list[Selection]
     seed: int
 
     def tasks(self, ctx: StepContext) -> list[str]:
         return [] if "select" in ctx.done_tasks() else ["select"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        pools = {slot.removeprefix("pool."): ctx.input_frames(slot) for slot in sorted(ctx.inputs)
+                 if slot.startswith("pool.")}
+        taken: set[tuple[str, int]] = set()
+        chosen, rules = [], []
+        for number, rule in enumerate(self.selection):
+            offered = [(name, i) for name in (rule.samplers or sorted(pools)) for i in range(len(pools[name]))
+                       if (name, i) not in taken]
+            picked, method = self._pick(ctx, rule, [pools[name][i] for name, i in offered], number)
+            for index in picked:
+                name, i = offered[index]
+                taken.add((name, i))
+                frame = pools[name][i]
+                frame.info.pop("split", None)
+                if rule.split != "auto":
+                    frame.info["split"] = rule.split
+                frame.info.update(pool=name, pool_index=i)
+                chosen.append(frame)
+            rules.append({"samplers": sorted({name for name, _ in offered}), "n_pool": len(offered),
+                          "n_selected": len(picked), "method": method, "split": rule.split,
+                          "picked": [list(offered[index]) for index in picked]})
+        return TaskResult(chosen, {"n_pool": sum(len(p) for p in pools.values()), "n_selected": len(chosen),
+                                   "rules": rules})
+
+    def _pick(self, ctx: StepContext, rule: Selection, pool: list, number: int) -> tuple[list[int], str]:
+        """Indices into ``pool`` picked by one rule, and the method actually used."""
         import numpy as np
 
-        pool = [frame for slot in sorted(ctx.inputs) if slot.startswith("pool.") for frame in ctx.input_frames(slot)]
-        n = min(self.selection.n, len(pool))
-        method = self.selection.kind
-        if method == "bal" and self.selection.max_pool is not None and len(pool) > self.selection.max_pool:
+        n = min(rule.n, len(pool))
+        method = rule.kind
+        if method == "bal" and rule.max_pool is not None and len(pool) > rule.max_pool:
             method = "random (pool larger than max_pool)"
-        if method == "bal" and n < len(pool):
+        if method == "all" or n == len(pool):
+            return list(range(len(pool))), method
+        if method == "bal":
             from engine.apax_model import bal_select
 
             train = [f for f in ctx.input_frames("train") if f.info.get("split") == "train"]
-            picked = bal_select(ctx.model_dir(), train, pool, n).indices
-        elif method == "all" or n == len(pool):
-            picked = list(range(len(pool)))
-        else:
-            picked = sorted(np.random.default_rng(self.seed).choice(len(pool), size=n, replace=False).tolist())
-        chosen = [pool[i] for i in picked]
-        for frame, index in zip(chosen, picked):
-            frame.info["pool_index"] = int(index)
-        return TaskResult(chosen, {"n_pool": len(pool), "n_selected": len(chosen), "method": method,
-                                   "picked": [int(i) for i in picked]})
+            return list(bal_select(ctx.model_dir(), train, pool, n).indices), method
+        rng = np.random.default_rng([self.seed, number])
+        return sorted(rng.choice(len(pool), size=n, replace=False).tolist()), method
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         return ctx.finish_single("select")

@@ -1,0 +1,35 @@
+"""``initial_pool``: the labelled initial configurations the first model was not given.
+
+BAL from this pool is the paper's ML0. The frames go through ``select`` and ``label`` like any
+candidates; their reference results are found in the calculation cache, not recomputed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from campaign.spec import InitialPool as InitialPoolSettings
+from engine.step import Step, StepContext, TaskResult, register
+from engine.steps.sampling import candidates
+
+
+@register
+class InitialPool(Step):
+    """The ``labelled`` initial frames listed as unused by the first ``dataset``."""
+
+    kind: ClassVar[str] = "initial_pool"
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[str, ...]] = ("labelled", "dataset")
+
+    settings: InitialPoolSettings
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        return [] if "collect" in ctx.done_tasks() else ["collect"]
+
+    def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        unused = ctx.input_record("dataset")["summary"]["unused"]
+        labelled = ctx.input_frames("labelled")
+        return candidates([labelled[i] for i in unused], "initial_pool", initial_index=unused)
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        return ctx.finish_single("collect")
