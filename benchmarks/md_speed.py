@@ -1,13 +1,21 @@
 """MD speed of the engines a user can pick, in one run: steps per second for BMIM BF4 boxes.
 
-    .venv/bin/python benchmarks/md_speed.py [--pairs 4 8] [--steps 40] [--members 2]
+    .venv/bin/python benchmarks/md_speed.py [--pairs 4 8] [--steps 40] [--r-max 5.0]
+    python benchmarks/md_speed.py --d3-only --device cuda --boxes DIR [--pairs 8 16 32]
 
 Columns: apax JAX MD (single model, 2-member ensemble), ASE + apax calculator (ensemble),
 ASE + apax + torch-dftd D3 at 8 A and 20 A without and with a 0.5 A neighbour-list skin.
 Ratios are to apax JAX MD with the ensemble (the engine the LotF sampling uses when it can).
-The model has the paper's architecture (r_max 5.5 A, 512x512) trained for one epoch on three
-GFN2-xTB frames: speed does not depend on the weights. JAX MD needs a box of at least twice the
-cutoff; smaller boxes print n/a there (the engine routes them to ASE).
+The model has the paper's architecture (512x512) trained for one epoch on three GFN2-xTB frames:
+speed does not depend on the weights. Its cutoff defaults to 5.0 A rather than the paper's 5.5 A
+because JAX MD needs a box of at least twice the cutoff and 4 pairs make a 10.75 A box; smaller
+boxes print n/a there (the engine routes them to ASE).
+
+``--d3-only`` times the D3 part alone (ASE MD driven by torch-dftd's own calculator, and by
+ours with skin 0 and 0.5 A) on ``--device``, with ratios to torch-dftd's calculator: the skin's
+speed-up without the MLP, which is what the paper measured on a GPU. Every run starts from
+Maxwell-Boltzmann velocities at 300 K so that the neighbour list really goes stale. ``--boxes``
+keeps the packed boxes as extxyz files (packed where RDKit and PACKMOL exist, read elsewhere).
 """
 
 from __future__ import annotations
@@ -19,25 +27,37 @@ from pathlib import Path
 
 import numpy as np
 
-from campaign.spec import ApaxModel, MDSampler
-from campaign.units import to_internal
-from engine import apax_model
-from engine.labelling import fresh_calculator
-from engine.packing import conformer, pack_box
-
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
+D3_CUTOFFS = (7.93766, 20.0)
 
 
-def box(pairs: int):
+def box(pairs: int, boxes: Path | None):
+    """A packed box of ``pairs`` ion pairs at 1.21 g/cm^3 (read from ``boxes`` if saved there)."""
+    from ase.io import read, write
+
+    path = boxes / f"pairs{pairs}.extxyz" if boxes else None
+    if path and path.exists():
+        return read(path)
+    from campaign.units import to_internal
+    from engine.packing import conformer, pack_box
+
     ions = [(conformer(BMIM, seed=0), pairs), (conformer(BF4, seed=1), pairs)]
-    return pack_box(ions, to_internal("1.21 g/cm^3", "density"), seed=0, tolerance=2.0)
+    atoms = pack_box(ions, to_internal("1.21 g/cm^3", "density"), seed=0, tolerance=2.0)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path, atoms)
+    return atoms
 
 
-def model(directory: Path, frames, members: int) -> Path:
+def model(directory: Path, frames, members: int, r_max: float) -> Path:
     """A paper-sized GMNN (``members`` 1: a single model) trained briefly on ``frames``."""
     from apax.train.run import run
 
-    spec = ApaxModel(epochs=1, batch_size=1, valid_batch_size=1, ensemble={"n_members": max(members, 2)})
+    from campaign.spec import ApaxModel
+    from engine import apax_model
+
+    spec = ApaxModel(epochs=1, batch_size=1, valid_batch_size=1, ensemble={"n_members": max(members, 2)}, r_max=r_max)
+    directory.mkdir(parents=True, exist_ok=True)
     for f, name in ((frames[:2], "train"), (frames[2:], "valid")):
         apax_model._write_labelled(directory / f"{name}.extxyz", f)
     config = apax_model.apax_config(spec, train_path=directory / "train.extxyz", valid_path=directory / "valid.extxyz",
@@ -49,10 +69,13 @@ def model(directory: Path, frames, members: int) -> Path:
 
 
 def ase_rate(atoms, calc, steps: int) -> float:
+    """Steps/s of velocity Verlet at 0.5 fs from 300 K velocities, two warm-up steps excluded."""
     from ase import units
+    from ase.md.velocitydistribution import thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
     atoms = atoms.copy()
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     atoms.calc = calc
     dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
     dyn.run(2)  # compile / first neighbour lists
@@ -61,65 +84,106 @@ def ase_rate(atoms, calc, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def jax_rate(model_dir: Path, atoms, steps: int, workdir: Path) -> float | None:
-    """Steps/s of apax JAX MD, compile time excluded (difference of a short and a long run)."""
-    if not apax_model.jax_md_valid(atoms, 5.5):
+def jax_rate(model_dir: Path, atoms, steps: int, workdir: Path, r_max: float) -> float | None:
+    """Steps/s of apax JAX MD, start-up and compile time excluded: after a warm-up run, the
+    difference of a short and a long run."""
+    from campaign.spec import MDSampler
+    from engine import apax_model
+
+    if not apax_model.jax_md_valid(atoms, r_max):
         return None
     timings = []
-    for n in (steps, 3 * steps):
+    for n in (steps, steps, 3 * steps):
         sampler = MDSampler(thermostat="nose_hoover_chain", n_steps=n, interval=steps, uncertainty_threshold=None)
         start = time.perf_counter()
-        apax_model.run_jax_md(model_dir, atoms, sampler, workdir=workdir / f"jax{n}", seed=0)
+        apax_model.run_jax_md(model_dir, atoms, sampler, workdir=workdir / f"jax{len(timings)}", seed=0)
         timings.append(time.perf_counter() - start)
-    return 2 * steps / (timings[1] - timings[0])
+    return 2 * steps / (timings[2] - timings[1])
+
+
+def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
+    """The full table's row: JAX MD, ASE + apax, ASE + apax + D3 (8/20 A, skin 0/0.5 A)."""
+    import torch
+
+    from campaign.spec import XTB
+    from engine import apax_model
+    from engine.d3 import hybrid_calculator
+    from engine.labelling import fresh_calculator
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(3):
+        frame = atoms.copy()
+        frame.positions += rng.normal(scale=0.05, size=frame.positions.shape)
+        with fresh_calculator(XTB(threads=2), 0, tmp) as calc:
+            frame.calc = calc
+            frame.get_stress()
+        frames.append(frame)
+    single, ensemble = (model(tmp / f"p{pairs}", frames, members, args.r_max) for members in (1, 2))
+    rates = {
+        "jax single": jax_rate(single, atoms, args.steps, tmp / f"p{pairs}", args.r_max),
+        "jax ensemble": jax_rate(ensemble, atoms, args.steps, tmp / f"p{pairs}", args.r_max),
+        "ase+apax": ase_rate(atoms, apax_model.load_calculator(ensemble), args.steps),
+    }
+    for cutoff in D3_CUTOFFS:
+        for skin in (0.0, 0.5):
+            calc = hybrid_calculator(apax_model.load_calculator(ensemble), cutoff=cutoff, cn_cutoff=cutoff,
+                                     skin=skin, dtype=torch.float32)
+            rates[f"+D3 {cutoff:.0f}A skin {skin}"] = ase_rate(atoms, calc, args.steps)
+    return rates
+
+
+def d3_rates(atoms, args) -> dict[str, float | None]:
+    """The D3-only row: torch-dftd's calculator, then ours with skin 0 and 0.5 A, per cutoff."""
+    import torch
+    from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
+
+    from engine.d3 import SkinD3Calculator
+
+    rates = {}
+    for cutoff in D3_CUTOFFS:
+        common = dict(xc="b97-3c", damping="bj", cutoff=cutoff, dtype=torch.float32, device=args.device)
+        rates[f"torch-dftd {cutoff:.0f}A"] = ase_rate(atoms, TorchDFTD3Calculator(cnthr=cutoff, **common), args.steps)
+        for skin in (0.0, 0.5):
+            calc = SkinD3Calculator(cn_cutoff=cutoff, skin=skin, **common)
+            rates[f"{cutoff:.0f}A skin {skin}"] = ase_rate(atoms, calc, args.steps)
+    return rates
+
+
+def table(rows, base) -> None:
+    names = list(rows[0][2])
+    print(f"{'pairs':>5} {'atoms':>5} " + " ".join(f"{n:>18}" for n in names))
+    for pairs, n_atoms, rates in rows:
+        print(f"{pairs:>5} {n_atoms:>5} " + " ".join(f"{r:>12.1f} st/s " if r else f"{'n/a':>18}" for r in rates.values()))
+    print("\nratio to the baseline; > 1 is faster")
+    for pairs, n_atoms, rates in rows:
+        print(f"{pairs:>5} {n_atoms:>5} " + " ".join(
+            f"{r / base(name, rates):>18.3f}" if r and base(name, rates) else f"{'n/a':>18}"
+            for name, r in rates.items()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--r-max", type=float, default=5.0)
+    parser.add_argument("--d3-only", action="store_true", help="time D3 alone (no apax needed)")
+    parser.add_argument("--device", default="cpu", help="torch device of the D3 calculators")
+    parser.add_argument("--boxes", type=Path, default=None, help="folder keeping the packed boxes")
     args = parser.parse_args()
-    import torch
-
-    from campaign.spec import XTB
-    from engine.d3 import hybrid_calculator
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
         for pairs in args.pairs:
-            atoms = box(pairs)
-            rng = np.random.default_rng(0)
-            frames = []
-            for _ in range(3):
-                frame = atoms.copy()
-                frame.positions += rng.normal(scale=0.05, size=frame.positions.shape)
-                with fresh_calculator(XTB(threads=2), 0, tmp) as calc:
-                    frame.calc = calc
-                    frame.get_stress()
-                frames.append(frame)
-            single, ensemble = model(tmp / f"p{pairs}", frames, 1), model(tmp / f"p{pairs}", frames, 2)
-            rates = {
-                "jax single": jax_rate(single, atoms, args.steps, tmp / f"p{pairs}"),
-                "jax ensemble": jax_rate(ensemble, atoms, args.steps, tmp / f"p{pairs}"),
-                "ase+apax": ase_rate(atoms, apax_model.load_calculator(ensemble), args.steps),
-            }
-            for cutoff in (7.93766, 20.0):
-                for skin in (0.0, 0.5):
-                    calc = hybrid_calculator(apax_model.load_calculator(ensemble), cutoff=cutoff, cn_cutoff=cutoff,
-                                             skin=skin, dtype=torch.float32)
-                    rates[f"+D3 {cutoff:.0f}A skin {skin}"] = ase_rate(atoms, calc, args.steps)
+            atoms = box(pairs, args.boxes)
+            rates = d3_rates(atoms, args) if args.d3_only else mlp_rates(atoms, pairs, args, Path(tmp))
             rows.append((pairs, len(atoms), rates))
-
-    names = list(rows[0][2])
-    print(f"{'pairs':>5} {'atoms':>5} " + " ".join(f"{n:>18}" for n in names))
-    for pairs, n_atoms, rates in rows:
-        print(f"{pairs:>5} {n_atoms:>5} " + " ".join(f"{r:>12.1f} st/s " if r else f"{'n/a':>18}" for r in rates.values()))
-    print("\nratio to apax JAX MD (ensemble); > 1 is faster")
-    for pairs, n_atoms, rates in rows:
-        base = rates["jax ensemble"]
-        print(f"{pairs:>5} {n_atoms:>5} " + " ".join(
-            f"{r / base:>18.3f}" if r and base else f"{'n/a':>18}" for r in rates.values()))
+    if args.d3_only:
+        print(f"D3 only, device {args.device}, {args.steps} steps; baseline: torch-dftd's calculator at the same cutoff")
+        table(rows, lambda name, rates: rates[f"torch-dftd {name.split('A')[0].split()[-1]}A"])
+    else:
+        print(f"{args.steps} steps, r_max {args.r_max} A; baseline: apax JAX MD with the 2-member ensemble")
+        table(rows, lambda name, rates: rates["jax ensemble"])
 
 
 if __name__ == "__main__":

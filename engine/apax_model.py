@@ -264,9 +264,9 @@ def force_uncertainty(results: dict[str, Any]) -> float:
 
 def _apax_std_factor(model_config: Any) -> float:
     """apax's ``forces_uncertainty`` over eqn 8's value: 1 for full ensembles (``jnp.std``),
-    sqrt(N/(N-1)) for shallow ones (apax divides their variance by N - 1)."""
+    sqrt(N/(N-1)) for shallow ones (apax divides their variance by N - 1); 1 for a single model."""
     ensemble = model_config.model.ensemble
-    if ensemble.kind == "full":
+    if ensemble is None or ensemble.kind == "full":
         return 1.0
     return float(np.sqrt(ensemble.n_members / (ensemble.n_members - 1)))
 
@@ -348,7 +348,10 @@ def run_jax_md(model_dir: Path, atoms: Atoms, sampler: MDSampler, *, workdir: Pa
     write(sim_dir / "start.extxyz", atoms, format="extxyz")
     factor = _apax_std_factor(model_config)
     threshold = None if sampler.uncertainty_threshold is None else sampler.uncertainty_threshold * factor
-    md_config = _md_config(sampler, sim_dir, seed, threshold)
+    ensemble = model_config.model.ensemble is not None
+    if threshold is not None and not ensemble:
+        raise ValueError("a single model has no force uncertainty: set uncertainty_threshold to null")
+    md_config = _md_config(sampler, sim_dir, seed, threshold, ensemble)
     with _apax_contained():
         from apax.md.simulate import run_md
 
@@ -375,9 +378,10 @@ def _model_config(model_dir: Path) -> Any:
     return Config.model_validate(raw)
 
 
-def _md_config(sampler: MDSampler, sim_dir: Path, seed: int, threshold: float | None) -> Any:
+def _md_config(sampler: MDSampler, sim_dir: Path, seed: int, threshold: float | None, ensemble: bool) -> Any:
     """apax's MD config: NVT with the sampler's schedule, the force-uncertainty check at
-    ``threshold`` (in apax's normalisation; None: no check), no restart."""
+    ``threshold`` (in apax's normalisation; None: no check), no restart; an ``ensemble`` also
+    records its force uncertainty."""
     from apax.config.md_config import MDConfig, NVTOptions
 
     checks = [] if threshold is None else [{"name": "forces_uncertainty", "threshold": threshold}]
@@ -387,7 +391,7 @@ def _md_config(sampler: MDSampler, sim_dir: Path, seed: int, threshold: float | 
         seed=seed, ensemble=ensemble,
         duration=(sampler.n_steps - 0.5) * sampler.timestep,  # apax runs ceil(duration / dt) steps: n_steps
         n_inner=-(-sampler.n_steps // blocks), sampling_rate=sampler.interval, dr_threshold=0.5,
-        dynamics_checks=checks, properties=["energy", "forces", "forces_uncertainty"],
+        dynamics_checks=checks, properties=["energy", "forces"] + (["forces_uncertainty"] if ensemble else []),
         initial_structure=str(sim_dir / "start.extxyz"), sim_dir=str(sim_dir),
         traj_name="md.h5", restart=False, disable_pbar=True,
     )
@@ -398,7 +402,7 @@ def _read_trajectory(path: Path, start: Atoms, sampler: MDSampler, threshold: fl
     """Frames of apax's trajectory up to ``n_steps`` and the first failed uncertainty check at
     ``threshold`` (its frame kept); non-finite frames are dropped. Frames are copies of ``start``
     (its info and per-atom arrays such as ``mol_id`` kept) with apax's positions and momenta;
-    apax's ``forces_uncertainty`` divided by ``factor`` is eqn 8."""
+    apax's ``forces_uncertainty`` divided by ``factor`` is eqn 8 (NaN for a single model)."""
     import znh5md
     from ase import units
 
@@ -409,10 +413,12 @@ def _read_trajectory(path: Path, start: Atoms, sampler: MDSampler, threshold: fl
         if step > sampler.n_steps:
             break
         results = raw.calc.results
-        sigma = float(np.max(results["forces_uncertainty"])) / factor
+        uncertainty = results.get("forces_uncertainty")
+        sigma = np.nan if uncertainty is None else float(np.max(uncertainty)) / factor
         # apax's check passes when all(uncertainty < threshold), in float32; NaN fails it
-        failed = threshold is not None and not np.all(results["forces_uncertainty"] < np.float32(threshold))
-        if np.isfinite(results["energy"]) and np.isfinite(sigma) and np.all(np.isfinite(raw.positions)):
+        failed = threshold is not None and not np.all(uncertainty < np.float32(threshold))
+        finite = np.isfinite(results["energy"]) and (uncertainty is None or np.isfinite(sigma))
+        if finite and np.all(np.isfinite(raw.positions)):
             target = float(kT(step - 1)) / units.kB  # the target of the step that led here
             temperature = float(raw.get_temperature())
             frame = start.copy()

@@ -7,6 +7,8 @@ more than a 0.5 A skin, which roughly doubled the speed of MD with the D3 term.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from ase import Atoms
@@ -153,7 +155,14 @@ class HybridCalculator(Calculator):
         present = [key for key in self.summed if key in self.results]
         # forces first: torch-dftd then gets energy, forces and stress in one evaluation
         for key in sorted(present, key=lambda key: key != "forces"):
-            self.results[key] = self.results[key] + self.d3.get_property(key, self.atoms)
+            self.results[key] = _voigt(self.results[key]) + _voigt(self.d3.get_property(key, self.atoms))
+
+
+def _voigt(value: Any) -> Any:
+    """A stress as ASE's Voigt 6-vector (apax reports the full 3x3 tensor, torch-dftd Voigt)."""
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    return full_3x3_to_voigt_6_stress(value) if np.shape(value) == (3, 3) else value
 
 
 def hybrid_calculator(mlp_calc: Calculator, **d3_params) -> HybridCalculator:

@@ -150,26 +150,36 @@ def test_shift_labels_adds_and_removes_d3(ion_pairs):
 
 
 class UncertainLJ(LennardJones):
-    """Stand-in MLP: Lennard-Jones plus a made-up force uncertainty, as an ensemble model reports."""
+    """Stand-in MLP: Lennard-Jones plus a made-up force uncertainty, as an ensemble model reports;
+    ``full_stress`` reports the stress as a 3x3 tensor, as apax's calculator does."""
 
     implemented_properties = LennardJones.implemented_properties + ["forces_uncertainty"]
 
+    def __init__(self, full_stress: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.full_stress = full_stress
+
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        from ase.stress import voigt_6_to_full_3x3_stress
+
         super().calculate(atoms, properties, system_changes)
         self.results["forces_uncertainty"] = np.full(len(self.atoms), 0.1)
+        if self.full_stress:
+            self.results["stress"] = voigt_6_to_full_3x3_stress(self.results["stress"])
 
 
-def test_hybrid_sums_mlp_and_d3_and_passes_uncertainty_through(ion_pairs):
+@pytest.mark.parametrize("full_stress", [False, True], ids=["voigt", "3x3"])
+def test_hybrid_sums_mlp_and_d3_and_passes_uncertainty_through(ion_pairs, full_stress):
     atoms = ion_pairs.copy()
     atoms.rattle(0.05, seed=2)
-    mlp = UncertainLJ(sigma=2.5, epsilon=0.01, rc=6.0)
+    mlp = UncertainLJ(full_stress=full_stress, sigma=2.5, epsilon=0.01, rc=6.0)
     atoms.calc = hybrid_calculator(mlp, skin=0.5, **PARAMS)
     forces = atoms.get_forces()
     assert "forces_uncertainty" in atoms.calc.results
     np.testing.assert_array_equal(atoms.calc.get_property("forces_uncertainty", atoms), 0.1)
 
     alone = [atoms.copy(), atoms.copy()]
-    alone[0].calc = UncertainLJ(sigma=2.5, epsilon=0.01, rc=6.0)
+    alone[0].calc = UncertainLJ(sigma=2.5, epsilon=0.01, rc=6.0)  # Voigt stress
     alone[1].calc = SkinD3Calculator(skin=0.0, **PARAMS)
     assert atoms.get_potential_energy() == pytest.approx(sum(a.get_potential_energy() for a in alone), abs=1e-9)
     np.testing.assert_allclose(forces, sum(a.get_forces() for a in alone), atol=1e-9)
