@@ -9,14 +9,14 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 
 
-def conformer(smiles: str, seed: int) -> Atoms:
-    """One 3D conformer of ``smiles`` (hydrogens added): ETKDG embedding, then MMFF (UFF if MMFF
-    lacks parameters, e.g. boron) relaxation; ``info["charge"]`` holds the formal charge."""
+def molecule(smiles: str, seed: int) -> tuple[Any, Any]:
+    """The RDKit molecule of ``smiles`` with hydrogens, and seeded ETKDG embedding parameters."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem import AllChem
 
@@ -24,9 +24,18 @@ def conformer(smiles: str, seed: int) -> Atoms:
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
-    mol = Chem.AddHs(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
+    return Chem.AddHs(mol), params
+
+
+def conformer(smiles: str, seed: int) -> Atoms:
+    """One 3D conformer of ``smiles`` (hydrogens added): ETKDG embedding, then MMFF (UFF if MMFF
+    lacks parameters, e.g. boron) relaxation; ``info["charge"]`` holds the formal charge."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol, params = molecule(smiles, seed)
     if AllChem.EmbedMolecule(mol, params) != 0:
         params.useRandomCoords = True
         if AllChem.EmbedMolecule(mol, params) != 0:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.packing import pack_box, scale_rigid
+from engine.packing import molecule, pack_box, scale_rigid
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -33,16 +33,10 @@ def conformers(smiles: str, n: int, seed: int) -> list[Atoms]:
     """``n`` 3D conformers of ``smiles`` (hydrogens added): ETKDG embedding, each relaxed with MMFF
     (UFF where MMFF lacks parameters, e.g. boron); ``info["charge"]`` holds the formal charge."""
     from ase import Atoms
-    from rdkit import Chem, RDLogger
+    from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
-    mol = Chem.AddHs(mol)
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
+    mol, params = molecule(smiles, seed)
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
     if len(ids) < n:
         params.useRandomCoords = True
