@@ -126,6 +126,20 @@ class Step(BaseModel):
         raise NotImplementedError
 
 
+class SingleTaskStep(Step):
+    """A step whose work is one task, named ``task``; its outputs are that task's frames, the
+    task files listed in ``extra_outputs``, and its summary (see ``StepContext.finish_single``)."""
+
+    task: ClassVar[str]
+    extra_outputs: ClassVar[tuple[str, ...]] = ()
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        return [] if self.task in ctx.done_tasks() else [self.task]
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        return ctx.finish_single(self.task, self.extra_outputs)
+
+
 REGISTRY: dict[str, type[Step]] = {}
 
 

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from campaign.spec import ConformerSampler, Ion
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 from engine.steps.sampling import candidates
 
 
 @register
-class Conformers(Step):
+class Conformers(SingleTaskStep):
     """``n_boxes`` boxes of the system's composition, each from randomly drawn conformers."""
 
     kind: ClassVar[str] = "conformers"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "pack"
 
     settings: ConformerSampler
     ions: list[Ion]
     seed: int
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "pack" in ctx.done_tasks() else ["pack"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from engine.structures import conformer_boxes
@@ -30,6 +28,3 @@ class Conformers(Step):
         boxes = conformer_boxes([(ion.smiles, ion.count) for ion in self.ions], s.n_conformers, s.n_boxes,
                                 s.density, s.tolerance, self.seed)
         return candidates(boxes, "conformers")
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("pack")

@@ -13,17 +13,18 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from engine.step import Step, StepContext, StepFailed, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, StepFailed, TaskResult, register
 
 SPLITS = ("train", "valid")
 
 
 @register
-class Dataset(Step):
+class Dataset(SingleTaskStep):
     """Append the ``new`` labelled frames to the ``previous`` dataset (if any) with a split."""
 
     kind: ClassVar[str] = "dataset"
     version: ClassVar[int] = 2
+    task: ClassVar[str] = "merge"
     inputs: ClassVar[tuple[str, ...] | None] = None  # "new", and "previous" except for the first
 
     seed: int
@@ -33,9 +34,6 @@ class Dataset(Step):
     n_test: int = Field(default=0, ge=0, description="first dataset only: frames held out for testing")
     n_valid: int | None = Field(default=None, ge=1, description="first dataset only: null uses the fraction")
     n_train: int | None = Field(default=None, ge=1, description="first dataset only: null uses all the rest")
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "merge" in ctx.done_tasks() else ["merge"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         import numpy as np
@@ -82,6 +80,3 @@ class Dataset(Step):
         for position, i in enumerate(used):
             splits[i] = "valid" if position < n_valid else "train"
         return [split or "unused" for split in splits]
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("merge")

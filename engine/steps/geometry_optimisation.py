@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from campaign.spec import GeometryOptimisation as Settings
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 from engine.steps.sampling import candidates, start_frames
 
 
 @register
-class GeometryOptimisation(Step):
+class GeometryOptimisation(SingleTaskStep):
     """Every optimisation step of the last ``n_structures`` frames of ``start`` is a candidate."""
 
     kind: ClassVar[str] = "geometry_optimisation"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "optimise"
     inputs: ClassVar[tuple[str, ...]] = ("model", "start")
 
     settings: Settings
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "optimise" in ctx.done_tasks() else ["optimise"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from engine.apax_model import load_calculator
@@ -30,6 +28,3 @@ class GeometryOptimisation(Step):
         frames = [frame for atoms in start_frames(ctx, self.settings.n_structures)
                   for frame in optimise(atoms, calc, self.settings)]
         return candidates(frames, "geometry_optimisation")
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("optimise")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pathlib import Path
 
 from campaign.spec import InitialFile, InitialMD, InitialRattle, Reference, not_hashed
-from engine.step import Step, StepContext, StepFailed, TaskResult, register
+from engine.step import SingleTaskStep, Step, StepContext, StepFailed, TaskResult, register
 
 
 def initial_data_step(section: InitialMD | InitialRattle | InitialFile, reference: Any, seed: int, base: Path) -> Step:
@@ -135,18 +135,16 @@ class ReferenceMD(Step):
 
 
 @register
-class Rattle(Step):
+class Rattle(SingleTaskStep):
     """Copies of the packed box with Gaussian displacements of standard deviation ``stdev``."""
 
     kind: ClassVar[str] = "initial_rattle"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "rattle"
     inputs: ClassVar[tuple[str, ...]] = ("structure",)
 
     settings: InitialRattle
     seed: int
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "rattle" in ctx.done_tasks() else ["rattle"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         import numpy as np
@@ -161,16 +159,14 @@ class Rattle(Step):
             frames.append(frame)
         return TaskResult(frames, {"n_frames": len(frames)})
 
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("rattle")
-
 
 @register
-class FileFrames(Step):
+class FileFrames(SingleTaskStep):
     """Frames read from a trajectory file; the key follows the file's content, not its path."""
 
     kind: ClassVar[str] = "initial_file"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "read"
 
     path: str = not_hashed()
     sha256: str
@@ -188,9 +184,6 @@ class FileFrames(Step):
         return cls(path=str(path), sha256=sha256_file(path), format=section.format, every=section.every,
                    max_frames=section.max_frames)
 
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "read" in ctx.done_tasks() else ["read"]
-
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from ase.io import read
 
@@ -203,6 +196,3 @@ class FileFrames(Step):
             frame.calc = None
             frame.info.update(source="initial_file", index=index)
         return TaskResult(frames, {"n_frames": len(frames)})
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("read")

@@ -6,30 +6,25 @@ candidates; their reference results are found in the calculation cache, not reco
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from campaign.spec import InitialPool as InitialPoolSettings
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 from engine.steps.sampling import candidates
 
 
 @register
-class InitialPool(Step):
+class InitialPool(SingleTaskStep):
     """The ``labelled`` initial frames listed as unused by the first ``dataset``."""
 
     kind: ClassVar[str] = "initial_pool"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "collect"
     inputs: ClassVar[tuple[str, ...]] = ("labelled", "dataset")
 
     settings: InitialPoolSettings
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "collect" in ctx.done_tasks() else ["collect"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         unused = ctx.input_record("dataset")["summary"]["unused"]
         labelled = ctx.input_frames("labelled")
         return candidates([labelled[i] for i in unused], "initial_pool", initial_index=unused)
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("collect")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from campaign.spec import DispersionCorrection, MDSampler
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 from engine.steps.sampling import candidates, model_r_max, start_frames
 
 
@@ -39,19 +39,18 @@ def d3_options(d3: DispersionCorrection) -> dict[str, Any]:
 
 
 @register
-class MD(Step):
+class MD(SingleTaskStep):
     """Sample candidates from an MD run that starts at the last frame of ``start``."""
 
     kind: ClassVar[str] = "md"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "run"
+    extra_outputs: ClassVar[tuple[str, ...]] = ("series.nc",)
     inputs: ClassVar[tuple[str, ...]] = ("model", "start")
 
     sampler: MDSampler
     seed: int
     d3: DispersionCorrection | None = None  # set when the sampler runs the hybrid model
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "run" in ctx.done_tasks() else ["run"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from archive.arrays import write_dataset
@@ -77,6 +76,3 @@ class MD(Step):
         write_dataset(ctx.archive.task_file(ctx.key, task_id, ".series.nc"), result.series)
         return candidates(result.frames, "md", engine=engine, engine_reason=reason, stopped_at=stopped_at,
                           stop_reason=stop_reason, n_steps=self.sampler.n_steps)
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("run", ("series.nc",))

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from campaign.spec import Ion, System
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 
 
 @register
-class Pack(Step):
+class Pack(SingleTaskStep):
     """Pack the system's ions at ``packing_density``, then compress rigidly to ``density``."""
 
     kind: ClassVar[str] = "pack"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "box"
 
     ions: list[Ion]
     density: float  # amu/Angstrom^3
@@ -31,9 +32,6 @@ class Pack(Step):
             seed=seed,
         )
 
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "box" in ctx.done_tasks() else ["box"]
-
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from engine.packing import conformer, pack_box, scale_rigid
 
@@ -43,6 +41,3 @@ class Pack(Step):
             box = scale_rigid(box, (self.packing_density / self.density) ** (1 / 3))
         box.info["source"] = "pack"
         return TaskResult([box], {"n_atoms": len(box), "cell_A": float(box.cell[0, 0])})
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("box")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from campaign.spec import ApaxModel
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 
 METRIC_UNITS = {"energy": "eV/atom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
@@ -29,17 +29,15 @@ def _tar(directory: Path, target: Path) -> None:
 
 
 @register
-class Train(Step):
+class Train(SingleTaskStep):
     """Train the model on the ``data`` input's train split, validate on its valid split."""
 
     kind: ClassVar[str] = "train"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "fit"
     inputs: ClassVar[tuple[str, ...]] = ("data",)
 
     model: ApaxModel
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "fit" in ctx.done_tasks() else ["fit"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         import shutil
@@ -65,8 +63,8 @@ class Train(Step):
 
         from archive.arrays import write_dataset
 
-        done = ctx.done_tasks()["fit"]
-        shutil.copyfile(ctx.archive.task_file(ctx.key, "fit", ".curves.nc"), ctx.out_dir / "curves.nc")
+        done = ctx.done_tasks()[self.task]
+        shutil.copyfile(ctx.archive.task_file(ctx.key, self.task, ".curves.nc"), ctx.out_dir / "curves.nc")
         metrics = done["metrics"]
         table = xr.Dataset(
             {

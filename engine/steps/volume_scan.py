@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from campaign.spec import GeometryOptimisation, VolumeScan as Settings
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 from engine.steps.sampling import candidates, start_frames
 
 
 @register
-class VolumeScan(Step):
+class VolumeScan(SingleTaskStep):
     """Optimise the last ``n_structures`` frames of ``start`` with the model, then scale each box
     from ``start`` to ``end`` of its length in ``n_steps`` with every molecule kept rigid."""
 
     kind: ClassVar[str] = "volume_scan"
     version: ClassVar[int] = 1
+    task: ClassVar[str] = "scan"
     inputs: ClassVar[tuple[str, ...]] = ("model", "start")
 
     settings: Settings
-
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "scan" in ctx.done_tasks() else ["scan"]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from engine.apax_model import load_calculator
@@ -37,6 +35,3 @@ class VolumeScan(Step):
             optimised.calc = None
             frames += volume_scan(optimised, s.start, s.end, s.n_steps)
         return candidates(frames, "volume_scan")
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("scan")
