@@ -10,27 +10,29 @@ A rule may force its frames into the training or the validation set.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Callable, ClassVar
 
 from campaign.spec import Selection
-from engine.step import Step, StepContext, TaskResult, register
+from engine.step import SingleTaskStep, StepContext, TaskResult, register
 
 
 @register
-class Select(Step):
+class Select(SingleTaskStep):
     """Select from every ``pool.<sampler>`` input; ``model`` and ``train`` feed the BAL features."""
 
     kind: ClassVar[str] = "select"
     version: ClassVar[int] = 2
+    task: ClassVar[str] = "select"
     inputs: ClassVar[tuple[str, ...] | None] = None  # model, train, pool.<sampler>...
 
     selection: list[Selection]
     seed: int
 
-    def tasks(self, ctx: StepContext) -> list[str]:
-        return [] if "select" in ctx.done_tasks() else ["select"]
-
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        from functools import cache
+
+        # read once, and only if a rule really runs BAL (its frames are masked out of the pick)
+        training = cache(lambda: [f for f in ctx.input_frames("train") if f.info.get("split") == "train"])
         pools = {slot.removeprefix("pool."): ctx.input_frames(slot) for slot in sorted(ctx.inputs)
                  if slot.startswith("pool.")}
         taken: set[tuple[str, int]] = set()
@@ -38,7 +40,7 @@ class Select(Step):
         for number, rule in enumerate(self.selection):
             offered = [(name, i) for name in (rule.samplers or sorted(pools)) for i in range(len(pools[name]))
                        if (name, i) not in taken]
-            picked, method = self._pick(ctx, rule, [pools[name][i] for name, i in offered], number)
+            picked, method = self._pick(ctx, rule, [pools[name][i] for name, i in offered], number, training)
             for index in picked:
                 name, i = offered[index]
                 taken.add((name, i))
@@ -54,7 +56,8 @@ class Select(Step):
         return TaskResult(chosen, {"n_pool": sum(len(p) for p in pools.values()), "n_selected": len(chosen),
                                    "rules": rules})
 
-    def _pick(self, ctx: StepContext, rule: Selection, pool: list, number: int) -> tuple[list[int], str]:
+    def _pick(self, ctx: StepContext, rule: Selection, pool: list, number: int,
+              training: Callable[[], list]) -> tuple[list[int], str]:
         """Indices into ``pool`` picked by one rule, and the method actually used."""
         import numpy as np
 
@@ -67,10 +70,6 @@ class Select(Step):
         if method == "bal":
             from engine.apax_model import bal_select
 
-            train = [f for f in ctx.input_frames("train") if f.info.get("split") == "train"]
-            return list(bal_select(ctx.model_dir(), train, pool, n).indices), method
+            return list(bal_select(ctx.model_dir(), training(), pool, n).indices), method
         rng = np.random.default_rng([self.seed, number])
         return sorted(rng.choice(len(pool), size=n, replace=False).tolist()), method
-
-    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        return ctx.finish_single("select")
