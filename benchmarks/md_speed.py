@@ -143,7 +143,7 @@ def d3_rates(atoms, args) -> dict[str, float | None]:
     rates = {}
     for cutoff in D3_CUTOFFS:
         common = dict(xc="b97-3c", damping="bj", cutoff=cutoff, dtype=torch.float32, device=args.device)
-        rates[f"torch-dftd {cutoff:.0f}A"] = ase_rate(atoms, TorchDFTD3Calculator(cnthr=cutoff, **common), args.steps)
+        rates[f"{cutoff:.0f}A torch-dftd"] = ase_rate(atoms, TorchDFTD3Calculator(cnthr=cutoff, **common), args.steps)
         for skin in (0.0, 0.5):
             calc = SkinD3Calculator(cn_cutoff=cutoff, skin=skin, **common)
             rates[f"{cutoff:.0f}A skin {skin}"] = ase_rate(atoms, calc, args.steps)
@@ -180,7 +180,7 @@ def main() -> None:
             rows.append((pairs, len(atoms), rates))
     if args.d3_only:
         print(f"D3 only, device {args.device}, {args.steps} steps; baseline: torch-dftd's calculator at the same cutoff")
-        table(rows, lambda name, rates: rates[f"torch-dftd {name.split('A')[0].split()[-1]}A"])
+        table(rows, lambda name, rates: rates[f"{name.split()[0]} torch-dftd"])  # columns start with the cutoff
     else:
         print(f"{args.steps} steps, r_max {args.r_max} A; baseline: apax JAX MD with the 2-member ensemble")
         table(rows, lambda name, rates: rates["jax ensemble"])
