@@ -6,7 +6,8 @@ Layout under ``<workdir>/archive``::
                                names {step name: key last finished under that name}
     steps/<key>/record.json    parameters, input keys, versions, host, times, output checksums
     steps/<key>/<outputs>      H5MD frames, netCDF arrays, blobs
-    steps/<key>/tasks/         per-task results: frames while the step runs, summaries kept
+    steps/<key>/tasks/         per-task results: frames while the step runs, summaries kept;
+                               <task>.ckpt/ holds a long task's checkpoints until the step finishes
     steps/<key>/journal.jsonl  append-only events: task started / finished / failed
     cache/<hash>.h5            content-addressed single calculations, shared across steps
     blobs/<sha256>             content-addressed files (trained model directories as tar)
@@ -103,10 +104,21 @@ class Archive:
             if not path.name.startswith(".")
         }
 
-    def prune_task_frames(self, key: str) -> None:
-        """Drop per-task frame files of a finished step (its outputs hold them); summaries stay."""
-        for path in self.task_dir(key).glob("*.h5"):
+    def checkpoint_dir(self, key: str, task_id: str) -> Path:
+        """Where a long task keeps its checkpoints while it runs (kept across kills, dropped when
+        its step is committed)."""
+        return self.task_dir(key) / f"{task_id}.ckpt"
+
+    def prune_task_files(self, key: str) -> None:
+        """Drop per-task frames, states and checkpoints of a finished step (its outputs hold what
+        matters); task summaries stay."""
+        folder = self.task_dir(key)
+        for path in folder.glob("*.h5"):
             path.unlink()
+        for path in folder.glob("*.state"):
+            path.unlink()
+        for path in folder.glob("*.ckpt"):
+            shutil.rmtree(path, ignore_errors=True)
 
     def commit_task(self, key: str, task_id: str, summary: dict[str, Any]) -> None:
         """Mark a task finished (its other files must already be written)."""

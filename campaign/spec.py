@@ -329,7 +329,9 @@ class ApaxModel(Section):
     r_min: Length = Field(default=0.7, gt=0)
     r_max: Length = Field(default=5.5, gt=0)
     nn: list[int] = Field(default_factory=lambda: [512, 512], min_length=1)
-    ensemble: Ensemble = Field(default_factory=Ensemble)
+    ensemble: Ensemble | None = Field(
+        default_factory=Ensemble, description="null: a single model, which has no force uncertainty"
+    )
     loss: LossWeights = Field(default_factory=LossWeights)
     learning_rates: LearningRates = Field(default_factory=LearningRates)
     batch_size: int = Field(default=4, ge=1)
@@ -546,6 +548,18 @@ class FinalModel(Section):
     model: dict[str, Any] = Field(default_factory=dict, description="overrides of the model section")
 
 
+# --------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoints(Section):
+    """How often long steps save their state, so a killed run loses at most this much work.
+    Not part of any step key: changing it never reruns a finished step."""
+
+    md_steps: int = Field(default=1000, ge=1, description="MD steps between checkpoints (every engine)")
+    optimisation_steps: int = Field(default=100, ge=1, description="optimiser steps between checkpoints")
+    training_epochs: int = Field(default=10, ge=1, description="training epochs between checkpoints")
+
+
 # --------------------------------------------------------------------------- the whole spec
 
 
@@ -562,6 +576,7 @@ class CampaignSpec(Section):
     d3: DispersionCorrection = Field(default_factory=DispersionCorrection)
     sampling: list[Iteration] = Field(default_factory=list, description="the LotF schedule, in order")
     final_models: list[FinalModel] = Field(default_factory=list, description="trained on the final dataset")
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
 
     @field_validator("sampling", mode="before")
     @classmethod

@@ -94,7 +94,7 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
     first = dataset(0, split.energy_outlier_sigma, n_test=split.n_test, n_valid=split.n_valid, n_train=split.n_train)
     nodes = [
         Node("dataset.initial", first, inputs={"new": "label.initial_data"}, group="initial model"),
-        Node("train.initial", Train(model=spec.model), inputs={"data": "dataset.initial"}, group="initial model"),
+        Node("train.initial", Train(model=spec.model, checkpoint_every=spec.checkpoints.training_epochs), inputs={"data": "dataset.initial"}, group="initial model"),
     ]
     model, data, start = "train.initial", "dataset.initial", "initial_data"
     for number, (name, it) in enumerate(iteration_names(spec), start=1):
@@ -124,7 +124,7 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
             Node(f"{name}.label", label, inputs={"frames": f"{name}.select"}, group=name),
             Node(f"{name}.dataset", dataset(number, it.energy_outlier_sigma),
                  inputs={"previous": data, "new": f"{name}.label"}, group=name),
-            Node(f"{name}.train", Train(model=model_with(spec, it.model)), inputs={"data": f"{name}.dataset"}, group=name),
+            Node(f"{name}.train", Train(model=model_with(spec, it.model), checkpoint_every=spec.checkpoints.training_epochs), inputs={"data": f"{name}.dataset"}, group=name),
         ]
         model, data = f"{name}.train", f"{name}.dataset"
     return nodes + final_nodes(spec, data)
@@ -153,7 +153,7 @@ def final_nodes(spec: CampaignSpec, data: str) -> list[Node]:
             step = D3Relabel(d3=d3, sign=1 if final.d3 == "add" else -1)
             nodes.append(Node(f"final.{final.name}.d3", step, inputs={"frames": source}, group=group))
             source = f"final.{final.name}.d3"
-        nodes.append(Node(f"final.{final.name}.train", Train(model=model_with(spec, final.model)),
+        nodes.append(Node(f"final.{final.name}.train", Train(model=model_with(spec, final.model), checkpoint_every=spec.checkpoints.training_epochs),
                           inputs={"data": source}, group=group))
     return nodes
 

@@ -115,7 +115,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress) 
         "n_tasks": len(task_times),
     }
     archive.commit(node.key, node.name, record, outputs)
-    archive.prune_task_frames(node.key)
+    archive.prune_task_files(node.key)
     archive.journal(node.key, {"event": "step_done", "time": time.time()})
 
 

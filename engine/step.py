@@ -78,6 +78,18 @@ class StepContext:
     def done_tasks(self) -> dict[str, dict[str, Any]]:
         return self.archive.done_tasks(self.key)
 
+    def checkpoint_dir(self, task_id: str) -> Path:
+        """A folder that survives a killed run, for a long task's own checkpoints (e.g. apax's)."""
+        path = self.archive.checkpoint_dir(self.key, task_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def journal(self, event: str, **fields: Any) -> None:
+        """Append an event (``checkpoint``, ``resumed``, ...) to the step's journal."""
+        import time
+
+        self.archive.journal(self.key, {"event": event, **fields, "time": time.time()})
+
     def task_frames(self, task_id: str) -> list[Atoms]:
         from archive.frames import read_frames
 

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from campaign.spec import ApaxModel
+from campaign.spec import ApaxModel, not_hashed
 from engine.step import SingleTaskStep, StepContext, TaskResult, register
 
 METRIC_UNITS = {"energy": "eV/atom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
@@ -38,6 +38,7 @@ class Train(SingleTaskStep):
     inputs: ClassVar[tuple[str, ...]] = ("data",)
 
     model: ApaxModel
+    checkpoint_every: int = not_hashed(default=10, ge=1, description="epochs between checkpoints")
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         import shutil
