@@ -79,22 +79,37 @@ def schema() -> None:
 def show_spec(spec: SpecArg) -> None:
     """Print the fully resolved spec: every default filled in, quantities with units."""
     from campaign.loader import dump_spec
+    from campaign.spec import dispersion
 
-    print(dump_spec(_load(spec)), end="")
+    loaded = _load(spec)
+    print(dump_spec(loaded), end="")
+    print("# the dispersion each model's training labels contain:")
+    models = [("train.initial", dispersion(loaded.reference))]
+    models += [(f"{stage.planned.name}.train", stage.dispersion) for stage in loaded.stages()]
+    models += [(f"final.{final.final.name}.train", final.dispersion) for final in loaded.final_stages()]
+    for name, terms in models:
+        print(f"# {name}: {' + '.join(terms) or 'no dispersion'}")
 
 
 @app.command()
-def plan(spec: SpecArg, workdir: WorkdirOpt = None) -> None:
+def plan(
+    spec: SpecArg,
+    workdir: WorkdirOpt = None,
+    table: Annotated[bool, typer.Option("--table", help="print the schedule as Table 1 (from the spec alone)")] = False,
+) -> None:
     """Show the step graph with each step's state (done / to run / stale) and why."""
+    loaded = _load(spec)
+    if table:
+        _print_schedule(loaded)
+        return
     from engine.graph import state, why
 
-    loaded = _load(spec)
     nodes = _graph(loaded, spec)
     archive = _archive(_workdir(loaded, workdir))
     by_key = {node.key: node.name for node in nodes}
-    table = Table(title=f"{loaded.campaign.name}: {len(nodes)} steps", title_justify="left")
-    for column in ("step", "kind", "key", "state", "inputs"):
-        table.add_column(column, no_wrap=column in ("step", "key"), overflow="fold")
+    steps = Table(title=f"{loaded.campaign.name}: {len(nodes)} steps", title_justify="left")
+    for column in ("step", "kind", "key", "state", "inputs", "notes"):
+        steps.add_column(column, no_wrap=column in ("step", "key"), overflow="fold")
     styles = {"done": "green", "stale": "yellow", "to run": "cyan"}
     previous_group = None
     for node in nodes:
@@ -102,17 +117,46 @@ def plan(spec: SpecArg, workdir: WorkdirOpt = None) -> None:
         reason = f" ({why(node, archive, by_key)[0]})" if current == "stale" else ""
         if node.group != previous_group:
             if previous_group is not None:
-                table.add_section()
-            table.add_row(f"[bold]{node.group}[/]", "", "", "", "")
-        table.add_row(
+                steps.add_section()
+            steps.add_row(f"[bold]{node.group}[/]", "", "", "", "", "")
+        steps.add_row(
             node.name,
             node.step.kind,
             node.key[:8],
             f"[{styles[current]}]{current}[/]{reason}",
             ", ".join(node.inputs.values()),
+            node.notes,
         )
         previous_group = node.group
-    out.print(table)
+    out.print(steps)
+
+
+def _print_schedule(spec) -> None:
+    """Table 1 of the spec: what each iteration samples and adds, and the running dataset counts."""
+    from campaign.schedule import table
+
+    rows = table(spec)
+    shown = Table(title=f"{spec.campaign.name}: the schedule (Table 1), counts as the spec asks for them",
+                  title_justify="left")
+    for column in ("it.", "sampling", "T / K", "conditions", "run", "selection", "new labels", "train", "valid",
+                   "test"):
+        shown.add_column(column, overflow="fold", justify="right" if column in ("new labels", "train", "valid",
+                                                                                "test") else "left")
+
+    def number(value: int | None) -> str:
+        return "?" if value is None else f"{value:,}"
+
+    for row in rows:
+        shown.add_row(row.iteration, row.sampling, row.temperature, row.conditions, row.run, row.selection,
+                      number(row.new_labels), number(row.train), number(row.valid), number(row.test))
+    out.print(shown)
+    last = rows[-1]
+    out.print(f"final dataset: {number(last.train)} training, {number(last.valid)} validation, "
+              f"{number(last.test)} test configurations; {number(sum(r.new_labels or 0 for r in rows))} reference "
+              "calculations", markup=False)
+    for row in rows:
+        for note in row.notes:
+            out.print(f"  {row.iteration}: {note}", markup=False)
 
 
 @app.command("why")

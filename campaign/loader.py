@@ -19,7 +19,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
 
-from campaign.spec import CampaignSpec
+from campaign.spec import CampaignSpec, Problem
 
 Loc = tuple[Any, ...]
 
@@ -62,9 +62,13 @@ def load_spec(path: str | Path) -> CampaignSpec:
     file = str(path)
     data = _read_yaml(Path(path), file)
     try:
-        return CampaignSpec.model_validate(_plain(data))
+        spec = CampaignSpec.model_validate(_plain(data))
     except ValidationError as exc:
         raise SpecError([_problem(error, data, file) for error in exc.errors()]) from None
+    problems = spec.problems()
+    if problems:
+        raise SpecError([_located(problem, data, file) for problem in problems])
+    return spec
 
 
 def dump_spec(spec: CampaignSpec) -> str:
@@ -210,6 +214,13 @@ def _problem(error: dict[str, Any], data: dict[str, Any], file: str) -> SpecProb
             hint = _suggest(value, re.findall(r"'([^']*)'", str(ctx.get("expected", ""))), "")
     line, column = _position(data, loc, at_key)
     return SpecProblem(file, line, column, _dotted(loc), message, hint)
+
+
+def _located(problem: Problem, data: dict[str, Any], file: str) -> SpecProblem:
+    """A cross-section problem placed at the key it names (or the deepest part the file has)."""
+    loc = _as_written(problem.loc, data)
+    line, column = _position(data, loc, at_key=True)
+    return SpecProblem(file, line, column, _dotted(loc), problem.message, problem.hint)
 
 
 def _resolve(loc: Loc) -> tuple[Loc, type[BaseModel] | None, type[BaseModel] | None]:

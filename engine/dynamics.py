@@ -1,5 +1,11 @@
-"""Sampling with a machine-learned ensemble through ASE: MD with eqn 9 ramps and the eqn 8 stop, and
-geometry optimisation.
+"""Sampling through ASE, one chunk at a time: MD (Langevin or Nose-Hoover chain NVT, Nose-Hoover +
+Parrinello-Rahman NPT) with eqn 9 temperature ramps, box ramps and the eqn 8 stop, and geometry
+optimisation.
+
+A chunk starts from the state the previous chunk left: positions, momenta, cell and every
+variable of the integrator or optimiser (its random stream included), pickled. Each chunk gets a
+fresh calculator (neighbour lists built at the chunk's start), so a run is the same sequence of
+chunks whether it ran through or was killed and resumed between them: bit-identical results.
 
 The calculator is any ASE calculator; the ensemble's force uncertainty comes from a callable, so
 this module knows nothing of apax. Every random number comes from ``numpy.random.default_rng(seed)``.
@@ -7,12 +13,13 @@ this module knows nothing of apax. Every random number comes from ``numpy.random
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import pickle
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from campaign.spec import DensityRamp, GeometryOptimisation, MDSampler, TemperatureRamp
+from campaign.spec import BoxRamp, MDSampler, Optimiser, TemperatureRamp
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -26,8 +33,16 @@ MAX_TEMPERATURE_RATIO = 5.0
 #: ionic liquid's real B of about 2-3 GPa its box responds on ~0.6 ps rather than 75 fs.
 PAPER_BULK_MODULUS = 1.0
 
+#: attributes of ASE dynamics and optimisers that are not state (the atoms, files, callbacks)
+NOT_STATE = {"atoms", "logfile", "observers", "comm", "_orig_trajectory", "_master", "trajectory", "optimizable",
+             "restart", "max_steps"}
 
-def ramp(r: TemperatureRamp | DensityRamp, step: int | np.ndarray, n_steps: int) -> float | np.ndarray:
+#: one series row: step, target temperature (K), temperature (K), density (amu/A^3), potential
+#: energy (eV), force uncertainty (eV/A; NaN where not evaluated)
+Row = tuple[float, float, float, float, float, float]
+
+
+def ramp(r: TemperatureRamp, step: int | np.ndarray, n_steps: int) -> float | np.ndarray:
     """Paper eqn 9 at ``step`` (an int, or an array of steps): Q(t) = Q_start + t/t_end (Q_end - Q_start)
     + Q_amp sin(2 pi t / t_per), with t_end = n_steps and t_per = n_steps / oscillations."""
     end = r.start if r.end is None else r.end
@@ -39,147 +54,200 @@ def ramp(r: TemperatureRamp | DensityRamp, step: int | np.ndarray, n_steps: int)
     return float(value) if value.ndim == 0 else value
 
 
-@dataclass
-class MDResult:
-    """What a sampling run gives back.
+def temperatures(sampler: MDSampler) -> np.ndarray:
+    """The thermostat target (K) for the step from s to s + 1, for s = 0 .. n_steps; ValueError
+    if the ramp reaches 0 K."""
+    values = ramp(sampler.temperature, np.arange(sampler.n_steps + 1), sampler.n_steps)
+    if values.min() <= 0:
+        raise ValueError(f"the temperature ramp reaches {values.min():.4g} K at step {int(values.argmin())}; "
+                         "lower the amplitude or raise start/end")
+    return values
 
-    ``frames``: a configuration every ``interval`` steps (step 0, the input, excluded) plus, after an
-    uncertainty stop, the configuration that triggered it (step 0 too); never one from or after a
-    blow-up.
-    ``series``: one row at step 0, every ``interval`` steps and at the last step run.
+
+def box_cell(box: BoxRamp, cell0: np.ndarray, step: int, n_steps: int) -> np.ndarray:
+    """The cell for the step from ``step`` on, as IPSuite's BoxOscillatingRampModifier: with
+    f = step / (n_steps - 1), C0 + r(f) (C_end - C0) + amplitude sin(2 pi f oscillations) I."""
+    f = step / max(n_steps - 1, 1)
+    r = f if box.ramp_oscillations is None else min(f * box.oscillations / box.ramp_oscillations, 1.0)
+    end = cell0 if box.end is None else np.eye(3) * box.end
+    cell = cell0 + r * (end - cell0) + box.amplitude * np.sin(2 * np.pi * f * box.oscillations) * np.eye(3)
+    if np.linalg.det(cell) <= 0:
+        raise ValueError(f"the box ramp collapses the cell at step {step}; lower the amplitude")
+    return cell
+
+
+@dataclass
+class MDChunk:
+    """What one chunk of a sampling run gives back.
+
+    ``frames``: a configuration every ``interval`` steps (step 0, the input, excluded) plus, after
+    an uncertainty stop, the configuration that triggered it; never one from or after a blow-up.
+    ``rows``: series rows (see ``Row``) at step 0 (first chunk), every frame step and the stop.
+    ``state``: the pickled continuation (None once the run has stopped).
     """
 
-    frames: list[Atoms]
-    stopped_at: int | None
-    stop_reason: str | None
-    series: xr.Dataset
+    frames: list[Atoms] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    state: bytes | None = None
+    stopped_at: int | None = None
+    stop_reason: str | None = None
 
 
-def run_md(
-    atoms: Atoms,
+def run_md_chunk(
+    start: Atoms,
     calculator: Any,
     sampler: MDSampler,
     *,
     seed: int,
+    first: int,
+    last: int,
+    state: bytes | None,
     uncertainty: Callable[[Atoms], float] | None,
-    on_frame: Callable[[Atoms], None] | None = None,
+    label: bool = False,
     bulk_modulus: float = PAPER_BULK_MODULUS,
-) -> MDResult:
-    """MD of ``atoms`` (not modified) with ``calculator`` as ``sampler`` says, stopped at the first step
-    where ``uncertainty(atoms)`` exceeds ``sampler.uncertainty_threshold`` or the run blows up.
+) -> MDChunk:
+    """Steps ``first`` -> ``last`` of the MD run of ``sampler`` from ``start`` (not modified), with
+    ``calculator``; ``state`` is what the previous chunk returned (None for the first chunk).
 
-    The uncertainty is checked every step (an ensemble gives it with the forces, so this costs
-    nothing extra, and the stop step is exact). Velocities are drawn from Maxwell-Boltzmann at the
-    first target temperature. Ramps are applied between steps: the thermostat target every step and,
-    with a density ramp, the box (molecules rigid), which costs a second force evaluation a step
-    because the integrator's own one was for the box before. ``on_frame`` is called with each kept
-    frame as it is kept.
+    Velocities of the first chunk are drawn from Maxwell-Boltzmann at the first target temperature.
+    Ramps are applied before each step: the thermostat target and, with a box ramp, the cell
+    (affine: atoms scaled with it; rigid: molecules moved as wholes), which costs a second force
+    evaluation a step because the integrator's own one was for the cell before. Every step is
+    checked for a blow-up; at every frame step the uncertainty is checked against the threshold.
+    ``label``: frames carry the calculator's energy, forces and stress (for reference-driven MD).
     """
+    targets = temperatures(sampler)
+    atoms, dyn = _restore(start, calculator, sampler, targets[first], state, seed, bulk_modulus)
+    rescale = _Rescaler(start) if sampler.box is not None and sampler.box.scaling == "rigid" else None
+    chunk = MDChunk()
+    threshold = sampler.uncertainty_threshold
+    if first == 0:
+        chunk.rows.append(_row(atoms, 0, targets[0], float("nan")))
+    for step in range(first, last):
+        if step > 0 and targets[step] != targets[step - 1]:
+            _set_temperature(dyn, targets[step])
+        if sampler.box is not None:
+            cell = box_cell(sampler.box, start.cell.array, step, sampler.n_steps)
+            if rescale is not None:
+                rescale(atoms, cell)
+            else:
+                atoms.set_cell(cell, scale_atoms=True)
+            _positions_changed(dyn)
+        dyn.step()
+        s = step + 1
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        temperature = atoms.get_temperature()
+        checked = uncertainty is not None and s % sampler.interval == 0
+        sigma = float(uncertainty(atoms)) if checked else float("nan")
+        exploded = _blow_up(energy, forces, temperature, targets[step], sigma if checked else None)
+        if exploded:
+            chunk.stopped_at, chunk.stop_reason = s, f"exploded at step {s}: {exploded}"
+            chunk.rows.append(_row(atoms, s, targets[step], sigma))
+            return chunk
+        if s % sampler.interval == 0:
+            stop = threshold is not None and sigma > threshold
+            frame = _snapshot(atoms, label)
+            frame.info.update(source="md", step=s, time_fs=s * sampler.timestep, target_temperature_K=targets[step],
+                              temperature_K=temperature, density_g_cm3=float(_g_cm3(_density(atoms))))
+            if uncertainty is not None:
+                frame.info["uncertainty_eV_A"] = sigma
+            chunk.frames.append(frame)
+            chunk.rows.append(_row(atoms, s, targets[step], sigma))
+            if stop:
+                chunk.stopped_at, chunk.stop_reason = s, f"uncertainty {sigma:.3g} eV/A > {threshold:.3g}"
+                return chunk
+    chunk.state = _save(atoms, dyn)
+    return chunk
+
+
+def _restore(start: Atoms, calculator: Any, sampler: MDSampler, temperature: float, state: bytes | None,
+             seed: int, bulk_modulus: float) -> tuple[Atoms, Any]:
+    """The atoms at the chunk's start with ``calculator``, and their dynamics: new (Maxwell-Boltzmann
+    momenta, molecules made whole for rigid box ramps) or restored from ``state``."""
+    from ase.constraints import FixCom
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     from engine.packing import scale_rigid
 
-    n_steps = sampler.n_steps
-    steps = np.arange(n_steps + 1)
-    temperatures = _checked_ramp(sampler.temperature, steps, "temperature")
-    densities = None if sampler.density is None else _checked_ramp(sampler.density, steps, "density")
-    rng = np.random.default_rng(seed)
-
-    atoms = atoms.copy()
-    if densities is not None:
-        if "mol_id" not in atoms.arrays:
-            raise ValueError("a density ramp needs the molecules: atoms.arrays['mol_id'] is missing")
-        atoms = scale_rigid(atoms, 1.0)  # molecules whole once; the integrators never wrap them again
+    atoms = start.copy()
+    rigid = sampler.box is not None and sampler.box.scaling == "rigid"
+    if rigid and "mol_id" not in atoms.arrays:
+        raise ValueError("a rigid box ramp needs the molecules: atoms.arrays['mol_id'] is missing")
+    saved = None if state is None else pickle.loads(state)
+    rng = np.random.default_rng(seed)  # a restored Langevin gets its own stream back
+    if saved is None:
+        if rigid:
+            atoms = scale_rigid(atoms, 1.0)  # molecules whole once; the integrators never wrap them again
+        thermalize_momenta(atoms, temperature, rng=rng)
+        Stationary(atoms)
+    else:
+        atoms.set_cell(saved["cell"], scale_atoms=False)
+        atoms.set_positions(saved["positions"], apply_constraint=False)
+        atoms.set_momenta(saved["momenta"], apply_constraint=False)
+    if sampler.ensemble == "nvt" and sampler.thermostat == "langevin":
+        atoms.set_constraint([*atoms.constraints, FixCom()])  # Langevin's random forces would move the centre of mass
     atoms.calc = calculator
-    thermalize_momenta(atoms, temperatures[0], rng=rng)
-    Stationary(atoms)
-    dyn = _integrator(atoms, sampler, temperatures[0], rng, bulk_modulus)
-    rescale = None if densities is None else _RigidRescaler(atoms)
-
-    frames: list[Atoms] = []
-    rows: list[tuple[float, ...]] = []
-    stopped_at = stop_reason = None
-    threshold = sampler.uncertainty_threshold
-    for _ in dyn.irun(n_steps):
-        step = dyn.nsteps
-        if rescale is not None:
-            rescale(atoms, densities[step])
-            _positions_changed(dyn)
-        if step > 0 and temperatures[step] != temperatures[step - 1]:
-            _set_temperature(dyn, temperatures[step])
-
-        energy = atoms.get_potential_energy()
-        forces = atoms.get_forces()
-        temperature = atoms.get_temperature()
-        sigma = float(uncertainty(atoms)) if uncertainty is not None else float("nan")
-        exploded = _blow_up(energy, forces, temperature, temperatures[step], sigma, uncertainty is not None)
-        if exploded:
-            stop_reason = f"exploded: {exploded}"
-        elif threshold is not None and sigma > threshold:
-            stop_reason = f"uncertainty {sigma:.3g} eV/A > {threshold:.3g}"
-        if stop_reason:
-            stopped_at = step
-
-        density = atoms.get_masses().sum() / atoms.get_volume()
-        target_density = np.nan if densities is None else densities[step]
-        if step % sampler.interval == 0 or stop_reason or step == n_steps:
-            rows.append((step, temperatures[step], temperature, target_density, density, energy, sigma))
-        if not exploded and ((step > 0 and step % sampler.interval == 0) or stop_reason):
-            frame = _snapshot(atoms)
-            frame.info.update(
-                source="md", step=step, time_fs=step * sampler.timestep, target_temperature_K=temperatures[step],
-                temperature_K=temperature, density_g_cm3=float(_g_cm3(density)),
-            )
-            if densities is not None:
-                frame.info["target_density_g_cm3"] = float(_g_cm3(target_density))
-            if uncertainty is not None:
-                frame.info["uncertainty_eV_A"] = sigma
-            frames.append(frame)
-            if on_frame is not None:
-                on_frame(frame)
-        if stop_reason:
-            break
-    return MDResult(frames, stopped_at, stop_reason, _series(np.array(rows), sampler.timestep))
+    dyn = _integrator(atoms, sampler, temperature, rng, bulk_modulus)
+    if saved is not None:
+        vars(dyn).update(saved["dynamics"])
+    elif sampler.ensemble == "npt":  # ASE's NPT is not self-starting
+        dyn.initialize()
+    return atoms, dyn
 
 
-def optimise(atoms: Atoms, calculator: Any, settings: GeometryOptimisation) -> list[Atoms]:
-    """Optimise ``atoms`` (not modified; fixed cell) with FIRE or BFGS to ``settings.fmax`` or
-    ``max_steps``; every configuration visited, the start included, is returned as a candidate.
+def _save(atoms: Atoms, dynamics: Any) -> bytes:
+    """Everything the next chunk needs: positions, momenta, cell and the integrator's variables."""
+    state = {key: value for key, value in vars(dynamics).items() if key not in NOT_STATE}
+    return pickle.dumps({"positions": atoms.get_positions(), "momenta": atoms.get_momenta(),
+                         "cell": atoms.cell.array.copy(), "dynamics": state}, protocol=5)
 
-    The last frame is the optimised structure; a step with non-finite forces ends the run unreturned."""
+
+def optimise_chunk(start: Atoms, calculator: Any, settings: Optimiser, *, steps: int, state: bytes | None
+                   ) -> tuple[list[Atoms], bytes, bool]:
+    """Up to ``steps`` more optimiser steps of ``start`` (fixed cell) with FIRE or BFGS towards
+    ``settings.fmax``, continuing from ``state`` (None: from ``start`` itself, which is then the
+    first frame). Returns the frames visited in this chunk, the state, and whether the optimisation
+    has ended (converged, ``max_steps`` reached, or non-finite forces, whose step is not returned)."""
     from ase.optimize import BFGS, FIRE
 
-    atoms = atoms.copy()
+    atoms = start.copy()
+    saved = None if state is None else pickle.loads(state)
+    if saved is not None:
+        atoms.set_positions(saved["positions"], apply_constraint=False)
     atoms.calc = calculator
     optimizer = {"FIRE": FIRE, "BFGS": BFGS}[settings.optimizer](atoms, logfile=None)
-    frames = []
-    for _ in optimizer.irun(fmax=settings.fmax, steps=settings.max_steps):
+    if saved is not None:
+        vars(optimizer).update(saved["dynamics"])
+    frames, ended = [], False
+    runs = optimizer.irun(fmax=settings.fmax, steps=min(steps, settings.max_steps - optimizer.nsteps))
+    for index, converged in enumerate(runs):
         forces = atoms.get_forces()
         if not np.all(np.isfinite(forces)):
+            ended = True
             break
-        frame = _snapshot(atoms)
+        ended = bool(converged)
+        if index == 0 and saved is not None:
+            continue  # the previous chunk's last frame
+        frame = _snapshot(atoms, label=False)
         frame.info.update(source="geometry_optimisation", step=optimizer.nsteps,
                           fmax_eV_A=float(np.sqrt((forces**2).sum(axis=1).max())))
         frames.append(frame)
-    return frames
+    ended = ended or optimizer.nsteps >= settings.max_steps
+    state = {key: value for key, value in vars(optimizer).items() if key not in NOT_STATE}
+    return frames, pickle.dumps({"positions": atoms.get_positions(), "dynamics": state}, protocol=5), ended
 
 
-class _RigidRescaler:
-    """Sets the box to a density with every molecule moved rigidly: the cell is scaled and each
-    molecule translated so its centre of mass keeps its fractional coordinates.
-
-    Molecules must be whole (unwrapped) and stay so: one O(N) pass a step, no unwrapping. The cell
-    is always the initial one scaled, so it does not drift over many steps."""
+class _Rescaler:
+    """Sets the cell with every molecule moved rigidly: each molecule is translated so its centre of
+    mass keeps its fractional coordinates. Molecules must be whole (unwrapped) and stay so: one O(N)
+    pass a step, no unwrapping."""
 
     def __init__(self, atoms: Atoms):
         _, self.molecule = np.unique(atoms.arrays["mol_id"], return_inverse=True)
         self.masses = atoms.get_masses()
         self.molecule_mass = np.bincount(self.molecule, weights=self.masses)
-        self.cell0 = atoms.cell.array.copy()
-        self.density0 = self.masses.sum() / atoms.get_volume()
 
-    def __call__(self, atoms: Atoms, density: float) -> None:
-        cell = self.cell0 * (self.density0 / density) ** (1 / 3)
+    def __call__(self, atoms: Atoms, cell: np.ndarray) -> None:
         positions = atoms.get_positions()
         weighted = positions * self.masses[:, None]
         centres = np.stack([np.bincount(self.molecule, weights=weighted[:, k]) for k in range(3)], axis=1)
@@ -195,7 +263,8 @@ def _integrator(atoms: Atoms, sampler: MDSampler, temperature: float, rng: np.ra
 
     NPT (ASE's NPT, i.e. MelchionnaNPT) scales the box lengths only (diagonal strain, as the paper's
     tetragonal_strain), at pfactor = (barostat_time)^2 * bulk_modulus. The Nose-Hoover chain uses
-    ``thermostat_time`` as its damping time."""
+    ``thermostat_time`` as its damping time. A restored Langevin gets its random stream back with
+    the rest of its state."""
     from ase import units
 
     timestep = sampler.timestep * units.fs
@@ -216,7 +285,8 @@ def _integrator(atoms: Atoms, sampler: MDSampler, temperature: float, rng: np.ra
         return NoseHooverChainNVT(atoms, timestep, temperature_K=temperature, tdamp=sampler.thermostat_time * units.fs)
     from ase.md.langevin import Langevin
 
-    return Langevin(atoms, timestep=timestep, temperature_K=temperature, friction=sampler.friction, fixcm=False, rng=rng)
+    return Langevin(atoms, timestep=timestep, temperature_K=temperature, friction=sampler.friction, fixcm=False,
+                    rng=rng)
 
 
 def _set_temperature(dyn: Any, temperature: float) -> None:
@@ -243,36 +313,41 @@ def _positions_changed(dyn: Any) -> None:
         dyn._q = dyn.atoms.get_positions()
 
 
-def _blow_up(energy: float, forces: np.ndarray, temperature: float, target: float, sigma: float,
-             has_uncertainty: bool) -> str | None:
-    """Why this configuration means the run has exploded, or None."""
+def _blow_up(energy: float, forces: np.ndarray, temperature: float, target: float, sigma: float | None) -> str | None:
+    """Why this configuration means the run has exploded, or None (``sigma`` None: not evaluated)."""
     if not np.isfinite(energy):
         return f"non-finite energy {energy}"
     if not np.all(np.isfinite(forces)):
         return "non-finite forces"
-    if has_uncertainty and not np.isfinite(sigma):
+    if sigma is not None and not np.isfinite(sigma):
         return f"non-finite uncertainty {sigma}"
     if temperature > MAX_TEMPERATURE_RATIO * target:
         return f"temperature {temperature:.0f} K > {MAX_TEMPERATURE_RATIO:g} x target {target:.0f} K"
     return None
 
 
-def _checked_ramp(r: TemperatureRamp | DensityRamp, steps: np.ndarray, what: str) -> np.ndarray:
-    """Eqn 9 at every step; ValueError if it goes to zero or below."""
-    values = ramp(r, steps, int(steps[-1]))
-    if values.min() <= 0:
-        raise ValueError(f"the {what} ramp reaches {values.min():.4g} at step {int(values.argmin())}; "
-                         "lower the amplitude or raise start/end")
-    return values
+def _row(atoms: Atoms, step: int, target: float, sigma: float) -> Row:
+    return (step, target, atoms.get_temperature(), _density(atoms), atoms.get_potential_energy(), sigma)
 
 
-def _snapshot(atoms: Atoms) -> Atoms:
-    """A copy for the candidate pool: no calculator, no constraints, of the info only the charge
-    (keys left from an earlier step would describe another configuration)."""
+def _density(atoms: Atoms) -> float:
+    return float(atoms.get_masses().sum() / atoms.get_volume())
+
+
+def _snapshot(atoms: Atoms, label: bool) -> Atoms:
+    """A copy for the candidate pool: no constraints, of the info only the charge (keys left from
+    an earlier step would describe another configuration); with ``label``, the calculator's energy,
+    forces and stress (and charges) on a SinglePointCalculator."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
     frame = atoms.copy()
     frame.calc = None
     frame.set_constraint()
     frame.info = {key: value for key, value in atoms.info.items() if key == "charge"}
+    if label:
+        from engine.reference import compute
+
+        frame.calc = SinglePointCalculator(frame, **compute(atoms, atoms.calc))
     return frame
 
 
@@ -283,18 +358,20 @@ def _g_cm3(density: Any) -> Any:
     return from_internal(density, "density", "g/cm^3")
 
 
-def _series(rows: np.ndarray, timestep_fs: float) -> xr.Dataset:
+def series(rows: list[Row] | np.ndarray, timestep_fs: float) -> xr.Dataset:
+    """MD observables over steps, with units."""
     import xarray as xr
 
+    rows = np.asarray(rows, dtype=float).reshape(-1, 6)
     step = rows[:, 0].astype(int)
     return xr.Dataset(
         {
-            "target_temperature": ("step", rows[:, 1], {"units": "K"}),
+            "target_temperature": ("step", rows[:, 1], {"units": "K", "comment": "for the step that led here"}),
             "temperature": ("step", rows[:, 2], {"units": "K"}),
-            "target_density": ("step", _g_cm3(rows[:, 3]), {"units": "g/cm^3", "comment": "NaN without a density ramp"}),
-            "density": ("step", _g_cm3(rows[:, 4]), {"units": "g/cm^3"}),
-            "potential_energy": ("step", rows[:, 5], {"units": "eV"}),
-            "uncertainty": ("step", rows[:, 6], {"units": "eV/Angstrom", "comment": "eqn 8; NaN without an ensemble"}),
+            "density": ("step", _g_cm3(rows[:, 3]), {"units": "g/cm^3"}),
+            "potential_energy": ("step", rows[:, 4], {"units": "eV"}),
+            "uncertainty": ("step", rows[:, 5], {"units": "eV/Angstrom",
+                                                 "comment": "eqn 8, at frame steps; NaN where not evaluated"}),
         },
         coords={"step": ("step", step, {"units": "1"}), "time": ("step", step * timestep_fs, {"units": "fs"})},
     )

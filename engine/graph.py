@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from archive.store import Archive
-from campaign.spec import ApaxModel, CampaignSpec, Iteration, deep_merge
+from campaign.spec import ApaxModel, CampaignSpec, dispersion
+from campaign.spec.sampling import CHAINED_KINDS
 from engine.hashing import canonical, step_key
 from engine.step import Step
 
@@ -26,64 +27,55 @@ class Node:
     group: str = "setup"
     key: str = ""
     input_keys: dict[str, str] = field(default_factory=dict)
+    notes: str = ""  # shown by `plan`: e.g. the dispersion a model's labels contain
 
 
 def build_graph(spec: CampaignSpec, base: Path = Path(".")) -> list[Node]:
     """The steps a spec asks for, in dependency order, with their keys computed.
 
-    ``base`` is the spec's folder: relative file paths in the spec are read from there.
+    ``base`` is the spec's folder: relative file paths in the spec are read from there. A spec
+    with cross-section problems (see ``CampaignSpec.problems``) is refused with ValueError.
     """
     from engine.steps.initial_data import initial_data_step
-    from engine.steps.label import Label
     from engine.steps.pack import Pack
 
-    initial = initial_data_step(spec.initial_data, spec.reference, seed=spec.campaign.seed, base=base)
+    problems = spec.problems()
+    if problems:
+        raise ValueError("; ".join(f"{'.'.join(map(str, p.loc))}: {p.message}" for p in problems))
+    initial = initial_data_step(spec.initial_data, spec.reference, seed=spec.campaign.seed, base=base,
+                                checkpoint_every=spec.checkpoints.md_steps)
     nodes = [
         Node("pack", Pack.from_system(spec.system, seed=spec.campaign.seed)),
         Node("initial_data", initial, inputs={"structure": "pack"} if initial.inputs else {}),
-        Node(
-            "label.initial_data",
-            Label.from_spec(spec.reference, spec.retry_references(), spec.failures),
-            inputs={"frames": "initial_data"},
-        ),
+        Node("label.initial_data", labeller(spec, spec.reference), inputs={"frames": "initial_data"},
+             notes=_dispersion(dispersion(spec.reference))),
     ]
     if spec.sampling:
         nodes += lotf_nodes(spec)
     return resolve_keys(nodes)
 
 
-def iteration_names(spec: CampaignSpec) -> list[tuple[str, Iteration]]:
-    """Every LotF iteration in order, ``repeat`` expanded: (name, iteration)."""
-    names = []
-    for it in spec.sampling:
-        for r in range(it.repeat):
-            number = len(names) + 1
-            if it.name is None:
-                names.append((f"iter{number:02d}", it))
-            else:
-                names.append((it.name if it.repeat == 1 else f"{it.name}-{r + 1}", it))
-    return names
+def labeller(spec: CampaignSpec, reference: Any, splits: list[str] | None = None) -> Step:
+    """The label step for ``reference`` with the spec's failure policy (retries applied to it)."""
+    from engine.steps.label import Label
+
+    return Label.from_spec(reference, spec.retry_references(reference), spec.failures, splits)
 
 
 def lotf_nodes(spec: CampaignSpec) -> list[Node]:
     """The learning-on-the-fly loop: a first model on the initial data, then per iteration
-    sample with the previous model, select, label, extend the dataset and retrain.
+    sample with the previous model, select, label, extend the dataset and retrain (or relabel
+    the dataset with a changed reference and retrain).
 
     Iteration i's steps take the model of i-1 and the dataset of i-1 as inputs, so editing
-    iteration i changes the keys of i and every later iteration, and of nothing before.
+    iteration i changes the keys of i and every later iteration, and of nothing before. A
+    sampler starts from the step its ``start`` names, else from the chain: the last md,
+    geometry_optimisation or volume_scan before it (at first, the initial data).
     """
-    from engine.steps.conformers import Conformers
     from engine.steps.dataset import Dataset
-    from engine.steps.geometry_optimisation import GeometryOptimisation
-    from engine.steps.initial_pool import InitialPool
-    from engine.steps.label import Label
-    from engine.steps.md import MD
     from engine.steps.select import Select
-    from engine.steps.train import Train
-    from engine.steps.volume_scan import VolumeScan
 
     seed = spec.campaign.seed
-    label = Label.from_spec(spec.reference, spec.retry_references(), spec.failures)
 
     def dataset(number: int, energy_outlier_sigma: float | None, **counts: int | None) -> Dataset:
         return Dataset(seed=seed + number, validation_fraction=spec.model.validation_fraction,
@@ -94,75 +86,100 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
     first = dataset(0, split.energy_outlier_sigma, n_test=split.n_test, n_valid=split.n_valid, n_train=split.n_train)
     nodes = [
         Node("dataset.initial", first, inputs={"new": "label.initial_data"}, group="initial model"),
-        Node("train.initial", Train(model=spec.model, checkpoint_every=spec.checkpoints.training_epochs), inputs={"data": "dataset.initial"}, group="initial model"),
+        Node("train.initial", _train(spec, spec.model), inputs={"data": "dataset.initial"}, group="initial model",
+             notes=_dispersion(dispersion(spec.reference))),
     ]
-    model, data, start = "train.initial", "dataset.initial", "initial_data"
-    for number, (name, it) in enumerate(iteration_names(spec), start=1):
-        step_seed = (seed * 1009 + number) % 2**31
+    model, data, chain = "train.initial", "dataset.initial", "initial_data"
+    for stage in spec.stages():
+        name, it = stage.planned.name, stage.planned.iteration
+        notes = _dispersion(stage.dispersion)
+        if it.relabel is not None:
+            nodes += [
+                Node(f"{name}.label", labeller(spec, stage.reference, it.relabel.splits), inputs={"frames": data},
+                     group=name, notes=notes),
+                Node(f"{name}.train", _train(spec, stage.model), inputs={"data": f"{name}.label"}, group=name,
+                     notes=notes),
+            ]
+            model, data = f"{name}.train", f"{name}.label"
+            continue
+        step_seed = (seed * 1009 + stage.planned.number) % 2**31
         pools = {}
         for sampler_name, sampler in it.samplers.items():
             node_name = f"{name}.{sampler_name}"
-            if sampler.kind == "md":
-                d3 = spec.d3 if sampler.hybrid_d3 else None
-                step, inputs = MD(sampler=sampler, seed=step_seed, d3=d3), {"model": model, "start": start}
-            elif sampler.kind == "geometry_optimisation":
-                step, inputs = GeometryOptimisation(settings=sampler), {"model": model, "start": start}
-            elif sampler.kind == "volume_scan":
-                step, inputs = VolumeScan(settings=sampler), {"model": model, "start": start}
-            elif sampler.kind == "initial_pool":
-                step, inputs = InitialPool(settings=sampler), {"labelled": "label.initial_data",
-                                                               "dataset": "dataset.initial"}
-            else:
-                step, inputs = Conformers(settings=sampler, ions=spec.system.ions, seed=step_seed), {}
-            nodes.append(Node(node_name, step, inputs=inputs, group=name))
+            start = getattr(sampler, "start", None)
+            inputs = {} if start is None else {"model": model, "start": start.step or chain}
+            step, note = _sampler_step(spec, sampler, step_seed)
+            if sampler.kind == "initial_pool":
+                inputs = {"labelled": "label.initial_data", "dataset": "dataset.initial"}
+            nodes.append(Node(node_name, step, inputs=inputs, group=name, notes=note))
             pools[f"pool.{sampler_name}"] = node_name
-            if sampler.kind in ("md", "geometry_optimisation"):
-                start = node_name  # the next sampler continues from here
+            if sampler.kind in CHAINED_KINDS:
+                chain = node_name
         nodes += [
             Node(f"{name}.select", Select(selection=it.selection, seed=step_seed),
                  inputs={"model": model, "train": data, **pools}, group=name),
-            Node(f"{name}.label", label, inputs={"frames": f"{name}.select"}, group=name),
-            Node(f"{name}.dataset", dataset(number, it.energy_outlier_sigma),
+            Node(f"{name}.label", labeller(spec, stage.reference), inputs={"frames": f"{name}.select"}, group=name,
+                 notes=notes),
+            Node(f"{name}.dataset", dataset(stage.planned.number, it.energy_outlier_sigma),
                  inputs={"previous": data, "new": f"{name}.label"}, group=name),
-            Node(f"{name}.train", Train(model=model_with(spec, it.model), checkpoint_every=spec.checkpoints.training_epochs), inputs={"data": f"{name}.dataset"}, group=name),
+            Node(f"{name}.train", _train(spec, stage.model), inputs={"data": f"{name}.dataset"}, group=name,
+                 notes=notes),
         ]
         model, data = f"{name}.train", f"{name}.dataset"
     return nodes + final_nodes(spec, data)
 
 
+def _sampler_step(spec: CampaignSpec, sampler: Any, seed: int) -> tuple[Step, str]:
+    """The step of one sampler, and a note for `plan`."""
+    from engine.steps.conformers import Conformers
+    from engine.steps.geometry_optimisation import GeometryOptimisation
+    from engine.steps.initial_pool import InitialPool
+    from engine.steps.md import MD
+    from engine.steps.volume_scan import VolumeScan
+
+    optimisation = spec.checkpoints.optimisation_steps
+    if sampler.kind == "md":
+        d3 = spec.d3 if sampler.hybrid_d3 else None
+        note = f"model + {d3.describe()}" if d3 is not None else ""
+        return MD(sampler=sampler, seed=seed, d3=d3, checkpoint_every=spec.checkpoints.md_steps), note
+    if sampler.kind == "geometry_optimisation":
+        return GeometryOptimisation(settings=sampler, checkpoint_every=optimisation), ""
+    if sampler.kind == "volume_scan":
+        return VolumeScan(settings=sampler, checkpoint_every=optimisation), ""
+    if sampler.kind == "initial_pool":
+        return InitialPool(settings=sampler), ""
+    return Conformers(settings=sampler, ions=spec.system.ions, seed=seed), ""
+
+
+def _train(spec: CampaignSpec, model: ApaxModel) -> Step:
+    from engine.steps.train import Train
+
+    return Train(model=model, checkpoint_every=spec.checkpoints.training_epochs)
+
+
+def _dispersion(terms: tuple[str, ...]) -> str:
+    return "labels: " + (" + ".join(terms) if terms else "no dispersion")
+
+
 def final_nodes(spec: CampaignSpec, data: str) -> list[Node]:
     """Each final model: the last dataset, relabelled and/or D3-shifted as asked, then trained."""
     from engine.steps.d3 import D3Relabel
-    from engine.steps.label import Label
-    from engine.steps.train import Train
 
     nodes = []
-    for final in spec.final_models:
-        source, group = data, f"final {final.name}"
-        if final.relabel is not None:
-            reference = type(spec.reference).model_validate(
-                deep_merge(spec.reference.model_dump(mode="json"), final.relabel))
-            retries = [type(reference).model_validate(deep_merge(reference.model_dump(mode="json"), o))
-                       for o in spec.failures.retry_with or []]
-            step = Label.from_spec(reference, retries, spec.failures)
-            nodes.append(Node(f"final.{final.name}.label", step, inputs={"frames": source}, group=group))
-            source = f"final.{final.name}.label"
-        if final.d3 != "keep":
-            cutoff = final.d3_cutoff or spec.d3.cutoff
-            d3 = spec.d3.model_copy(update={"cutoff": cutoff, "cn_cutoff": final.d3_cutoff or spec.d3.cn_cutoff})
-            step = D3Relabel(d3=d3, sign=1 if final.d3 == "add" else -1)
-            nodes.append(Node(f"final.{final.name}.d3", step, inputs={"frames": source}, group=group))
-            source = f"final.{final.name}.d3"
-        nodes.append(Node(f"final.{final.name}.train", Train(model=model_with(spec, final.model), checkpoint_every=spec.checkpoints.training_epochs),
-                          inputs={"data": source}, group=group))
+    for final in spec.final_stages():
+        name, source = final.final.name, data
+        group, notes = f"final {name}", _dispersion(final.dispersion)
+        if final.final.relabel is not None:
+            nodes.append(Node(f"final.{name}.label", labeller(spec, final.reference), inputs={"frames": source},
+                              group=group))
+            source = f"final.{name}.label"
+        if final.d3 is not None:
+            step = D3Relabel(d3=final.d3, sign=1 if final.final.d3 == "add" else -1)
+            nodes.append(Node(f"final.{name}.d3", step, inputs={"frames": source}, group=group))
+            source = f"final.{name}.d3"
+        nodes.append(Node(f"final.{name}.train", _train(spec, final.model), inputs={"data": source}, group=group,
+                          notes=notes))
     return nodes
-
-
-def model_with(spec: CampaignSpec, overrides: dict) -> ApaxModel:
-    """The model section with an iteration's or a final model's overrides applied."""
-    if not overrides:
-        return spec.model
-    return ApaxModel.model_validate(deep_merge(spec.model.model_dump(mode="json"), overrides))
 
 
 def resolve_keys(nodes: list[Node]) -> list[Node]:

@@ -55,20 +55,25 @@ def conformer(smiles: str, seed: int) -> Atoms:
 
 
 def pack_box(
-    ions: list[tuple[Atoms, int]], density_amu_per_A3: float, seed: int, tolerance: float, *, timeout: float = 600.0
+    ions: list[tuple[Atoms, int]], density_amu_per_A3: float, seed: int, tolerance: float, *, periodic: bool = True,
+    timeout: float = 600.0,
 ) -> Atoms:
-    """A cubic periodic box holding ``count`` copies of each molecule at the given mass density,
-    packed by PACKMOL (periodic packing, minimum intermolecular distance ``tolerance``)."""
+    """A cubic box holding ``count`` copies of each molecule at the given mass density, packed by
+    PACKMOL with minimum intermolecular distance ``tolerance``: periodic (PACKMOL's ``pbc``) or, with
+    ``periodic=False``, a cluster inside the cube (no cell). A structure that has ``mol_id`` (a
+    cluster of several molecules) keeps its molecules apart in the box's ``mol_id``."""
     from packmol.cli import get_binary_path
 
     mass = sum(atoms.get_masses().sum() * count for atoms, count in ions)
     side = float((mass / density_amu_per_A3) ** (1 / 3))
-    lines = [f"tolerance {float(tolerance)!r}", f"seed {seed}", "filetype xyz", "output box.xyz",
-             f"pbc 0. 0. 0. {side!r} {side!r} {side!r}"]
+    lines = [f"tolerance {float(tolerance)!r}", f"seed {seed}", "filetype xyz", "output box.xyz"]
+    if periodic:
+        lines.append(f"pbc 0. 0. 0. {side!r} {side!r} {side!r}")
     with tempfile.TemporaryDirectory(prefix="packmol-") as tmp:
         for index, (atoms, count) in enumerate(ions):
             _write_xyz(Path(tmp) / f"ion{index}.xyz", atoms)
-            lines += [f"structure ion{index}.xyz", f"  number {count}", "end structure"]
+            inside = [] if periodic else [f"  inside cube 0. 0. 0. {side!r}"]
+            lines += [f"structure ion{index}.xyz", f"  number {count}", *inside, "end structure"]
         (Path(tmp) / "pack.inp").write_text("\n".join(lines) + "\n")
         try:
             with open(Path(tmp) / "pack.inp") as stdin:  # PACKMOL rewinds its input: a file, not a pipe
@@ -84,9 +89,11 @@ def pack_box(
             )
         positions = np.loadtxt(output, skiprows=2, usecols=(1, 2, 3), ndmin=2)
     symbols = [symbol for atoms, count in ions for _ in range(count) for symbol in atoms.get_chemical_symbols()]
-    box = Atoms(symbols=symbols, positions=positions, cell=[side] * 3, pbc=True)
-    sizes = [len(atoms) for atoms, count in ions for _ in range(count)]
-    box.arrays["mol_id"] = np.repeat(np.arange(len(sizes)), sizes)
+    box = Atoms(symbols=symbols, positions=positions, cell=[side] * 3 if periodic else None, pbc=periodic)
+    local = [np.unique(atoms.arrays["mol_id"], return_inverse=True)[1] if "mol_id" in atoms.arrays
+             else np.zeros(len(atoms), int) for atoms, count in ions for _ in range(count)]
+    offsets = np.cumsum([0] + [ids.max() + 1 for ids in local[:-1]])
+    box.arrays["mol_id"] = np.concatenate([ids + offset for ids, offset in zip(local, offsets)])
     box.info["charge"] = int(sum(atoms.info.get("charge", 0) * count for atoms, count in ions))
     return box
 

@@ -58,20 +58,38 @@ def conformers(smiles: str, n: int, seed: int) -> list[Atoms]:
 
 
 def conformer_boxes(ions: list[tuple[str, int]], n_conformers: int, n_boxes: int, density: float, tolerance: float,
-                    seed: int) -> list[Atoms]:
+                    seed: int, *, unit_density: float | None = None, n_units: int | None = None) -> list[Atoms]:
     """``n_boxes`` periodic boxes of the composition ``ions`` ((smiles, count) pairs), packed by PACKMOL
     at ``density`` (amu/Angstrom^3) with minimum distance ``tolerance``; every molecule is a conformer
     drawn at random from ``n_conformers`` of its species (without replacement within a box where
-    there are enough). ``info["conformers"]`` lists the drawn conformer of each molecule, in box order
-("3,17,0,..."; a string, as frame info holds scalars)."""
+    there are enough). With ``unit_density``, ``n_units`` formula units (the counts divided by
+    their greatest common divisor, e.g. 1 cation + 1 anion) are first packed as clusters at that
+    density without periodicity, and the boxes are packed from drawn units (the workflow's ML11).
+    ``info["conformers"]`` lists what was drawn for each packed piece, in box order ("3,17,0,...";
+    a string, as frame info holds scalars)."""
+    from math import gcd
+
     rng = np.random.default_rng(seed)
     pools = [conformers(smiles, n_conformers, seed=int(rng.integers(2**31))) for smiles, _ in ions]
+    counts = [count for _, count in ions]
+    if unit_density is not None:
+        units = gcd(*counts)
+        formula = [count // units for count in counts]
+        pools = [[pack_box(_draw(pools, formula, rng)[0], unit_density, seed=int(rng.integers(1, 2**31)),
+                           tolerance=tolerance, periodic=False)
+                  for _ in range(n_units or n_conformers)]]
+        counts = [units]
     boxes = []
     for index in range(n_boxes):
-        drawn = [(pool, rng.choice(len(pool), size=count, replace=count > len(pool)))
-                 for pool, (_, count) in zip(pools, ions)]
-        molecules = [(pool[i], 1) for pool, picks in drawn for i in picks]
+        molecules, drawn = _draw(pools, counts, rng)
         box = pack_box(molecules, density, seed=int(rng.integers(1, 2**31)), tolerance=tolerance)
-        box.info.update(source="conformers", box=index, conformers=",".join(str(i) for _, picks in drawn for i in picks))
+        box.info.update(source="conformers", box=index, conformers=",".join(map(str, drawn)))
         boxes.append(box)
     return boxes
+
+
+def _draw(pools: list[list[Atoms]], counts: list[int], rng: np.random.Generator) -> tuple[list, list[int]]:
+    """``counts[k]`` structures drawn from ``pools[k]`` (without replacement where there are enough):
+    PACKMOL's (structure, 1) pairs, and the drawn indices."""
+    picks = [(pool, rng.choice(len(pool), size=count, replace=count > len(pool))) for pool, count in zip(pools, counts)]
+    return [(pool[i], 1) for pool, chosen in picks for i in chosen], [int(i) for _, chosen in picks for i in chosen]

@@ -30,7 +30,7 @@ failures:
 """
 
 RATTLE = "  kind: rattle\n  n_frames: {n_frames}\n  stdev: 0.05 A\n"
-MD = "  kind: md\n  temperature: 500 K\n  n_steps: {n_steps}\n  interval: {interval}\n  chunk: {chunk}\n"
+MD = "  kind: md\n  temperature: 500 K\n  n_steps: {n_steps}\n  interval: {interval}\ncheckpoints:\n  md_steps: {chunk}\n"
 
 
 def tiny_spec(

@@ -1,5 +1,5 @@
-"""Sampling dynamics (engine.dynamics): eqn 9 ramps, the uncertainty stop, the blow-up guard, NPT,
-rigid density ramps, geometry optimisation.
+"""Sampling dynamics (engine.dynamics): eqn 9 and box ramps, the uncertainty stop, the blow-up guard,
+NPT, geometry optimisation, and chunked runs that equal unchunked ones bit for bit.
 
 The dynamics logic is tested on EMT nitrogen (N2 molecules in a periodic box: fast, bonded, with
 stress); the "uncertainty" in those tests is a stand-in, a deterministic function of the positions,
@@ -18,14 +18,21 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixBondLengths
 
 from archive.arrays import write_dataset
-from campaign.spec import DensityRamp, GeometryOptimisation, MDSampler, TemperatureRamp
+from campaign.spec import BoxRamp, GeometryOptimisation, MDSampler, TemperatureRamp
 from campaign.units import to_internal
-from engine.dynamics import optimise, ramp, run_md
+from engine.dynamics import box_cell, optimise_chunk, ramp, run_md_chunk, series
 
 
 def eqn9(t, start, end, amplitude, t_end, t_per):
     """The paper's eqn 9, written out."""
     return start + t / t_end * (end - start) + amplitude * math.sin(2 * math.pi * t / t_per)
+
+
+def ipsuite_box(cell0, end_cell, amplitude, oscillations, ramp_oscillations, step, total_steps):
+    """IPSuite's BoxOscillatingRampModifier.modify, written out (its percentage, its minimum)."""
+    percentage = step / (total_steps - 1)
+    fraction = percentage if ramp_oscillations is None else min(percentage * oscillations / ramp_oscillations, 1)
+    return cell0 + fraction * (end_cell - cell0) + np.eye(3) * amplitude * np.sin(2 * np.pi * percentage * oscillations)
 
 
 def nitrogen_box(n: int = 2, spacing: float = 4.0, seed: int = 0) -> Atoms:
@@ -57,7 +64,26 @@ def sampler(**kwargs) -> MDSampler:
     return MDSampler(**{"timestep": 1.0, "n_steps": 40, "interval": 10, **kwargs})
 
 
-# --------------------------------------------------------------------------- eqn 9
+class Run:
+    """A whole run made of chunks of ``every`` steps, a fresh calculator each (as the md step does)."""
+
+    def __init__(self, start, make_calc, s, *, seed, uncertainty=None, every=None):
+        self.frames, self.rows, self.chunks, state, first = [], [], 0, None, 0
+        while first < s.n_steps:
+            last = min(first + (every or s.n_steps), s.n_steps)
+            chunk = run_md_chunk(start, make_calc(), s, seed=seed, first=first, last=last, state=state,
+                                 uncertainty=uncertainty)
+            self.frames += chunk.frames
+            self.rows += chunk.rows
+            self.chunks += 1
+            self.stopped_at, self.stop_reason = chunk.stopped_at, chunk.stop_reason
+            if chunk.stopped_at is not None:
+                break
+            state, first = chunk.state, last
+        self.series = series(self.rows, s.timestep)
+
+
+# --------------------------------------------------------------------------- eqn 9 and box ramps
 
 
 def test_ramp_is_eqn9():
@@ -69,98 +95,137 @@ def test_ramp_is_eqn9():
     assert ramp(TemperatureRamp.model_validate(298.15), 1234, 50000) == 298.15  # a number: constant
     assert ramp(TemperatureRamp(start=300, amplitude=50), 777, 1000) == 300  # amplitude without oscillations
     assert ramp(TemperatureRamp(start=300, oscillations=3), 777, 1000) == 300  # oscillations without amplitude
-    d = DensityRamp(start="1.21 g/cm^3", amplitude="0.1 g/cm^3", oscillations=3)  # end None: oscillate about start
-    rho, amp = to_internal("1.21 g/cm^3", "density"), to_internal("0.1 g/cm^3", "density")
-    assert ramp(d, 100, 1000) == pytest.approx(eqn9(100, rho, rho, amp, 1000, 1000 / 3), rel=1e-12)
+
+
+@pytest.mark.parametrize("ramp_oscillations", [None, 0.5])
+def test_box_ramp_is_ipsuites_box_oscillating_ramp(ramp_oscillations):
+    cell0 = np.diag([14.2, 14.3, 14.4]) + np.triu(np.full((3, 3), 0.1), 1)
+    box = BoxRamp(end=14.58, amplitude=1.0, oscillations=3, ramp_oscillations=ramp_oscillations)
+    for step in (0, 1, 4166, 8333, 8334, 25000, 49999):
+        expected = ipsuite_box(cell0, np.eye(3) * 14.58, 1.0, 3, ramp_oscillations, step, 50000)
+        np.testing.assert_allclose(box_cell(box, cell0, step, 50000), expected, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(box_cell(BoxRamp(amplitude=0.5, oscillations=2), cell0, 0, 100), cell0)  # end: keep
+    with pytest.raises(ValueError, match="ramp_oscillations must not exceed"):
+        BoxRamp(end=14.0, oscillations=1, ramp_oscillations=2)
 
 
 def test_ramp_to_non_positive_values_is_refused():
     with pytest.raises(ValueError, match="temperature ramp reaches"):
-        run_md(nitrogen_box(), EMT(), sampler(temperature={"start": 100, "amplitude": 150, "oscillations": 1}),
-               seed=0, uncertainty=None)
-
-
-# --------------------------------------------------------------------------- ramps in MD
+        Run(nitrogen_box(), EMT, sampler(temperature={"start": 100, "amplitude": 150, "oscillations": 1}), seed=0)
 
 
 @pytest.mark.parametrize("thermostat", ["langevin", "nose_hoover_chain"])
-def test_ramps_follow_eqn9_and_move_centres_with_the_box(thermostat):
+def test_ramps_in_md_follow_eqn9_and_the_box_ramp_scales_atoms_with_the_cell(thermostat):
     temperature = {"start": 300, "end": 500, "amplitude": 80, "oscillations": 2}
-    density = {"start": "0.6 g/cm^3", "end": "1.2 g/cm^3", "amplitude": "0.05 g/cm^3", "oscillations": 1}
-    s = sampler(thermostat=thermostat, temperature=temperature, density=density, n_steps=20, interval=1, timestep=0.5)
-    result = run_md(nitrogen_box(), EMT(), s, seed=3, uncertainty=None)
-    assert result.stopped_at is None and [f.info["step"] for f in result.frames] == list(range(1, 21))
-    series = result.series
-    assert list(series.step.values) == list(range(21))
+    box = {"end": 7.0, "amplitude": 0.3, "oscillations": 1.5}
+    s = sampler(thermostat=thermostat, temperature=temperature, box=box, n_steps=20, interval=1, timestep=0.5)
+    start = nitrogen_box()
+    run = Run(start, EMT, s, seed=3)
+    assert run.stopped_at is None and [f.info["step"] for f in run.frames] == list(range(1, 21))
+    assert list(run.series.step.values) == list(range(21))
     expected_t = [eqn9(t, 300, 500, 80, 20, 20 / 2) for t in range(21)]
-    expected_rho = [eqn9(t, 0.6, 1.2, 0.05, 20, 20) for t in range(21)]  # g/cm^3, the series' unit
-    assert series.target_temperature.attrs["units"] == "K" and series.density.attrs["units"] == "g/cm^3"
-    assert np.allclose(series.target_temperature.values, expected_t, rtol=1e-12, atol=0)
-    assert np.allclose(series.target_density.values, expected_rho, rtol=1e-12, atol=0)
-    assert np.allclose(series.density.values, expected_rho, rtol=1e-12, atol=0)  # the box is at the ramp's density
-    assert np.allclose(series.time.values, 0.5 * np.arange(21))
-    for frame in result.frames:
-        assert frame.info["target_temperature_K"] == pytest.approx(expected_t[frame.info["step"]], rel=1e-12)
-        assert frame.info["density_g_cm3"] == pytest.approx(expected_rho[frame.info["step"]], rel=1e-12)
-    # the box shrinks 1.2% a step; centres of mass keep their fractional coordinates through each
-    # rescale, so they move only by thermal motion (~2e-4 a step here)
-    fractional = np.array([centres_fractional(f) for f in result.frames])
-    assert np.abs(np.diff(fractional, axis=0)).max() < 2e-3
+    assert run.series.target_temperature.attrs["units"] == "K" and run.series.density.attrs["units"] == "g/cm^3"
+    # the target for the step that led to a frame is the ramp's value at the step before
+    np.testing.assert_allclose(run.series.target_temperature.values[1:], expected_t[:20], rtol=1e-12)
+    np.testing.assert_allclose(run.series.time.values, 0.5 * np.arange(21))
+    for frame in run.frames:  # the cell of the step that led to the frame
+        expected = ipsuite_box(start.cell.array, np.eye(3) * 7.0, 0.3, 1.5, None, frame.info["step"] - 1, 20)
+        np.testing.assert_allclose(frame.cell.array, expected, rtol=1e-13)
+        assert frame.info["target_temperature_K"] == pytest.approx(expected_t[frame.info["step"] - 1], rel=1e-12)
+    # affine: a rescale keeps fractional coordinates, so they move only by thermal motion (~1e-3 a step)
+    fractional = np.array([f.get_scaled_positions(wrap=False) for f in run.frames])
+    assert np.abs(np.diff(fractional, axis=0)).max() < 5e-3
+    assert run.frames[-1].get_volume() < 0.75 * start.get_volume()
 
 
-def test_density_ramp_keeps_molecules_rigid():
+def test_rigid_box_ramp_keeps_molecules_rigid():
     """Rigid N2 (RATTLE) in a wrapped box whose molecules straddle the boundary: every frame's bond
-    lengths stay those of the input while the box follows the ramp."""
-    box = nitrogen_box()
-    box.set_constraint(FixBondLengths([(2 * i, 2 * i + 1) for i in range(8)], tolerance=1e-14))
-    box.positions += 2.0
-    box.wrap()
-    bonds = np.array([box.get_distance(2 * i, 2 * i + 1, mic=True) for i in range(8)])
-    assert np.abs(box.positions[0::2] - box.positions[1::2]).max() > 2  # some molecules are split
-    s = sampler(density={"start": "0.7 g/cm^3", "end": "1.0 g/cm^3", "amplitude": "0.1 g/cm^3", "oscillations": 1.5},
-                n_steps=30, interval=1)
-    result = run_md(box, EMT(), s, seed=1, uncertainty=None)
-    for frame in result.frames:
+    lengths stay those of the input while the cell follows the ramp and centres of mass move with it."""
+    start = nitrogen_box()
+    start.set_constraint(FixBondLengths([(2 * i, 2 * i + 1) for i in range(8)], tolerance=1e-14))
+    start.positions += 2.0
+    start.wrap()
+    bonds = np.array([start.get_distance(2 * i, 2 * i + 1, mic=True) for i in range(8)])
+    assert np.abs(start.positions[0::2] - start.positions[1::2]).max() > 2  # some molecules are split
+    s = sampler(box={"end": 7.2, "amplitude": 0.2, "oscillations": 1.5, "scaling": "rigid"}, n_steps=30, interval=1)
+    run = Run(start, EMT, s, seed=1)
+    for frame in run.frames:
         whole = np.linalg.norm(frame.positions[0::2] - frame.positions[1::2], axis=1)  # no minimum image
         assert np.abs(whole - bonds).max() < 1e-10
-        assert frame.info["density_g_cm3"] == pytest.approx(frame.info["target_density_g_cm3"], rel=1e-12)
-    assert result.frames[-1].get_volume() < 0.75 * box.get_volume()
+    fractional = np.array([centres_fractional(f) for f in run.frames])
+    assert np.abs(np.diff(fractional, axis=0)).max() < 2e-3
+    assert run.frames[-1].get_volume() < 0.75 * start.get_volume()
 
 
-def test_density_ramp_needs_molecules():
+def test_rigid_box_ramp_needs_molecules():
     box = nitrogen_box()
     del box.arrays["mol_id"]
     with pytest.raises(ValueError, match="mol_id"):
-        run_md(box, EMT(), sampler(density="0.8 g/cm^3"), seed=0, uncertainty=None)
+        Run(box, EMT, sampler(box={"amplitude": 0.1, "oscillations": 1, "scaling": "rigid"}), seed=0)
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+CHUNKED = {
+    "langevin, T and box ramps": dict(temperature={"start": 300, "end": 450, "amplitude": 40, "oscillations": 2},
+                                      box={"end": 7.9, "amplitude": 0.05, "oscillations": 2}),
+    "langevin, rigid box": dict(box={"amplitude": 0.2, "oscillations": 1, "scaling": "rigid"}),
+    "nose-hoover chain, T ramp": dict(thermostat="nose_hoover_chain", temperature={"start": 300, "end": 500}),
+}
+
+
+@pytest.mark.parametrize("case", CHUNKED)
+def test_a_run_in_chunks_equals_one_run_bit_for_bit(case):
+    s = sampler(n_steps=60, interval=5, **CHUNKED[case])
+    whole = Run(nitrogen_box(), EMT, s, seed=4)
+    chunked = Run(nitrogen_box(), EMT, s, seed=4, every=15)
+    assert (whole.chunks, chunked.chunks) == (1, 4) and whole.stopped_at is None
+    assert len(whole.frames) == len(chunked.frames) == 12
+    for a, b in zip(whole.frames, chunked.frames):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.get_momenta(), b.get_momenta())
+        np.testing.assert_array_equal(a.cell.array, b.cell.array)
+    assert whole.series.equals(chunked.series)
+
+
+def test_npt_in_chunks_equals_one_run_bit_for_bit():
+    copper = bulk("Cu", "fcc", a=3.70, cubic=True).repeat(2)
+    s = sampler(ensemble="npt", temperature={"start": 300, "end": 400, "amplitude": 30, "oscillations": 1},
+                n_steps=40, interval=5, timestep=2.0)
+    whole, chunked = Run(copper, EMT, s, seed=0), Run(copper, EMT, s, seed=0, every=15)
+    assert chunked.chunks == 3
+    for a, b in zip(whole.frames, chunked.frames, strict=True):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.cell.array, b.cell.array)
 
 
 # --------------------------------------------------------------------------- the uncertainty stop
 
 
-def test_uncertainty_stop_fires_at_the_first_step_above_the_threshold(tmp_path):
+def test_uncertainty_stop_fires_at_the_first_frame_above_the_threshold(tmp_path):
     box = nitrogen_box()
-    free = run_md(box, EMT(), sampler(n_steps=60, interval=1, uncertainty_threshold=None), seed=2,
-                  uncertainty=displacement_from(box))
+    free = Run(box, EMT, sampler(n_steps=60, interval=1, uncertainty_threshold=None), seed=2,
+               uncertainty=displacement_from(box))
     sigma = free.series.uncertainty.values
-    assert free.series.uncertainty.attrs["units"] == "eV/Angstrom" and np.all(np.isfinite(sigma))
-    threshold = float(np.median(sigma))
-    first = int(np.argmax(sigma > threshold))
-    assert 10 < first < 60
+    assert free.series.uncertainty.attrs["units"] == "eV/Angstrom" and np.all(np.isfinite(sigma[1:]))
+    threshold = float(np.median(sigma[1:]))
+    first = next(step for step in range(10, 61, 10) if sigma[step] > threshold)  # checked at frames only
+    assert 10 <= first < 60
 
-    stopped = run_md(box, EMT(), sampler(n_steps=60, interval=10, uncertainty_threshold=threshold), seed=2,
-                     uncertainty=displacement_from(box))
+    stopped = Run(box, EMT, sampler(n_steps=60, interval=10, uncertainty_threshold=threshold), seed=2,
+                  uncertainty=displacement_from(box), every=25)
     assert stopped.stopped_at == first
     assert stopped.stop_reason == f"uncertainty {sigma[first]:.3g} eV/A > {threshold:.3g}"
-    steps = [f.info["step"] for f in stopped.frames]
-    assert steps == [s for s in range(10, first, 10)] + [first]  # the frame that tripped the stop is kept
+    assert [f.info["step"] for f in stopped.frames] == list(range(10, first + 1, 10))  # the tripping frame is kept
     assert stopped.frames[-1].info["uncertainty_eV_A"] == pytest.approx(sigma[first], rel=1e-12)
     assert stopped.series.step.values[-1] == first
     write_dataset(tmp_path / "series.nc", stopped.series)  # every variable has its units
     # the same seed gives the same trajectory whatever the interval
     assert np.array_equal(stopped.frames[0].positions, free.frames[9].positions)
 
-    unstopped = run_md(box, EMT(), sampler(n_steps=60, interval=10, uncertainty_threshold=10 * sigma.max()), seed=2,
-                       uncertainty=displacement_from(box))
+    unstopped = Run(box, EMT, sampler(n_steps=60, interval=10, uncertainty_threshold=10 * np.nanmax(sigma)), seed=2,
+                    uncertainty=displacement_from(box))
     assert unstopped.stopped_at is None and unstopped.stop_reason is None
     assert [f.info["step"] for f in unstopped.frames] == [10, 20, 30, 40, 50, 60]
 
@@ -169,7 +234,8 @@ def test_uncertainty_stop_fires_at_the_first_step_above_the_threshold(tmp_path):
 
 
 class BrokenEMT(EMT):
-    """EMT that goes wrong from its ``from_call``-th calculation on: NaN forces, or a 20 eV/A push."""
+    """EMT that goes wrong from its ``from_call``-th calculation on: NaN forces, or a 20 eV/A push
+    pulling every molecule apart (a uniform push would only move the centre of mass, which is fixed)."""
 
     def __init__(self, from_call: int, how: str):
         super().__init__()
@@ -179,68 +245,84 @@ class BrokenEMT(EMT):
         super().calculate(*args, **kwargs)
         self.calls += 1
         if self.calls >= self.from_call:
-            self.results["forces"] = self.results["forces"] + (np.nan if self.how == "nan" else 20.0)
+            apart = np.where(np.arange(len(self.results["forces"])) % 2, 20.0, -20.0)[:, None]
+            self.results["forces"] = self.results["forces"] + (np.nan if self.how == "nan" else apart)
 
 
-@pytest.mark.parametrize("how, reason", [("nan", "exploded: non-finite forces"), ("push", "exploded: temperature")])
+@pytest.mark.parametrize("how, reason", [("nan", "non-finite forces"), ("push", "temperature")])
 def test_blow_up_guard(how, reason):
-    calls = []
-    result = run_md(nitrogen_box(), BrokenEMT(from_call=13, how=how), sampler(interval=2), seed=0,
-                    uncertainty=None, on_frame=lambda frame: calls.append(frame.info["step"]))
-    assert result.stop_reason.startswith(reason)
-    assert result.stopped_at >= 12  # one calculation a step: call 13 is step 12
+    run = Run(nitrogen_box(), lambda: BrokenEMT(from_call=13, how=how), sampler(interval=2), seed=0)
+    assert run.stop_reason.startswith(f"exploded at step {run.stopped_at}: {reason}")
+    assert run.stopped_at >= 12  # one calculation a step: call 13 is step 12
     if how == "nan":
-        assert result.stopped_at == 12
-    assert all(f.info["step"] < result.stopped_at for f in result.frames)
-    assert calls == [f.info["step"] for f in result.frames] and calls[-1] >= 10
-    assert result.series.step.values[-1] == result.stopped_at
+        assert run.stopped_at == 12
+    assert all(f.info["step"] < run.stopped_at for f in run.frames) and run.frames[-1].info["step"] >= 10
+    assert run.series.step.values[-1] == run.stopped_at
 
 
 # --------------------------------------------------------------------------- determinism, NPT, optimisation
 
 
 def test_deterministic_for_a_seed():
-    s = sampler(temperature={"start": 300, "end": 400}, density={"start": "0.7 g/cm^3", "end": "0.8 g/cm^3"})
-    first, again, other = (run_md(nitrogen_box(), EMT(), s, seed=seed, uncertainty=None) for seed in (5, 5, 6))
+    s = sampler(temperature={"start": 300, "end": 400}, box={"end": 7.6})
+    first, again, other = (Run(nitrogen_box(), EMT, s, seed=seed) for seed in (5, 5, 6))
     assert all(np.array_equal(a.positions, b.positions) for a, b in zip(first.frames, again.frames))
     assert first.series.equals(again.series)
     assert not np.allclose(first.frames[-1].positions, other.frames[-1].positions)
 
 
-def test_npt_changes_the_volume():
-    copper = bulk("Cu", "fcc", a=3.70, cubic=True).repeat(2)  # stretched: EMT copper wants 3.59 A
-    s = sampler(ensemble="npt", temperature={"start": 300, "end": 400}, n_steps=40, interval=10, timestep=2.0)
-    result = run_md(copper, EMT(), s, seed=0, uncertainty=None)
-    assert result.stopped_at is None and len(result.frames) == 4
-    assert np.allclose(result.series.target_temperature.values, [300, 325, 350, 375, 400])
-    density = result.series.density.values
-    assert abs(density[-1] / density[0] - 1) > 1e-3
-    for frame in result.frames:  # box lengths change, angles do not
+@pytest.mark.parametrize("lattice, direction", [(3.70, "contracts"), (3.48, "expands")])
+def test_npt_moves_the_volume_towards_equilibrium(lattice, direction):
+    """EMT copper is at rest at a = 3.59 A: a stretched box must shrink, a squeezed one grow, at 1 atm."""
+    copper = bulk("Cu", "fcc", a=lattice, cubic=True).repeat(2)
+    s = sampler(ensemble="npt", temperature={"start": 300, "end": 400}, n_steps=40, interval=10, timestep=2.0,
+                barostat_time=30)
+    run = Run(copper, EMT, s, seed=0)
+    assert run.stopped_at is None and len(run.frames) == 4
+    np.testing.assert_allclose(run.series.target_temperature.values, [300, 322.5, 347.5, 372.5, 397.5])
+    volumes = [copper.get_volume()] + [f.get_volume() for f in run.frames]
+    change = volumes[-1] / volumes[0] - 1
+    assert (change < -0.01) if direction == "contracts" else (change > 0.01)
+    for frame in run.frames:  # box lengths change, angles do not
         assert np.count_nonzero(frame.cell.array - np.diag(np.diag(frame.cell.array))) == 0
-    assert result.frames[-1].get_volume() != pytest.approx(copper.get_volume(), rel=1e-3)
 
 
 def test_npt_needs_an_upper_triangular_cell():
     copper = bulk("Cu", "fcc", a=3.6).repeat(2)  # primitive fcc cells: lower entries set
     with pytest.raises(ValueError, match="upper-triangular"):
-        run_md(copper, EMT(), sampler(ensemble="npt"), seed=0, uncertainty=None)
+        Run(copper, EMT, sampler(ensemble="npt"), seed=0)
+
+
+def optimise(start, make_calc, settings, every):
+    """A whole optimisation in chunks of ``every`` steps."""
+    frames, state, ended = [], None, False
+    while not ended:
+        more, state, ended = optimise_chunk(start, make_calc(), settings, steps=every, state=state)
+        frames += more
+    return frames
 
 
 @pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
-def test_optimise_returns_every_step(optimizer):
+def test_optimisation_returns_every_step_and_chunks_change_nothing(optimizer):
     box = nitrogen_box()
     box.positions[0::2] += 0.1  # stretched bonds
-    frames = optimise(box, EMT(), GeometryOptimisation(optimizer=optimizer, fmax=0.05, max_steps=200))
+    settings = GeometryOptimisation(optimizer=optimizer, fmax=0.05, max_steps=200)
+    frames = optimise(box, EMT, settings, every=1000)
     assert [f.info["step"] for f in frames] == list(range(len(frames))) and len(frames) > 3
     assert np.array_equal(frames[0].positions, box.positions)
     assert frames[-1].info["fmax_eV_A"] < 0.05 < frames[0].info["fmax_eV_A"]
     assert all(f.info["source"] == "geometry_optimisation" and f.calc is None for f in frames)
-    capped = optimise(box, EMT(), GeometryOptimisation(optimizer=optimizer, fmax=1e-6, max_steps=3))
-    assert len(capped) == 4
+    chunked = optimise(box, EMT, settings, every=3)
+    assert [f.info["step"] for f in chunked] == [f.info["step"] for f in frames]
+    for a, b in zip(frames, chunked):
+        np.testing.assert_array_equal(a.positions, b.positions)
+    capped = optimise(box, EMT, GeometryOptimisation(optimizer=optimizer, fmax=1e-6, max_steps=3), every=2)
+    assert [f.info["step"] for f in capped] == [0, 1, 2, 3]
 
 
-def test_optimise_stops_at_non_finite_forces():
-    frames = optimise(nitrogen_box(), BrokenEMT(from_call=3, how="nan"), GeometryOptimisation(fmax=1e-6))
+def test_optimisation_stops_at_non_finite_forces():
+    frames = optimise(nitrogen_box(), lambda: BrokenEMT(from_call=3, how="nan"), GeometryOptimisation(fmax=1e-6),
+                      every=100)
     assert [f.info["step"] for f in frames] == [0, 1]
 
 
@@ -248,19 +330,26 @@ def test_optimise_stops_at_non_finite_forces():
 
 
 @pytest.mark.slow
-def test_md_on_an_ion_pair_with_gfn2():
+def test_md_on_an_ion_pair_with_gfn2_labels_its_frames():
     """A few steps of GFN2-xTB MD on one BMIM BF4 pair, in a loose box (10.8 A) because tblite's
-    periodic GFN2 costs ~0.4 s a step there and ~2.5 s at the liquid's density (6.8 A)."""
+    periodic GFN2 costs ~0.4 s a step there and ~2.5 s at the liquid's density (6.8 A). The kept
+    frames carry the MD's own energies, forces and stress (initial data are labelled this way)."""
     from tblite.ase import TBLite
 
     from engine.packing import conformer, pack_box
+    from engine.reference import compute
 
     pair = pack_box([(conformer("CCCCn1cc[n+](C)c1", 0), 1), (conformer("F[B-](F)(F)F", 1), 1)],
                     to_internal("0.3 g/cm^3", "density"), seed=3, tolerance=2.0)
     s = sampler(temperature={"start": 300, "end": 400}, n_steps=4, interval=2, timestep=0.5,
                 uncertainty_threshold=None)
-    result = run_md(pair, TBLite(method="GFN2-xTB", verbosity=0), s, seed=1, uncertainty=None)
-    assert result.stopped_at is None and [f.info["step"] for f in result.frames] == [2, 4]
-    assert np.all(np.isfinite(result.series.potential_energy.values))
-    assert np.allclose(result.series.target_temperature.values, [300, 350, 400])
-    assert all(0 < f.info["temperature_K"] < 1500 and f.info["charge"] == 0 for f in result.frames)
+    chunk = run_md_chunk(pair, TBLite(method="GFN2-xTB", verbosity=0), s, seed=1, first=0, last=4, state=None,
+                         uncertainty=None, label=True)
+    assert chunk.stopped_at is None and [f.info["step"] for f in chunk.frames] == [2, 4]
+    assert np.allclose([row[1] for row in chunk.rows], [300, 325, 375])
+    for frame in chunk.frames:
+        assert 0 < frame.info["temperature_K"] < 1500 and frame.info["charge"] == 0
+        fresh = compute(frame.copy(), TBLite(method="GFN2-xTB", verbosity=0))
+        assert frame.get_potential_energy() == pytest.approx(fresh["energy"], abs=1e-6)
+        np.testing.assert_allclose(frame.get_forces(), fresh["forces"], atol=1e-5)
+        np.testing.assert_allclose(frame.get_stress(), fresh["stress"], atol=1e-6)

@@ -1,4 +1,4 @@
-"""Which MD engine a sampler runs on: never apax JAX MD where it would give wrong forces."""
+"""Which MD engine a sampler runs on: never JAX MD where it would give wrong forces."""
 
 from __future__ import annotations
 
@@ -24,5 +24,5 @@ def test_engine_choice():
     assert choose_engine(MDSampler(**NHC, engine="ase"), box_ok=True)[0] == "ase"
     assert choose_engine(MDSampler(), box_ok=True)[0] == "ase"  # Langevin
     assert choose_engine(MDSampler(ensemble="npt", **NHC), box_ok=True)[0] == "ase"
-    assert choose_engine(MDSampler(**NHC, density=1.2), box_ok=True)[0] == "ase"
+    assert choose_engine(MDSampler(**NHC, box={"amplitude": 0.1, "oscillations": 1}), box_ok=True)[0] == "ase"
     assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=True)[0] == "ase"

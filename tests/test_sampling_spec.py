@@ -1,5 +1,6 @@
-"""The LotF schedule in the spec: inheritance, selection rules, the initial pool and its split,
-and the paper's Table 1 as written in specs/bmim_bf4.yaml (fast: no science runs here)."""
+"""The LotF schedule in the spec: inheritance, selection rules, starts, relabel iterations, the
+initial pool and its split, dispersion bookkeeping (fast: no science runs here; the paper's
+schedule is checked in test_paper_schedule.py)."""
 
 from __future__ import annotations
 
@@ -119,23 +120,6 @@ def test_first_dataset_asking_for_too_many_frames_fails():
         splits(step, frames(10))
 
 
-def test_paper_schedule_is_table_1():
-    spec = load_spec(ROOT / "specs" / "bmim_bf4.yaml")
-    nodes = {n.name: n for n in build_graph(spec, base=ROOT / "specs")}
-    split = spec.initial_split
-    assert (split.energy_outlier_sigma, split.n_test, split.n_valid, split.n_train) == (3, 500, 100, 100)
-    iterations = [n.group for n in nodes.values() if n.name.endswith(".train") and n.group.startswith("ml")]
-    assert iterations == ["ml0", *(f"ml1-{i}" for i in range(1, 5)), *(f"ml5-{i}" for i in range(1, 4)),
-                          *(f"ml8-{i}" for i in range(1, 4)), "ml11", "ml12", "ml13", "ml14", "ml15", "ml16", "ml17"]
-    assert nodes["ml0.select"].step.selection[0].n == 400
-    ml13 = [(r.kind, r.n, r.samplers) for r in nodes["ml13.select"].step.selection]
-    assert ml13 == [("bal", 50, ["md"]), ("random", 50, ["volume_scan"])]
-    ml17 = [(r.kind, r.n, r.samplers, r.split) for r in nodes["ml17.select"].step.selection]
-    assert ml17[:2] == [("random", 40, ["nvt"], "valid"), ("random", 80, ["nvt"], "train")] and ml17[-1][:2] == ("bal", 4)
-    assert nodes["ml5-1.md"].step.sampler.temperature.amplitude == 150
-    assert nodes["ml13.md"].step.sampler.ensemble == "npt" and nodes["ml17.npt"].step.sampler.hybrid_d3
-
-
 def test_readme_example_is_a_valid_spec(tmp_path):
     import re
 
@@ -144,4 +128,183 @@ def test_readme_example_is_a_valid_spec(tmp_path):
     assert [it.samplers["initial_pool" if i == 0 else "md"].kind for i, it in enumerate(spec.sampling)][:2] == [
         "initial_pool", "md"]
     problem = only_problem(write(tmp_path, block.replace("relabel: {accuracy: 0.1}", "relabel: {d3: null}")))
-    assert problem.message == "final_models[0] (d3_20A): d3: unknown key"  # xTB has no d3 block
+    assert problem.message == "final_models[0] (tight): d3: unknown key"  # xTB has no d3 block
+
+
+# --------------------------------------------------------------------------- dispersion bookkeeping
+
+CP2K = "reference:\n  kind: cp2k\n  basis_set: DZVP-MOLOPT-SR-GTH\n  basis_set_file: BASIS_MOLOPT\n"
+HYBRID = """\
+sampling:
+  - samplers:
+      md: {n_steps: 10, interval: 5, hybrid_d3: true}
+"""
+
+
+def hybrid_spec(tmp_path, reference: str, before: str = "") -> Path:
+    base = BASE.replace("reference:\n  kind: xtb\n", reference)
+    return write(tmp_path, base + "sampling:\n" + before + HYBRID.removeprefix("sampling:\n"))
+
+
+@pytest.mark.parametrize("reference, contained", [
+    (CP2K, "D3(BJ) in CP2K (B97-3c, R_cutoff 7.93766 A, C9 three-body)"),  # the default D3 block
+    ("reference:\n  kind: xtb\n", "D4 (built into GFN2-xTB)"),
+])
+def test_a_hybrid_sampler_on_labels_with_dispersion_is_refused(tmp_path, reference, contained):
+    path = hybrid_spec(tmp_path, reference)
+    problem = only_problem(path)
+    assert problem.field_path == "sampling[0].samplers.md.hybrid_d3"
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "hybrid_d3" in text)
+    assert (problem.line, problem.column) == (line, path.read_text().splitlines()[line - 1].index("hybrid_d3") + 1)
+    assert problem.message.startswith("dispersion would be counted twice") and contained in problem.message
+    assert "relabel" in problem.hint
+
+
+def test_a_hybrid_sampler_after_a_d3_free_relabel_is_accepted(tmp_path):
+    relabel = "  - name: d3_free\n    relabel: {reference: {d3: null}}\n"
+    spec = load_spec(hybrid_spec(tmp_path, CP2K, before=relabel))
+    stages = spec.stages()
+    assert [s.dispersion for s in stages] == [(), ()]
+    assert stages[0].reference.d3 is None and stages[1].reference.d3 is None  # later labels are D3-free too
+    nodes = {n.name: n for n in build_graph(spec, base=tmp_path)}
+    assert nodes["d3_free.label"].inputs == {"frames": "dataset.initial"}
+    assert nodes["d3_free.label"].step.settings[0].d3 is None and nodes["iter02.label"].step.settings[0].d3 is None
+    assert nodes["iter02.md"].inputs == {"model": "d3_free.train", "start": "initial_data"}
+    assert nodes["iter02.md"].notes.startswith("model + D3(BJ) by torch-dftd")
+    assert nodes["train.initial"].notes == "labels: D3(BJ) in CP2K (B97-3c, R_cutoff 7.93766 A, C9 three-body)"
+    assert nodes["iter02.train"].notes == "labels: no dispersion"
+
+
+@pytest.mark.parametrize("final, message", [
+    ("{name: twice, d3: add}", "dispersion would be counted twice: the labels of final model 'twice' already contain"),
+    ("{name: nothing, relabel: {d3: null}, d3: remove}", "there is no D3 to remove"),
+])
+def test_final_models_that_miscount_d3_are_refused(tmp_path, final, message):
+    problem = only_problem(write(tmp_path, BASE.replace("reference:\n  kind: xtb\n", CP2K)
+                                 + f"final_models:\n  - {final}\n"))
+    assert problem.field_path == "final_models[0].d3" and problem.message.startswith(message)
+
+
+def test_final_models_that_count_d3_once_are_accepted(tmp_path):
+    spec = load_spec(write(tmp_path, BASE.replace("reference:\n  kind: xtb\n", CP2K) + """\
+final_models:
+  - {name: add, relabel: {d3: null}, d3: add, d3_cutoff: 20 A}
+  - {name: swap, d3: remove}
+"""))
+    add, swap = spec.final_stages()
+    assert add.dispersion == ("D3(BJ) by torch-dftd (b97-3c, cutoff 20 A, CN cutoff 20 A)",)
+    assert swap.dispersion == ()
+
+
+def test_show_spec_lists_each_models_dispersion(tmp_path):
+    from tests.conftest import run_cli
+
+    relabel = "  - name: d3_free\n    relabel: {reference: {d3: null}}\n"
+    result = run_cli("show-spec", hybrid_spec(tmp_path, CP2K, before=relabel))
+    assert result.returncode == 0, result.stderr
+    assert "# train.initial: D3(BJ) in CP2K (B97-3c, R_cutoff 7.93766 A, C9 three-body)" in result.stdout
+    assert "# iter02.train: no dispersion" in result.stdout
+
+
+# --------------------------------------------------------------------------- starts, relabels, names
+
+
+def test_a_start_must_name_an_earlier_step_that_makes_structures(tmp_path):
+    problem = only_problem(spec_with(tmp_path, """\
+sampling:
+  - samplers:
+      md: {n_steps: 10, interval: 5, start: iter02.md}
+"""))
+    assert problem.field_path == "sampling[0].samplers.md.start"
+    assert "no earlier step 'iter02.md'" in problem.message and "initial_data" in problem.hint
+
+
+def test_starts_are_not_inherited_and_chains_skip_conformers(tmp_path):
+    spec = load_spec(spec_with(tmp_path, """\
+sampling:
+  - samplers:
+      md: {n_steps: 10, interval: 5}
+      geometry_optimisation: {}
+  - samplers:
+      md: {start: {step: iter01.md}}
+      geometry_optimisation: null
+  - samplers:
+      md: {n_steps: 20}
+  - inherit: false
+    samplers:
+      conformers: {n_conformers: 2, n_boxes: 2}
+    selection: {kind: all}
+  - inherit: false
+    samplers:
+      volume_scan: {start: {step: iter04.conformers, first: 2}}
+      md: {n_steps: 10, interval: 5}
+"""))
+    nodes = {n.name: n for n in build_graph(spec, base=tmp_path)}
+    assert nodes["iter01.md"].inputs["start"] == "initial_data"
+    assert nodes["iter01.geometry_optimisation"].inputs["start"] == "iter01.md"
+    assert nodes["iter02.md"].inputs["start"] == "iter01.md"
+    assert nodes["iter03.md"].inputs["start"] == "iter02.md"  # the start of iter02 is not inherited
+    assert nodes["iter05.volume_scan"].inputs["start"] == "iter04.conformers"
+    assert nodes["iter05.md"].inputs["start"] == "iter05.volume_scan"  # the chain continues from the scan
+
+
+def test_an_md_start_is_one_structure(tmp_path):
+    problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      md: {start: {step: initial_data, last: 2}}\n"))
+    assert problem.field_path.startswith("sampling[0].samplers.md") and "one structure" in problem.message
+
+
+def test_relabel_iterations_sample_nothing_and_are_left_out_of_inheritance(tmp_path):
+    problem = only_problem(spec_with(tmp_path, "sampling:\n  - relabel: {reference: {accuracy: 0.5}}\n"
+                                               "    samplers: {md: {}}\n"))
+    assert "a relabel iteration samples nothing: remove samplers" in problem.message
+    spec = load_spec(spec_with(tmp_path, """\
+sampling:
+  - samplers:
+      md: {n_steps: 10, interval: 5, temperature: 400 K}
+  - relabel: {reference: {accuracy: 0.5}, splits: [train, valid]}
+    model: {epochs: 7}
+  - samplers:
+      md: {n_steps: 20}
+"""))
+    first, relabel, third = spec.stages()
+    assert third.planned.iteration.samplers["md"].temperature.start == 400  # inherited across the relabel
+    assert relabel.model.epochs == 7 and third.model.epochs == spec.model.epochs
+    assert relabel.reference.accuracy == third.reference.accuracy == 0.5 and first.reference.accuracy == 1.0
+    nodes = {n.name: n for n in build_graph(spec, base=tmp_path)}
+    assert nodes["iter02.label"].step.splits == ["train", "valid"]
+    assert nodes["iter03.dataset"].inputs["previous"] == "iter02.label"
+
+
+def test_repeated_iterations_count_up_from_a_trailing_number(tmp_path):
+    spec = load_spec(spec_with(tmp_path, """\
+sampling:
+  - name: ml1
+    repeat: 3
+    samplers:
+      md: {n_steps: 10, interval: 5}
+  - name: warm
+    repeat: 2
+  - name: ml6
+"""))
+    assert [s.planned.name for s in spec.stages()] == ["ml1", "ml2", "ml3", "warm-1", "warm-2", "ml6"]
+    problem = only_problem(spec_with(tmp_path, """\
+sampling:
+  - name: ml1
+    repeat: 3
+    samplers:
+      md: {n_steps: 10, interval: 5}
+  - name: ml3
+"""))
+    assert problem.field_path == "sampling[1].name" and "two iterations are named 'ml3'" in problem.message
+
+
+def test_an_uncertainty_stop_needs_an_ensemble(tmp_path):
+    problem = only_problem(write(tmp_path, BASE + "model: {ensemble: null}\nsampling:\n  - samplers:\n"
+                                                  "      md: {n_steps: 10, interval: 5}\n"))
+    assert problem.field_path == "sampling[0].samplers.md.uncertainty_threshold"
+    assert "single model" in problem.message
+
+
+def test_n_steps_is_a_multiple_of_interval(tmp_path):
+    problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      md: {n_steps: 12, interval: 5}\n"))
+    assert "must be a multiple of interval" in problem.message

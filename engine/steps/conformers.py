@@ -26,5 +26,5 @@ class Conformers(SingleTaskStep):
 
         s = self.settings
         boxes = conformer_boxes([(ion.smiles, ion.count) for ion in self.ions], s.n_conformers, s.n_boxes,
-                                s.density, s.tolerance, self.seed)
+                                s.density, s.tolerance, self.seed, unit_density=s.unit_density, n_units=s.n_units)
         return candidates(boxes, "conformers")

@@ -1,30 +1,41 @@
-"""``geometry_optimisation``: FIRE/BFGS with the current model on the last frame(s) sampled."""
+"""``geometry_optimisation``: FIRE/BFGS with the current model from the start structure(s)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from campaign.spec import GeometryOptimisation as Settings
-from engine.step import SingleTaskStep, StepContext, TaskResult, register
-from engine.steps.sampling import candidates, start_frames
+from campaign.spec import GeometryOptimisation as Settings, Optimiser, Start
+from engine.step import StepContext, TaskResult, register
+from engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
 
 
 @register
-class GeometryOptimisation(SingleTaskStep):
-    """Every optimisation step of the last ``n_structures`` frames of ``start`` is a candidate."""
+class GeometryOptimisation(OptimisingStep):
+    """Every step of every optimisation is a candidate; the optimised structures are the ends."""
 
     kind: ClassVar[str] = "geometry_optimisation"
-    version: ClassVar[int] = 1
-    task: ClassVar[str] = "optimise"
-    inputs: ClassVar[tuple[str, ...]] = ("model", "start")
+    version: ClassVar[int] = 2
 
     settings: Settings
 
-    def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from engine.apax_model import load_calculator
-        from engine.dynamics import optimise
+    def optimiser(self) -> Optimiser:
+        return self.settings
 
-        calc = load_calculator(ctx.model_dir())
-        frames = [frame for atoms in start_frames(ctx, self.settings.n_structures)
-                  for frame in optimise(atoms, calc, self.settings)]
-        return candidates(frames, "geometry_optimisation")
+    def start(self) -> Start:
+        return self.settings.start
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        return self.optimisation_tasks(ctx)
+
+    def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        return self.run_optimisation(ctx, task_id)
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        runs = [self.optimisation_frames(ctx, j) for j in range(self.start().count)]
+        frames = tag_candidates([frame for run in runs for frame in run], "geometry_optimisation")
+        ends = [run[-1] for run in runs]
+        steps = [int(end.info["step"]) for end in ends]
+        fmax = [float(end.info["fmax_eV_A"]) for end in ends]
+        return [ctx.write_frames(frames), ctx.write_frames(ends, ENDS)], {
+            "n_candidates": len(frames), "optimiser_steps": steps, "final_fmax_eV_A": fmax,
+            "converged": [f < self.settings.fmax for f in fmax]}

@@ -1,137 +1,98 @@
 """``initial_data``: the first configurations, before any model exists.
 
-``md``: Langevin MD driven by the reference method, run in checkpointed chunks (one task each,
-each continuing from the last one's positions and momenta, with its own seeded random stream),
-so a killed run resumes mid-trajectory with the same numbers. ``rattle``: Gaussian displacements
-of the packed box.
+``md``: Langevin MD driven by the reference method, in chunks of ``checkpoint_every`` steps (one
+task each, resumable and bit-identical when resumed: engine.dynamics). The reference's energies,
+forces and stress of the kept frames are their labels: they are stored with the frames and in
+the calculation cache, so labelling the initial data computes nothing again. ``rattle``:
+Gaussian displacements of the packed box. ``file``: frames read from a trajectory file.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
-from pathlib import Path
-
-from campaign.spec import InitialFile, InitialMD, InitialRattle, Reference, not_hashed
+from campaign.spec import InitialFile, InitialMD, InitialRattle, MDSampler, Reference, not_hashed
+from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
 from engine.step import SingleTaskStep, Step, StepContext, StepFailed, TaskResult, register
 
 
-def initial_data_step(section: InitialMD | InitialRattle | InitialFile, reference: Any, seed: int, base: Path) -> Step:
+def initial_data_step(section: InitialMD | InitialRattle | InitialFile, reference: Any, seed: int, base: Path,
+                      checkpoint_every: int) -> Step:
     """The step for the spec's ``initial_data`` section (file paths relative to ``base``)."""
     if isinstance(section, InitialMD):
-        return ReferenceMD(settings=section, reference=reference, seed=seed)
+        return ReferenceMD(settings=section, reference=reference, seed=seed, checkpoint_every=checkpoint_every)
     if isinstance(section, InitialFile):
         return FileFrames.from_section(section, base)
     return Rattle(settings=section, seed=seed)
 
 
-def _chunk(index: int) -> str:
-    return f"chunk{index:05d}"
-
-
 @register
 class ReferenceMD(Step):
-    """Langevin NVT MD with the reference calculator, keeping a frame every ``interval`` steps."""
+    """Langevin NVT MD with the reference calculator, keeping a labelled frame every ``interval`` steps."""
 
     kind: ClassVar[str] = "initial_md"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     inputs: ClassVar[tuple[str, ...]] = ("structure",)
 
     settings: InitialMD
     reference: Reference
     seed: int
+    checkpoint_every: int = not_hashed(default=1000, ge=1, description="MD steps per chunk")
 
     @property
-    def n_chunks(self) -> int:
-        return -(-self.settings.n_steps // self.settings.chunk)
+    def sampler(self) -> MDSampler:
+        """The run as an MD sampler: Langevin at a constant temperature, no uncertainty stop."""
+        md = self.settings
+        return MDSampler(thermostat="langevin", temperature=md.temperature, timestep=md.timestep,
+                         n_steps=md.n_steps, interval=md.interval, friction=md.friction, uncertainty_threshold=None,
+                         engine="ase")
 
     def tasks(self, ctx: StepContext) -> list[str]:
-        done = ctx.done_tasks()
-        for index in range(self.n_chunks):
-            if _chunk(index) not in done:
-                return [_chunk(index)]  # chunks run one after another
-        return []
+        return next_chunk(ctx.done_tasks(), self.settings.n_steps, self.checkpoint_every)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        import numpy as np
-        from ase import units
-        from ase.constraints import FixCom
-        from ase.md.langevin import Langevin
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+        from archive.frames import write_frames
+        from engine.dynamics import run_md_chunk
+        from engine.labelling import configuration_digest, fresh_calculator
+        from engine.reference import ReferenceFailure
 
-        from engine.labelling import fresh_calculator
-
-        index = int(task_id.removeprefix("chunk"))
-        md = self.settings
-        rng = np.random.default_rng([self.seed, index])
-        if index == 0:
-            atoms = ctx.input_frames("structure")[0]
-            MaxwellBoltzmannDistribution(atoms, temperature_K=md.temperature, rng=rng)
-        else:
-            previous = ctx.done_tasks()[_chunk(index - 1)]["state"]
-            atoms = ctx.input_frames("structure")[0]
-            atoms.positions = np.array(previous["positions"])
-            atoms.set_momenta(np.array(previous["momenta"]))
-        atoms.set_constraint(FixCom())
-        dyn = Langevin(
-            atoms, timestep=md.timestep * units.fs, temperature_K=md.temperature, friction=md.friction,
-            fixcm=False, rng=rng,
-        )
-        first = index * md.chunk
-        n_steps = min(md.chunk, md.n_steps - first)
-        frames, thermo = [], []
-
-        def keep() -> None:
-            step = first + dyn.nsteps
-            energy = atoms.get_potential_energy()
-            if not np.isfinite(energy) or not np.all(np.isfinite(atoms.get_forces())):
-                raise StepFailed(f"initial-data MD exploded at step {step}: non-finite energy or forces")
-            if dyn.nsteps > 0:
-                thermo.append([step, energy, atoms.get_kinetic_energy(), atoms.get_temperature()])
-            if dyn.nsteps > 0 and step % md.interval == 0:  # step 0 of a chunk was kept by the one before
-                frame = atoms.copy()
-                frame.calc = None
-                frame.set_constraint()
-                frame.info.update(source="initial_md", step=step, time_fs=step * md.timestep,
-                                  temperature_K=float(atoms.get_temperature()))
-                frames.append(frame)
-
-        dyn.attach(keep, interval=1)
+        first, last = chunk_range(task_id)
+        atoms = ctx.input_frames("structure")[0]
+        atoms.calc = None
         # a fresh calculator per chunk: a resumed trajectory is bit-identical to an uninterrupted one
         with fresh_calculator(self.reference, int(atoms.info.get("charge", 0)), ctx.scratch) as calc:
-            atoms.calc = calc
             try:
-                dyn.run(n_steps)
-            except StepFailed:
-                raise
-            except Exception as exc:  # the reference calculator failing mid-trajectory
-                raise StepFailed(f"initial-data MD: the reference calculation failed near step "
-                                 f"{first + dyn.nsteps}: {exc}") from exc
-        state = {"positions": atoms.positions.tolist(), "momenta": atoms.get_momenta().tolist()}
-        summary = {"state": state, "n_frames": len(frames), "steps": [first, first + n_steps], "thermo": thermo}
-        return TaskResult(frames, summary)
+                chunk = run_md_chunk(atoms, calc, self.sampler, seed=self.seed, first=first, last=last,
+                                     state=read_state(ctx, task_id), uncertainty=None, label=True)
+            except ReferenceFailure as exc:
+                raise StepFailed(f"initial-data MD: the reference calculation failed between steps {first} and "
+                                 f"{last}: {exc}") from exc
+        if chunk.stop_reason is not None:
+            raise StepFailed(f"initial-data MD {chunk.stop_reason}")
+        for frame in chunk.frames:
+            frame.info["source"] = "initial_md"
+            cached = ctx.archive.cache_file(configuration_digest(self.reference, frame))
+            if not cached.exists():
+                write_frames(cached, [frame])
+        write_state(ctx, task_id, chunk.state)
+        return TaskResult(chunk.frames, {"rows": [list(map(float, row)) for row in chunk.rows]})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         import numpy as np
-        import xarray as xr
 
         from archive.arrays import write_dataset
+        from engine.dynamics import series
 
         done = ctx.done_tasks()
-        frames = [frame for index in range(self.n_chunks) for frame in ctx.task_frames(_chunk(index))]
-        rows = np.array([row for index in range(self.n_chunks) for row in done[_chunk(index)]["thermo"]])
-        step = rows[:, 0].astype(int)
-        thermo = xr.Dataset(
-            {
-                "potential_energy": ("step", rows[:, 1], {"units": "eV"}),
-                "kinetic_energy": ("step", rows[:, 2], {"units": "eV"}),
-                "temperature": ("step", rows[:, 3], {"units": "K"}),
-            },
-            coords={"step": ("step", step, {"units": "1"}), "time": ("step", step * self.settings.timestep, {"units": "fs"})},
-        )
-        write_dataset(ctx.out_dir / "thermo.nc", thermo)
-        summary = {"n_frames": len(frames), "n_steps": self.settings.n_steps, "mean_temperature_K": float(rows[:, 3].mean())}
-        return [ctx.write_frames(frames), "thermo.nc"], summary
+        ran = chunks(done)
+        frames = [frame for task in ran for frame in ctx.task_frames(task)]
+        rows = [row for task in ran for row in done[task]["rows"]]
+        write_dataset(ctx.out_dir / "series.nc", series(rows, self.settings.timestep))
+        temperature = np.array([row[2] for row in rows if row[0] > 0])
+        summary = {"n_frames": len(frames), "n_steps": self.settings.n_steps,
+                   "mean_temperature_K": float(temperature.mean()), "max_temperature_K": float(temperature.max())}
+        return [ctx.write_frames(frames), "series.nc"], summary
 
 
 @register

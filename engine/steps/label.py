@@ -37,17 +37,29 @@ class Label(Step):
     settings: list[Reference] = Field(min_length=1, description="level 0: the reference; then retry settings")
     on_failure: Literal["retry", "skip", "stop"]
     uniform_settings: bool
+    splits: list[Literal["train", "valid", "test"]] | None = Field(
+        default=None, description="label only frames of these dataset splits (relabelling a dataset); null: all")
     # a tolerance, not an input of the result: raising it after a failed run reuses every label
     max_failed_fraction: float = not_hashed()
 
     @classmethod
-    def from_spec(cls, reference: Any, retries: list[Any], failures: Failures) -> Label:
+    def from_spec(cls, reference: Any, retries: list[Any], failures: Failures, splits: list[str] | None = None) -> Label:
         return cls(
             settings=[reference, *retries] if failures.on_failure == "retry" else [reference],
             on_failure=failures.on_failure,
             uniform_settings=failures.uniform_settings,
+            splits=splits,
             max_failed_fraction=failures.max_failed_fraction,
         )
+
+    def _indices(self, ctx: StepContext) -> list[int]:
+        """The input frames to label: all, or those of the wanted splits."""
+        from archive.frames import count_frames, read_frames
+
+        path = ctx.archive.output(ctx.inputs["frames"], FRAMES)
+        if self.splits is None:
+            return list(range(count_frames(path)))
+        return [i for i, frame in enumerate(read_frames(path)) if frame.info.get("split") in self.splits]
 
     # ------------------------------------------------------------- planning
     def _final(self, done: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -59,11 +71,8 @@ class Label(Step):
         return final
 
     def tasks(self, ctx: StepContext) -> list[str]:
-        from archive.frames import count_frames
-
-        n_frames = count_frames(ctx.archive.output(ctx.inputs["frames"], FRAMES))
         final = self._final(ctx.done_tasks())
-        first_round = [_task(i, 0) for i in range(n_frames) if i not in final]
+        first_round = [_task(i, 0) for i in self._indices(ctx) if i not in final]
         if first_round:
             return first_round
         labelled = [r for r in final.values() if not r["failed"]]

@@ -1,32 +1,34 @@
-"""``md``: molecular dynamics with the current ensemble, stopped on force uncertainty (eqn 8).
+"""``md``: molecular dynamics with the current model, stopped on force uncertainty (eqn 8), run in
+chunks of ``checkpoint_every`` steps (one task each, resumable, bit-identical when resumed).
 
-apax's JAX MD is used where it is valid and fast (Nose-Hoover chain NVT without density ramp
-or D3, box at least twice the cutoff); everything else runs through ASE with apax's
-calculator. A box too small for JAX MD always goes to ASE (apax would only log an error and
-give wrong forces), and the record says which engine ran and why.
+Our JAX MD (engine.jax_md) is used where it is valid and fast (Nose-Hoover chain NVT at a fixed
+cell without D3, box at least twice the cutoff); everything else runs through ASE with apax's
+calculator. A box too small for JAX MD always goes to ASE, and the record says which engine ran
+and why.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import DispersionCorrection, MDSampler
-from engine.step import SingleTaskStep, StepContext, TaskResult, register
-from engine.steps.sampling import candidates, model_r_max, start_frames
+from campaign.spec import DispersionCorrection, MDSampler, not_hashed
+from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
+from engine.step import Step, StepContext, TaskResult, register
+from engine.steps.sampling import is_ensemble, model_r_max, start_frames, tag_candidates
 
 
 def choose_engine(sampler: MDSampler, box_ok: bool) -> tuple[str, str]:
     """(engine, reason) for a sampler, given whether the box is large enough for JAX MD."""
-    jax_able = sampler.ensemble == "nvt" and sampler.thermostat == "nose_hoover_chain" and sampler.density is None
+    jax_able = sampler.ensemble == "nvt" and sampler.thermostat == "nose_hoover_chain" and sampler.box is None
     jax_able = jax_able and not sampler.hybrid_d3
     if sampler.engine == "ase":
         return "ase", "requested"
     if not box_ok:
-        return "ase", "box smaller than twice the cutoff: apax JAX MD would give wrong forces"
+        return "ase", "box smaller than twice the cutoff: JAX MD would give wrong forces"
     if not jax_able:
         if sampler.engine == "jax":
-            return "ase", "JAX MD supports Nose-Hoover NVT without density ramps or D3 only"
-        return "ase", "Langevin, NPT, density ramps and D3 run through ASE"
+            return "ase", "JAX MD supports Nose-Hoover NVT without box ramps or D3 only"
+        return "ase", "Langevin, NPT, box ramps and D3 run through ASE"
     return "jax", "requested" if sampler.engine == "jax" else "fastest valid engine"
 
 
@@ -39,40 +41,93 @@ def d3_options(d3: DispersionCorrection) -> dict[str, Any]:
 
 
 @register
-class MD(SingleTaskStep):
-    """Sample candidates from an MD run that starts at the last frame of ``start``."""
+class MD(Step):
+    """Sample candidates from an MD run that starts at the ``start`` input's last end structure."""
 
     kind: ClassVar[str] = "md"
-    version: ClassVar[int] = 1
-    task: ClassVar[str] = "run"
-    extra_outputs: ClassVar[tuple[str, ...]] = ("series.nc",)
+    version: ClassVar[int] = 2
     inputs: ClassVar[tuple[str, ...]] = ("model", "start")
 
     sampler: MDSampler
     seed: int
     d3: DispersionCorrection | None = None  # set when the sampler runs the hybrid model
+    checkpoint_every: int = not_hashed(default=1000, ge=1, description="MD steps per chunk")
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        return next_chunk(ctx.done_tasks(), self.sampler.n_steps, self.checkpoint_every)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from archive.arrays import write_dataset
         from engine import apax_model
 
-        (atoms,) = start_frames(ctx, 1)
+        first, last = chunk_range(task_id)
+        (atoms,) = start_frames(ctx, self.sampler.start)
         model_dir = ctx.model_dir()
         engine, reason = choose_engine(self.sampler, apax_model.jax_md_valid(atoms, model_r_max(ctx)))
-        if engine == "jax":
-            result = apax_model.run_jax_md(model_dir, atoms, self.sampler, workdir=ctx.scratch / "jax_md", seed=self.seed)
-            stopped_at, stop_reason = result.stopped_at, "uncertainty" if result.stopped_at is not None else None
-        else:
-            from engine.dynamics import run_md
+        state = read_state(ctx, task_id)
+        run = _run_jax if engine == "jax" else _run_ase
+        frames, rows, state, stopped_at, stop_reason = run(self, ctx, model_dir, atoms, first, last, state)
+        if state is not None:
+            write_state(ctx, task_id, state)
+        return TaskResult(frames, {"engine": engine, "engine_reason": reason, "rows": rows,
+                                   "stopped_at": stopped_at, "stop_reason": stop_reason})
 
-            calc = apax_model.load_calculator(model_dir)
-            if self.d3 is not None:
-                from engine.d3 import hybrid_calculator
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        from archive.arrays import write_dataset
+        from engine.dynamics import series
 
-                calc = hybrid_calculator(calc, **d3_options(self.d3))
-            result = run_md(atoms, calc, self.sampler, seed=self.seed,
-                            uncertainty=lambda a: apax_model.force_uncertainty(calc.results))
-            stopped_at, stop_reason = result.stopped_at, result.stop_reason
-        write_dataset(ctx.archive.task_file(ctx.key, task_id, ".series.nc"), result.series)
-        return candidates(result.frames, "md", engine=engine, engine_reason=reason, stopped_at=stopped_at,
-                          stop_reason=stop_reason, n_steps=self.sampler.n_steps)
+        done = ctx.done_tasks()
+        ran = chunks(done)
+        frames = tag_candidates([frame for task in ran for frame in ctx.task_frames(task)], "md")
+        rows = [row for task in ran for row in done[task]["rows"]]
+        write_dataset(ctx.out_dir / "series.nc", series(rows, self.sampler.timestep))
+        last = done[ran[-1]]
+        return [ctx.write_frames(frames), "series.nc"], {
+            "n_candidates": len(frames), "engine": last["engine"], "engine_reason": last["engine_reason"],
+            "stopped_at": last["stopped_at"], "stop_reason": last["stop_reason"], "n_steps": self.sampler.n_steps,
+            "steps_run": chunk_range(ran[-1])[1] if last["stopped_at"] is None else last["stopped_at"],
+            "n_chunks": len(ran)}
+
+
+def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
+    """One chunk through ASE with apax's calculator (plus torch-dftd D3 for hybrid samplers)."""
+    from engine import apax_model
+    from engine.dynamics import run_md_chunk
+
+    calc = apax_model.load_calculator(model_dir)
+    if step.d3 is not None:
+        from engine.d3 import hybrid_calculator
+
+        calc = hybrid_calculator(calc, **d3_options(step.d3))
+    uncertainty = (lambda a: apax_model.force_uncertainty(calc.results)) if is_ensemble(ctx) else None
+    chunk = run_md_chunk(atoms, calc, step.sampler, seed=step.seed, first=first, last=last, state=state,
+                         uncertainty=uncertainty)
+    return chunk.frames, [list(map(float, row)) for row in chunk.rows], chunk.state, chunk.stopped_at, chunk.stop_reason
+
+
+def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
+    """One chunk through our JAX MD (Nose-Hoover chain NVT)."""
+    import io
+
+    import numpy as np
+
+    from campaign.units import from_internal
+    from engine.dynamics import temperatures
+    from engine.jax_md import NVTSettings, enable_compilation_cache, run_nvt_chunk
+
+    enable_compilation_cache(ctx.scratch.parent / "jax_cache")
+    s = step.sampler
+    settings = NVTSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
+                           threshold=s.uncertainty_threshold)
+    previous = None if state is None else dict(np.load(io.BytesIO(state)))
+    chunk = run_nvt_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
+                          state=previous)
+    density = float(atoms.get_masses().sum() / atoms.get_volume())
+    rows = [[row[0], row[1], row[2], density, row[3], row[4]] for row in np.asarray(chunk.rows, float).tolist()]
+    for frame in chunk.frames:
+        frame.info["density_g_cm3"] = float(from_internal(density, "density", "g/cm^3"))
+    saved = None
+    if chunk.stopped_at is None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **chunk.state)
+        saved = buffer.getvalue()
+    return chunk.frames, rows, saved, chunk.stopped_at, chunk.stop_reason

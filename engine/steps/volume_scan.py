@@ -1,37 +1,53 @@
-"""``volume_scan``: rigid-molecule volume scans of geometry-optimised structures."""
+"""``volume_scan``: rigid-molecule volume scans of (optimised) start structures."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from campaign.spec import GeometryOptimisation, VolumeScan as Settings
-from engine.step import SingleTaskStep, StepContext, TaskResult, register
-from engine.steps.sampling import candidates, start_frames
+from campaign.spec import Optimiser, Start, VolumeScan as Settings
+from engine.step import StepContext, TaskResult, register
+from engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
 
 
 @register
-class VolumeScan(SingleTaskStep):
-    """Optimise the last ``n_structures`` frames of ``start`` with the model, then scale each box
-    from ``start`` to ``end`` of its length in ``n_steps`` with every molecule kept rigid."""
+class VolumeScan(OptimisingStep):
+    """Optimise each start structure with the model (chunked, resumable), then scale its cell from
+    ``length_factors[0]`` to ``length_factors[1]`` in ``n_frames`` frames, molecules rigid. The
+    scan frames are the candidates; the optimised structures are the ends."""
 
     kind: ClassVar[str] = "volume_scan"
-    version: ClassVar[int] = 1
-    task: ClassVar[str] = "scan"
-    inputs: ClassVar[tuple[str, ...]] = ("model", "start")
+    version: ClassVar[int] = 2
 
     settings: Settings
 
+    def optimiser(self) -> Optimiser | None:
+        return self.settings.optimise
+
+    def start(self) -> Start:
+        return self.settings.start
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        done = ctx.done_tasks()
+        scans = [f"{self.prefix(j)}scan" for j in range(self.start().count)
+                 if f"{self.prefix(j)}scan" not in done and self.optimised(ctx, j)]
+        return self.optimisation_tasks(ctx) + scans
+
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from engine.apax_model import load_calculator
-        from engine.dynamics import optimise
+        if not task_id.endswith(".scan"):
+            return self.run_optimisation(ctx, task_id)
         from engine.structures import volume_scan
 
-        s = self.settings
-        calc = load_calculator(ctx.model_dir())
-        relax = GeometryOptimisation(fmax=s.fmax)
-        frames = []
-        for atoms in start_frames(ctx, s.n_structures):
-            optimised = optimise(atoms, calc, relax)[-1]
-            optimised.calc = None
-            frames += volume_scan(optimised, s.start, s.end, s.n_steps)
-        return candidates(frames, "volume_scan")
+        optimised = self.optimisation_frames(ctx, int(task_id[1:4]))[-1]
+        start, end = self.settings.length_factors
+        frames = volume_scan(optimised, start, end, self.settings.n_frames)
+        return TaskResult(frames, {"n_frames": len(frames)})
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        count = self.start().count
+        frames = tag_candidates([f for j in range(count) for f in ctx.task_frames(f"{self.prefix(j)}scan")],
+                                "volume_scan")
+        ends = [self.optimisation_frames(ctx, j)[-1] for j in range(count)]
+        for end in ends:
+            end.calc = None
+        return [ctx.write_frames(frames), ctx.write_frames(ends, ENDS)], {"n_candidates": len(frames),
+                                                                          "n_structures": count}

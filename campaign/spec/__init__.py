@@ -1,0 +1,45 @@
+"""The campaign spec: pydantic models for every section of a spec YAML file, one module per
+section. Variants (reference method, initial data source, samplers) are discriminated unions
+picked by ``kind:``. Quantities accept units (``"800 Ry"``, ``"0.5 fs"``) and are stored in ASE
+units. This package imports nothing else of ilcampaign but the unit helpers, so the engine and
+the CLI can both build on it."""
+
+from campaign.spec.base import Problem, Section, brief, deep_merge, not_hashed, with_overrides
+from campaign.spec.campaign_info import Author, CampaignInfo
+from campaign.spec.campaign_spec import CampaignSpec, FinalStage, Stage
+from campaign.spec.checkpoints import Checkpoints
+from campaign.spec.d3 import DispersionCorrection
+from campaign.spec.failures import DEFAULT_RETRIES, Failures
+from campaign.spec.final_models import FinalModel
+from campaign.spec.initial_data import InitialData, InitialFile, InitialMD, InitialRattle, InitialSplit
+from campaign.spec.model import ApaxModel, Ensemble, LearningRates, LossWeights
+from campaign.spec.reference import CP2K, D3, SCF, XTB, Reference, dispersion
+from campaign.spec.sampling import (
+    SAMPLER_KINDS,
+    BoxRamp,
+    ConformerSampler,
+    GeometryOptimisation,
+    InitialPool,
+    Iteration,
+    MDSampler,
+    Optimiser,
+    Planned,
+    Relabel,
+    Sampler,
+    Selection,
+    Start,
+    TemperatureRamp,
+    VolumeScan,
+    expand,
+)
+from campaign.spec.system import Ion, System, formal_charge
+
+__all__ = [
+    "ApaxModel", "Author", "BoxRamp", "CP2K", "CampaignInfo", "CampaignSpec", "Checkpoints", "ConformerSampler",
+    "D3", "DEFAULT_RETRIES", "DispersionCorrection", "Ensemble", "Failures", "FinalModel", "FinalStage",
+    "GeometryOptimisation", "InitialData", "InitialFile", "InitialMD", "InitialPool", "InitialRattle",
+    "InitialSplit", "Ion", "Iteration", "LearningRates", "LossWeights", "MDSampler", "Optimiser", "Planned",
+    "Problem", "Reference", "Relabel", "SAMPLER_KINDS", "SCF", "Sampler", "Section", "Selection", "Stage", "Start",
+    "System", "TemperatureRamp", "VolumeScan", "XTB", "brief", "deep_merge", "dispersion", "expand",
+    "formal_charge", "not_hashed", "with_overrides",
+]

@@ -1,0 +1,246 @@
+"""The whole spec: every section, and what follows from them together (the stages of the
+schedule, each with its reference method, its models and the dispersion of its labels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field, field_validator, model_validator
+
+from campaign.spec.base import Problem, Section, brief, deep_merge, with_overrides
+from campaign.spec.campaign_info import CampaignInfo
+from campaign.spec.checkpoints import Checkpoints
+from campaign.spec.d3 import DispersionCorrection
+from campaign.spec.failures import DEFAULT_RETRIES, Failures
+from campaign.spec.final_models import FinalModel
+from campaign.spec.initial_data import InitialData, InitialMD, InitialSplit
+from campaign.spec.model import ApaxModel
+from campaign.spec.reference import CP2K, XTB, Reference, dispersion
+from campaign.spec.sampling import (
+    CHAINED_KINDS,
+    Iteration,
+    Planned,
+    expand,
+    inherit_iterations,
+)
+from campaign.spec.system import System
+
+RESERVED_NAMES = ("initial", "initial_data", "pack", "final", "label", "dataset", "train")
+STRUCTURE_KINDS = ("md", "geometry_optimisation", "volume_scan", "conformers")  # steps a sampler can start from
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One iteration as it runs: the reference labelling its new frames (or relabelling the
+    dataset), the model its samplers use, the model it trains, and the dispersion its labels hold."""
+
+    planned: Planned
+    reference: XTB | CP2K
+    sampling_model: ApaxModel
+    model: ApaxModel
+    dispersion: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FinalStage:
+    """A final model: the reference of its labels, how D3 is shifted, its model and dispersion."""
+
+    final: FinalModel
+    index: int
+    reference: XTB | CP2K
+    d3: DispersionCorrection | None  # the torch-dftd term added or removed
+    model: ApaxModel
+    dispersion: tuple[str, ...]
+
+
+class CampaignSpec(Section):
+    """A whole study: system, reference method, initial data, the LotF schedule and final models."""
+
+    campaign: CampaignInfo
+    system: System
+    reference: Reference = Field(default_factory=XTB)
+    initial_data: InitialData = Field(default_factory=InitialMD)
+    initial_split: InitialSplit = Field(default_factory=InitialSplit)
+    failures: Failures = Field(default_factory=Failures)
+    model: ApaxModel = Field(default_factory=ApaxModel)
+    d3: DispersionCorrection = Field(default_factory=DispersionCorrection)
+    sampling: list[Iteration] = Field(default_factory=list, description="the LotF schedule, in order")
+    final_models: list[FinalModel] = Field(default_factory=list, description="trained on the final dataset")
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+
+    @field_validator("sampling", mode="before")
+    @classmethod
+    def _inherit(cls, value):
+        return inherit_iterations(value)
+
+    @model_validator(mode="after")
+    def _fill_retries(self) -> CampaignSpec:
+        if self.failures.retry_with is None:
+            self.failures.retry_with = [dict(r) for r in DEFAULT_RETRIES[self.reference.kind]]
+        for index, override in enumerate(self.failures.retry_with):
+            if "kind" in override:
+                raise ValueError(f"failures.retry_with[{index}] must not change the reference kind")
+            try:
+                with_overrides(self.reference, override)
+            except ValueError as exc:
+                raise ValueError(f"failures.retry_with[{index}] is not a valid {self.reference.kind} override: {brief(exc)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> CampaignSpec:
+        for index, it in enumerate(self.sampling):
+            try:
+                with_overrides(self.model, it.model)
+            except ValueError as exc:
+                raise ValueError(f"sampling[{index}].model is not a valid override of the model section: {brief(exc)}")
+            if it.relabel is not None:
+                if "kind" in it.relabel.reference:
+                    raise ValueError(f"sampling[{index}].relabel.reference must not change the reference kind")
+                try:
+                    with_overrides(self.reference, it.relabel.reference)
+                except ValueError as exc:
+                    raise ValueError(f"sampling[{index}].relabel.reference is not a valid {self.reference.kind} "
+                                     f"override: {brief(exc)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_initial_pool(self) -> CampaignSpec:
+        for index, it in enumerate(self.sampling):
+            if any(s.kind == "initial_pool" for s in it.samplers.values()) and self.initial_split.n_train is None:
+                raise ValueError(
+                    f"sampling[{index}] has an initial_pool sampler, but the first model is trained on every "
+                    "initial frame, so the pool is empty: set initial_split.n_train (and n_valid) to keep a pool"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _check_final_models(self) -> CampaignSpec:
+        names = [final.name for final in self.final_models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"final_models names must be unique, got {names}")
+        for index, final in enumerate(self.final_models):
+            try:
+                with_overrides(self.model, final.model)
+                with_overrides(self.reference, final.relabel)
+            except ValueError as exc:
+                raise ValueError(f"final_models[{index}] ({final.name}): {brief(exc)}")
+        return self
+
+    # ------------------------------------------------------------- what follows from the sections
+    def retry_references(self, reference: XTB | CP2K | None = None) -> list[XTB | CP2K]:
+        """``reference`` (default: the spec's) with each retry override applied, in order."""
+        reference = reference or self.reference
+        return [with_overrides(reference, override) for override in self.failures.retry_with or []]
+
+    def stages(self) -> list[Stage]:
+        """Every iteration in order (``repeat`` expanded) with its reference, models and dispersion."""
+        reference, model = self.reference, self.model
+        labels = dispersion(reference)
+        stages = []
+        for planned in expand(self.sampling):
+            it = planned.iteration
+            sampling_model = model
+            if it.relabel is not None:
+                reference = with_overrides(reference, it.relabel.reference)
+                labels = dispersion(reference)
+            model = with_overrides(self.model, it.model)
+            stages.append(Stage(planned, reference, sampling_model, model, labels))
+        return stages
+
+    def final_stages(self) -> list[FinalStage]:
+        """Each final model with the reference of its labels, its D3 shift and the result's dispersion."""
+        stages = self.stages()
+        reference = stages[-1].reference if stages else self.reference
+        finals = []
+        for index, final in enumerate(self.final_models):
+            labelled_by = with_overrides(reference, final.relabel)
+            labels = list(dispersion(labelled_by))
+            d3 = None
+            if final.d3 != "keep":
+                cutoff = final.d3_cutoff
+                d3 = self.d3 if cutoff is None else self.d3.model_copy(update={"cutoff": cutoff, "cn_cutoff": cutoff})
+                if final.d3 == "add":
+                    labels.append(d3.describe())
+                else:
+                    labels = [term for term in labels if "D3" not in term]
+            finals.append(FinalStage(final, index, labelled_by, d3, with_overrides(self.model, final.model),
+                                     tuple(labels)))
+        return finals
+
+    def problems(self) -> list[Problem]:
+        """What is wrong across sections (located), beyond what each section checks itself."""
+        return [*self._name_problems(), *self._start_problems(), *self._model_problems(), *self._dispersion_problems()]
+
+    def _name_problems(self) -> list[Problem]:
+        problems, seen = [], {}
+        for planned in expand(self.sampling):
+            where = ("sampling", planned.index, "name")
+            if planned.name in RESERVED_NAMES:
+                problems.append(Problem(where, f"the iteration name {planned.name!r} is reserved for other steps",
+                                        "choose another name"))
+            elif planned.name in seen and seen[planned.name] != planned.index:
+                problems.append(Problem(where, f"two iterations are named {planned.name!r} (the other is "
+                                        f"sampling[{seen[planned.name]}])", "names, after repeat, must be unique"))
+            seen.setdefault(planned.name, planned.index)
+        return problems
+
+    def _start_problems(self) -> list[Problem]:
+        """Every ``start.step`` names an earlier step that makes structures."""
+        problems = []
+        known: dict[str, str] = {"initial_data": "initial_data"}  # step name -> kind
+        for planned in expand(self.sampling):
+            for name, sampler in planned.iteration.samplers.items():
+                start = getattr(sampler, "start", None)
+                if start is not None and start.step is not None and start.step not in known:
+                    usable = ", ".join(sorted(step for step, kind in known.items() if kind in STRUCTURE_KINDS
+                                              or kind == "initial_data"))
+                    problems.append(Problem(
+                        ("sampling", planned.index, "samplers", name, "start"),
+                        f"start: no earlier step {start.step!r} makes structures to start from",
+                        f"steps before this one that do: {usable}"))
+                known[f"{planned.name}.{name}"] = sampler.kind
+        return problems
+
+    def _model_problems(self) -> list[Problem]:
+        """An uncertainty stop needs an ensemble."""
+        problems = []
+        for stage in self.stages():
+            for name, sampler in stage.planned.iteration.samplers.items():
+                if sampler.kind == "md" and sampler.uncertainty_threshold is not None \
+                        and stage.sampling_model.ensemble is None:
+                    problems.append(Problem(
+                        ("sampling", stage.planned.index, "samplers", name, "uncertainty_threshold"),
+                        "the model this sampler runs is a single model (ensemble: null), which has no force "
+                        "uncertainty to stop on",
+                        "set uncertainty_threshold: null, or train an ensemble in the iteration before"))
+        return problems
+
+    def _dispersion_problems(self) -> list[Problem]:
+        """Dispersion counted twice: a hybrid (MLP + D3) sampler or a final model adding D3 on
+        labels that already contain dispersion; or removing D3 that is not there."""
+        problems = []
+        for stage in self.stages():  # a sampling stage's model was trained on labels like its new ones
+            for name, sampler in stage.planned.iteration.samplers.items():
+                if sampler.kind == "md" and sampler.hybrid_d3 and stage.dispersion:
+                    problems.append(Problem(
+                        ("sampling", stage.planned.index, "samplers", name, "hybrid_d3"),
+                        f"dispersion would be counted twice: the model of this hybrid (model + torch-dftd D3) "
+                        f"sampler was trained on labels that contain {' and '.join(stage.dispersion)}",
+                        "relabel the dataset without dispersion first (an iteration with "
+                        "`relabel: {reference: {d3: null}}`), or set hybrid_d3: false"))
+        labels = self.stages()[-1].dispersion if self.sampling else dispersion(self.reference)
+        for final in self.final_stages():
+            relabelled = dispersion(final.reference) if final.final.relabel is not None else labels
+            if final.final.d3 == "add" and relabelled:
+                problems.append(Problem(
+                    ("final_models", final.index, "d3"),
+                    f"dispersion would be counted twice: the labels of final model {final.final.name!r} already "
+                    f"contain {' and '.join(relabelled)}",
+                    "relabel without dispersion first (`relabel: {d3: null}`), or use d3: keep"))
+            if final.final.d3 == "remove" and not any("D3" in term for term in relabelled):
+                problems.append(Problem(
+                    ("final_models", final.index, "d3"),
+                    f"there is no D3 to remove from the labels of final model {final.final.name!r} "
+                    f"(they contain {' and '.join(relabelled) or 'no dispersion'})",
+                    "use d3: keep, or d3: add"))
+        return problems

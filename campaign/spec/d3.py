@@ -1,0 +1,27 @@
+"""``d3``: torch-dftd D3(BJ) settings for hybrid models (MLP + D3) and D3 label shifts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from campaign.spec.base import Section
+from campaign.units import Length
+
+
+class DispersionCorrection(Section):
+    """D3 from torch-dftd, added on top of hybrid models and used to relabel datasets with or
+    without D3. Defaults: the paper's D3(BJ) with B97-3c parameters, cutoffs of 7.94 A ("8 A")."""
+
+    functional: str = Field(default="b97-3c", description="torch-dftd xc name")
+    damping: Literal["bj", "zero"] = "bj"
+    cutoff: Length = Field(default=7.93766, gt=0)
+    cn_cutoff: Length = Field(default=7.93766, gt=0, description="coordination-number cutoff")
+    skin: Length = Field(default=0.5, ge=0, description="neighbour-list skin; 0 rebuilds every step")
+    dtype: Literal["float32", "float64"] = "float32"
+
+    def describe(self) -> str:
+        """The term in words, as dispersion bookkeeping shows it."""
+        return (f"D3({self.damping.upper()}) by torch-dftd ({self.functional}, cutoff {self.cutoff:g} A, "
+                f"CN cutoff {self.cn_cutoff:g} A)")
