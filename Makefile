@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean
+.PHONY: install system-packages demo test test-fast clean
 
 # CPU torch is pinned and installed first: letting a dependency pull `torch` fetches a CUDA build.
 $(STAMP): pyproject.toml
@@ -15,11 +15,28 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages the tests need (command -> package). Missing ones are installed when we can
+# (root with apt-get); otherwise make stops before running anything and prints the command.
+SYSTEM_PACKAGES := cp2k_shell:cp2k
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  else \
+	    echo "the tests need Debian packages:$$missing; install them with:" >&2; \
+	    echo "  sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
 demo: install
 	$(VENV)/bin/campaign run specs/demo.yaml --workers 2
 	$(VENV)/bin/campaign status specs/demo.yaml
 
-test: install
+test: system-packages install
 	$(PY) -m pytest -q
 
 test-fast: install

@@ -85,7 +85,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress) 
     params = node.step.model_dump(mode="json")
     while pending := node.step.tasks(ctx):
         done = len(ctx.done_tasks())
-        total = done + len(pending)
+        total = max(done + len(pending), node.step.expected_tasks())
         progress(node.name, done, total)
         refs = [
             TaskRef(str(archive.root), str(scratch), node.step.kind, params, node.key, node.input_keys, task)

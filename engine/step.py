@@ -133,6 +133,10 @@ class Step(BaseModel):
         """Do one task's work (in any process); the engine stores the result."""
         raise NotImplementedError
 
+    def expected_tasks(self) -> int:
+        """How many tasks the step will have if it runs to the end (for progress bars; 0: unknown)."""
+        return 0
+
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         """Assemble the finished tasks into outputs in ``ctx.out_dir``: (output files, summary)."""
         raise NotImplementedError

@@ -44,10 +44,8 @@ sampling:
       - {{kind: random, n: 1, samplers: [md], split: valid}}
       - {{kind: bal, n: 2}}
 final_models:
-  - name: d3
+  - name: tight
     relabel: {{accuracy: 0.5}}
-    d3: add
-    d3_cutoff: 6.0 A
 """
 
 
@@ -112,24 +110,42 @@ def test_editing_an_iteration_reruns_it_and_later_ones_only(campaign, tmp_path):
     edited = lotf_spec(tmp_path / "edited.yaml", second_temperature="{start: 300 K, end: 400 K}")
     nodes, ran = run(edited, copy)
     assert ran == ["iter02.md", "iter02.geometry_optimisation", "iter02.select", "iter02.label",
-                   "iter02.dataset", "iter02.train", "final.d3.label", "final.d3.d3", "final.d3.train"]
+                   "iter02.dataset", "iter02.train", "final.tight.label", "final.tight.train"]
     new_keys = {n.name: n.key for n in nodes}
     assert all(new_keys[name] == keys[name] for name in keys if not name.startswith(("iter02", "final")))
 
 
-def test_final_model_is_trained_on_relabelled_data_with_d3_added(campaign):
-    from engine.d3 import d3_results
-
+def test_final_model_is_trained_on_relabelled_data(campaign):
     _, workdir, keys, _ = campaign
     archive = Archive(workdir / "archive")
-    relabelled = read_frames(archive.output(keys["final.d3.label"], "frames.h5"))
-    shifted = read_frames(archive.output(keys["final.d3.d3"], "frames.h5"))
+    relabelled = read_frames(archive.output(keys["final.tight.label"], "frames.h5"))
     dataset = read_frames(archive.output(keys["iter02.dataset"], "frames.h5"))
-    assert len(relabelled) == len(shifted) == len(dataset)
-    assert [f.info["split"] for f in shifted] == [f.info["split"] for f in dataset]
-    d3 = d3_results(relabelled[:2], cutoff=6.0, cn_cutoff=6.0)
-    for before, after, correction in zip(relabelled, shifted, d3):
+    assert [f.info["split"] for f in relabelled] == [f.info["split"] for f in dataset]
+    assert archive.record(keys["final.tight.label"])["summary"]["settings"][0]["accuracy"] == 0.5
+    assert any(a.get_potential_energy() != b.get_potential_energy() for a, b in zip(relabelled, dataset))
+    assert archive.record(keys["final.tight.train"])["inputs"] == {"data": keys["final.tight.label"]}
+
+
+def test_d3_step_adds_torch_dftd_d3_to_the_labels(campaign, tmp_path):
+    """The ``d3`` step (final models' d3: add/remove) on real xTB labels; specs refuse adding D3 to
+    xTB's labels (GFN2 has D4 built in), so the node is added to the graph by hand."""
+    from campaign.spec import DispersionCorrection
+    from engine.d3 import d3_results
+    from engine.graph import Node, resolve_keys
+    from engine.steps.d3 import D3Relabel
+
+    spec, workdir, keys, _ = campaign
+    copy = tmp_path / "wd"
+    shutil.copytree(workdir, copy)
+    nodes = build_graph(load_spec(spec), base=spec.parent)
+    d3 = DispersionCorrection(cutoff=6.0, cn_cutoff=6.0)
+    nodes = resolve_keys(nodes + [Node("shift", D3Relabel(d3=d3, sign=1), inputs={"frames": "final.tight.label"})])
+    assert run_graph(nodes, copy, workers=1, progress=lambda *a: None) == ["shift"]
+    archive = Archive(copy / "archive")
+    relabelled = read_frames(archive.output(keys["final.tight.label"], "frames.h5"))
+    shifted = read_frames(archive.output(nodes[-1].key, "frames.h5"))
+    assert [f.info["split"] for f in shifted] == [f.info["split"] for f in relabelled]
+    for before, after, correction in zip(relabelled, shifted, d3_results(relabelled[:2], cutoff=6.0, cn_cutoff=6.0)):
         assert correction["energy"] < 0  # dispersion binds
         assert after.get_potential_energy() == pytest.approx(before.get_potential_energy() + correction["energy"], abs=1e-5)
         np.testing.assert_allclose(after.get_forces(), before.get_forces() + correction["forces"], atol=1e-4)
-    assert archive.record(keys["final.d3.train"])["blobs"]["model"]

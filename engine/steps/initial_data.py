@@ -48,6 +48,9 @@ class ReferenceMD(Step):
                          n_steps=md.n_steps, interval=md.interval, friction=md.friction, uncertainty_threshold=None,
                          engine="ase")
 
+    def expected_tasks(self) -> int:
+        return -(-self.settings.n_steps // self.checkpoint_every)
+
     def tasks(self, ctx: StepContext) -> list[str]:
         return next_chunk(ctx.done_tasks(), self.settings.n_steps, self.checkpoint_every)
 

@@ -53,6 +53,9 @@ class MD(Step):
     d3: DispersionCorrection | None = None  # set when the sampler runs the hybrid model
     checkpoint_every: int = not_hashed(default=1000, ge=1, description="MD steps per chunk")
 
+    def expected_tasks(self) -> int:
+        return -(-self.sampler.n_steps // self.checkpoint_every)
+
     def tasks(self, ctx: StepContext) -> list[str]:
         return next_chunk(ctx.done_tasks(), self.sampler.n_steps, self.checkpoint_every)
 
