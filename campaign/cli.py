@@ -68,11 +68,22 @@ def validate(spec: SpecArg) -> None:
 
 
 @app.command()
-def schema() -> None:
-    """Print the JSON Schema of specs (for editors and the YAML language server)."""
-    from campaign.spec import CampaignSpec
+def schema(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write it to this file instead")] = None,
+) -> None:
+    """Print the JSON Schema of spec files as written (for editors and the YAML language server)."""
+    from campaign.schema import spec_schema
 
-    print(json.dumps(CampaignSpec.model_json_schema(), indent=2))
+    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if output is None:
+        print(text, end="")
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"cannot write {output}: {exc.strerror}", markup=False)
+        raise typer.Exit(1) from None
+    err.print(f"wrote {output}", markup=False)
 
 
 @app.command("show-spec")

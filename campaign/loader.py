@@ -11,7 +11,7 @@ import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
@@ -178,7 +178,7 @@ def _find_mapping(node: Any, start: tuple[int, int], loc: Loc) -> Loc | None:
 
 def _problem(error: dict[str, Any], data: dict[str, Any], file: str) -> SpecProblem:
     """Turn one pydantic error into a SpecProblem placed at its YAML node."""
-    loc, owner, model = _resolve(tuple(error["loc"]))
+    loc, owner, model, variants = _resolve(tuple(error["loc"]))
     loc = _as_written(loc, data)
     kind, ctx = error["type"], error.get("ctx") or {}
     message = _clean(str(error["msg"]))
@@ -193,7 +193,7 @@ def _problem(error: dict[str, Any], data: dict[str, Any], file: str) -> SpecProb
         under = f"under `{_dotted(loc[:-1])}`" if loc[:-1] else "at the top level"
         message, hint = f"required key {loc[-1]!r} is missing", f"add `{loc[-1]}:`{what} {under}"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = [str(_tag(variant)) for variant in _models(owner.model_fields[loc[-1]].annotation)]
+        tags = [str(tag) for tag in variants]
         if kind == "union_tag_invalid":
             tag = str(ctx["tag"])
             message, hint = f"unknown kind {tag!r}", _suggest(tag, tags, "kind must be one of")
@@ -223,29 +223,34 @@ def _located(problem: Problem, data: dict[str, Any], file: str) -> SpecProblem:
     return SpecProblem(file, line, column, _dotted(loc), problem.message, problem.hint)
 
 
-def _resolve(loc: Loc) -> tuple[Loc, type[BaseModel] | None, type[BaseModel] | None]:
+def _resolve(loc: Loc) -> tuple[Loc, type[BaseModel] | None, type[BaseModel] | None, dict[Any, type[BaseModel]]]:
     """Drop the union tags pydantic puts in a loc (``reference.cp2k.cutof`` -> ``reference.cutof``).
 
-    Also returns the model owning the loc's last key and the model found at the loc (None where
-    the loc is not a section), following tagged variants so suggestions use the right fields.
+    Also returns the model owning the loc's last key, the model found at the loc (None where the
+    loc is not a section) and, where the loc is a discriminated union, its variants by tag;
+    tagged variants are followed so suggestions use the right fields. List items and the values
+    of keyed mappings (``samplers.nvt``) have the type of their container's items.
     """
     kept: list[Any] = []
     owner: type[BaseModel] | None = None
     model: type[BaseModel] | None = CampaignSpec
     variants: dict[Any, type[BaseModel]] = {}
+    item = False  # the next part is a list index or a mapping key
     for part in loc:
         if part in variants:  # the tag right after a discriminated-union field
             model, variants = variants[part], {}
             continue
         kept.append(part)
-        if isinstance(part, int):  # a list item: same model as the list's items
+        if isinstance(part, int) or item:
+            item = False
             continue
         owner = model
         field = model.model_fields.get(part) if model else None
+        item = field is not None and get_origin(field.annotation) is dict
         models = _models(field.annotation) if field else []
         model = models[0] if len(models) == 1 else None
         variants = {_tag(m): m for m in models} if len(models) > 1 else {}
-    return tuple(kept), owner, model
+    return tuple(kept), owner, model, variants
 
 
 def _as_written(loc: Loc, data: Any) -> Loc:

@@ -308,3 +308,13 @@ def test_an_uncertainty_stop_needs_an_ensemble(tmp_path):
 def test_n_steps_is_a_multiple_of_interval(tmp_path):
     problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      md: {n_steps: 12, interval: 5}\n"))
     assert "must be a multiple of interval" in problem.message
+
+
+def test_a_named_sampler_with_an_unknown_or_missing_kind_is_located(tmp_path):
+    problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      nvt: {kind: mdd}\n"))
+    assert (problem.field_path, problem.message) == ("sampling[0].samplers.nvt.kind", "unknown kind 'mdd'")
+    assert "did you mean 'md'?" in problem.hint
+    problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      nvt: {n_steps: 10}\n"))
+    assert (problem.field_path, problem.message) == ("sampling[0].samplers.nvt", "`kind:` is missing")
+    problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      md: {}\n  - samplers: null\n"))
+    assert problem.field_path == "sampling[1].samplers" and "at least one sampler" in problem.message
