@@ -78,6 +78,11 @@ class StepContext:
     def done_tasks(self) -> dict[str, dict[str, Any]]:
         return self.archive.done_tasks(self.key)
 
+    @property
+    def jax_cache(self) -> Path:
+        """JAX's persistent compilation cache of the work directory (safe to delete, like scratch)."""
+        return self.scratch.parent / "jax_cache"
+
     def checkpoint_dir(self, task_id: str) -> Path:
         """A folder that survives a killed run, for a long task's own checkpoints (e.g. apax's)."""
         path = self.archive.checkpoint_dir(self.key, task_id)

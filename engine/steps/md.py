@@ -24,7 +24,7 @@ def choose_engine(sampler: MDSampler, box_ok: bool) -> tuple[str, str]:
     if sampler.engine == "ase":
         return "ase", "requested"
     if not box_ok:
-        return "ase", "box smaller than twice the cutoff: JAX MD would give wrong forces"
+        return "ase", "box not periodic or smaller than twice the cutoff: JAX MD would give wrong forces"
     if not jax_able:
         if sampler.engine == "jax":
             return "ase", "JAX MD supports Nose-Hoover NVT without box ramps or D3 only"
@@ -65,7 +65,8 @@ class MD(Step):
         first, last = chunk_range(task_id)
         (atoms,) = start_frames(ctx, self.sampler.start)
         model_dir = ctx.model_dir()
-        engine, reason = choose_engine(self.sampler, apax_model.jax_md_valid(atoms, model_r_max(ctx)))
+        box_ok = bool(atoms.pbc.all()) and apax_model.jax_md_valid(atoms, model_r_max(ctx))
+        engine, reason = choose_engine(self.sampler, box_ok)
         state = read_state(ctx, task_id)
         run = _run_jax if engine == "jax" else _run_ase
         frames, rows, state, stopped_at, stop_reason = run(self, ctx, model_dir, atoms, first, last, state)
@@ -95,7 +96,9 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
     """One chunk through ASE with apax's calculator (plus torch-dftd D3 for hybrid samplers)."""
     from engine import apax_model
     from engine.dynamics import run_md_chunk
+    from engine.jax_md import enable_compilation_cache
 
+    enable_compilation_cache(ctx.jax_cache)  # every chunk builds a fresh calculator: compile once per work directory
     calc = apax_model.load_calculator(model_dir)
     if step.d3 is not None:
         from engine.d3 import hybrid_calculator
@@ -108,29 +111,23 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
 
 
 def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
-    """One chunk through our JAX MD (Nose-Hoover chain NVT)."""
+    """One chunk through our JAX MD (Nose-Hoover chain NVT); its state travels as an .npz file."""
     import io
 
     import numpy as np
 
-    from campaign.units import from_internal
     from engine.dynamics import temperatures
-    from engine.jax_md import NVTSettings, enable_compilation_cache, run_nvt_chunk
+    from engine.jax_md import NVTSettings, run_nvt_chunk
 
-    enable_compilation_cache(ctx.scratch.parent / "jax_cache")
     s = step.sampler
     settings = NVTSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
                            threshold=s.uncertainty_threshold)
     previous = None if state is None else dict(np.load(io.BytesIO(state)))
     chunk = run_nvt_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
-                          state=previous)
-    density = float(atoms.get_masses().sum() / atoms.get_volume())
-    rows = [[row[0], row[1], row[2], density, row[3], row[4]] for row in np.asarray(chunk.rows, float).tolist()]
-    for frame in chunk.frames:
-        frame.info["density_g_cm3"] = float(from_internal(density, "density", "g/cm^3"))
-    saved = None
-    if chunk.stopped_at is None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **chunk.state)
-        saved = buffer.getvalue()
-    return chunk.frames, rows, saved, chunk.stopped_at, chunk.stop_reason
+                          state=previous, cache_dir=ctx.jax_cache)
+    density = float(atoms.get_masses().sum() / atoms.get_volume())  # NVT: the start's, throughout
+    rows = [[step_, target, temperature, density, energy, sigma] for step_, target, temperature, energy, sigma
+            in chunk.rows.tolist()]
+    buffer = io.BytesIO()
+    np.savez(buffer, **chunk.state)
+    return chunk.frames, rows, buffer.getvalue(), chunk.stopped_at, chunk.stop_reason

@@ -1,0 +1,341 @@
+"""Chunked, resumable NVT molecular dynamics of an apax model with jax_md's Nose-Hoover chain.
+
+A long run is cut into chunks (``run_nvt_chunk``) that may run in separate processes: each chunk
+starts from ``state``, a dict of float64 arrays with the complete integrator state (and the
+neighbour-list capacity), and builds its neighbour list afresh, so a chunk's result is a pure
+function of (state, inputs) and a resumed run is bit-identical to an uninterrupted one that went
+through the same chunk boundaries. Compiled functions are cached per process (and, if asked, on
+disk); results never depend on that cache. Conventions are those of engine.dynamics (ASE MD), so the two engines are
+interchangeable: same start momenta, thermostat target ``temperatures[s]`` for step s -> s+1
+(a frame reports the target of the step that led to it), frames every ``interval`` steps,
+eqn 8 uncertainty stop at frame steps, blow-up guard after every step.
+
+Positions are jax_md's fractional coordinates, not wrapped into the box (``wrapped=False``), so
+frames carry continuous (unwrapped) Cartesian trajectories, as ASE's integrators give them.
+jax, apax and jax_md are imported inside functions: this module is imported by MD steps only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.apax_model import _apax_std_factor, jax_md_valid
+from engine.dynamics import MAX_TEMPERATURE_RATIO, _blow_up, _density, _g_cm3, _snapshot
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+#: neighbour-list capacity over the pairs found at allocation (jax_md's default)
+CAPACITY_MULTIPLIER = 1.25
+#: after an overflow the list is reallocated with at least this multiple of its capacity and the block rerun
+CAPACITY_GROWTH = 1.5
+#: test hook: the capacity of the list each chunk starts with (None: the state's, or CAPACITY_MULTIPLIER
+#: x the pairs found if that is more); a tiny one forces the overflow path
+FIRST_CAPACITY: int | None = None
+#: compiled simulators kept per process (one per model architecture, atom count and settings)
+MAX_SIMULATORS = 4
+
+
+def enable_compilation_cache(directory: Path) -> None:
+    """JAX's persistent compilation cache in ``directory`` (every compilation cached), so a new
+    process reuses compiled code; JAX's cache state is reset if it was set up for another folder."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if jax.config.jax_compilation_cache_dir == str(directory):
+        return
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    compilation_cache.reset_cache()  # JAX sets its cache up once, at the first compilation
+
+
+@dataclass(frozen=True)
+class NVTSettings:
+    """Integrator settings: timestep and Nose-Hoover chain damping time (fs), frame ``interval``
+    (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never) and neighbour-list ``skin`` (A)."""
+
+    timestep: float
+    thermostat_time: float
+    interval: int
+    threshold: float | None
+    skin: float = 0.5
+
+
+@dataclass
+class JaxMDChunk:
+    """What a chunk gives back.
+
+    ``frames``: copies of the start (charge, per-atom arrays) at the steps s > 0 with s % interval
+    == 0, up to the chunk's end or the stop; a stop on uncertainty keeps its frame, a blow-up does not.
+    ``rows``: per frame (step, target temperature of the step that led to it K, temperature K,
+    potential energy eV, eqn 8 uncertainty eV/A or NaN for a single model). ``state``: the
+    integrator at the chunk's end (or at the stop), for the next chunk. ``stopped_at`` and
+    ``stop_reason``: the step where, and why, the run ended early (None: it goes on).
+    """
+
+    frames: list[Atoms]
+    rows: np.ndarray
+    state: dict[str, np.ndarray]
+    stopped_at: int | None
+    stop_reason: str | None
+
+
+def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings: NVTSettings, *, seed: int,
+                  first: int, last: int, state: dict | None, cache_dir: Path | None = None) -> JaxMDChunk:
+    """Steps ``first`` -> ``last`` of the NVT run of ``start`` with the apax model in ``model_dir``,
+    from ``state`` (the previous chunk's; None at step 0: Maxwell-Boltzmann momenta at
+    ``temperatures[0]`` from ``seed``, as engine.dynamics draws them).
+
+    ``temperatures[s]`` (K) is the thermostat target of step s -> s+1. ``cache_dir``: enable JAX's
+    persistent compilation cache there first. ValueError for a box that is not periodic or too
+    small for jax_md's minimum image, a threshold on a single model, targets at or below 0 K, or a
+    state that does not start at ``first``.
+    """
+    from apax.train.checkpoints import restore_parameters
+
+    if cache_dir is not None:
+        enable_compilation_cache(cache_dir)
+    temperatures = np.asarray(temperatures, dtype=float)
+    if not 0 <= first < last < len(temperatures):
+        raise ValueError(f"steps {first} -> {last} are not within the {len(temperatures) - 1} steps of the run")
+    if temperatures.min() <= 0:
+        raise ValueError(f"the target temperatures reach {temperatures.min():.4g} K")
+    if state is None and first != 0:
+        raise ValueError(f"a chunk from step {first} needs the state of the chunk before")
+    if state is not None and int(state["step"]) != first:
+        raise ValueError(f"the state is at step {int(state['step'])}, not at the chunk start {first}")
+    config, params = restore_parameters(Path(model_dir).resolve())
+    r_max = config.model.basis.r_max
+    if not start.pbc.all():
+        raise ValueError("JAX MD runs periodic boxes only: the start is not periodic in every direction")
+    if not jax_md_valid(start, r_max):
+        raise ValueError(f"the box is too small for JAX MD: a perpendicular width is below 2 r_max = {2 * r_max:g} A")
+    ensemble = config.model.ensemble is not None and config.model.ensemble.n_members > 1
+    if settings.threshold is not None and not ensemble:
+        raise ValueError("a single model has no force uncertainty: set the uncertainty threshold to None")
+
+    sim = _simulator(config, len(start), settings)
+    Z, box = np.asarray(start.numbers, dtype=np.int32), start.cell.array.T
+    if state is None:
+        state = sim.initial_state(params, Z, box, start, temperatures[0], seed)
+    neighbors = sim.allocate(state["position"], box, minimum=int(state["capacity"]))
+    if FIRST_CAPACITY is not None:
+        neighbors = sim.resize(neighbors, FIRST_CAPACITY)
+    nvt = sim.restore(params, Z, box, state, neighbors)
+    kT = sim.kB * temperatures
+    factor = _apax_std_factor(config)
+
+    frames, rows, stopped_at, stop_reason = [], [], None, None
+    step, interval = first, settings.interval
+    while step < last:
+        end = min(last, (step // interval + 1) * interval)
+        targets = np.concatenate([kT[step:end], np.full(interval + step - end, kT[end - 1])])
+        done, new, new_neighbors, stable = sim.block(params, Z, box, nvt, neighbors, targets, end - step)
+        if new_neighbors.did_buffer_overflow:  # rerun the block with the list it was meant to have
+            neighbors = sim.allocate(neighbors.reference_position, box,
+                                     minimum=int(CAPACITY_GROWTH * neighbors.max_occupancy) + 1)
+            continue
+        nvt, neighbors, step = new, new_neighbors, step + int(done)
+        if stable and step % interval:
+            continue
+        energy, sigma = (float(x) for x in sim.evaluate(params, Z, box, nvt.position, neighbors))
+        sigma /= factor  # eqn 8 (NaN for a single model)
+        target = temperatures[step - 1]  # of the step that led here
+        frame = _frame(start, nvt, step, settings.timestep, target, sigma if ensemble else None)
+        temperature = frame.info["temperature_K"]
+        what = _blow_up(energy, np.asarray(nvt.force), temperature, target, sigma if ensemble else None)
+        if what:
+            stopped_at, stop_reason = step, f"exploded at step {step}: {what}"
+            break
+        if step % interval:
+            continue  # the in-block check fired at a rounding edge of the temperature limit only
+        frames.append(frame)
+        rows.append((step, target, temperature, energy, sigma))
+        if settings.threshold is not None and sigma > settings.threshold:
+            stopped_at, stop_reason = step, f"uncertainty {sigma:.3g} eV/A > {settings.threshold:.3g}"
+            break
+    return JaxMDChunk(frames, np.array(rows, dtype=float).reshape(-1, 5), _arrays(nvt, step, neighbors),
+                      stopped_at, stop_reason)
+
+
+def _frame(start: Atoms, nvt: Any, step: int, timestep: float, target: float, sigma: float | None) -> Atoms:
+    """The configuration at ``step``: a copy of ``start`` with the state's Cartesian (unwrapped)
+    positions and momenta, and the info engine.dynamics gives its frames (no uncertainty: None)."""
+    frame = _snapshot(start, label=False)
+    frame.set_positions(np.asarray(nvt.position) @ start.cell.array, apply_constraint=False)
+    frame.set_momenta(np.asarray(nvt.momentum), apply_constraint=False)
+    frame.info.update(source="md", step=step, time_fs=step * timestep, target_temperature_K=float(target),
+                      temperature_K=float(frame.get_temperature()), density_g_cm3=float(_g_cm3(_density(frame))))
+    if sigma is not None:
+        frame.info["uncertainty_eV_A"] = sigma
+    return frame
+
+
+def _leaf_names(tree: Any, prefix: str = "") -> list[str]:
+    """Field paths of a jax_md state's leaves (``chain.momentum``), in tree-flatten order."""
+    if not dataclasses.is_dataclass(tree):
+        return [prefix]
+    return [name for field in dataclasses.fields(tree) if not field.metadata.get("static", False)
+            for name in _leaf_names(getattr(tree, field.name), f"{prefix}.{field.name}" if prefix else field.name)]
+
+
+def _arrays(nvt: Any, step: int, neighbors: Any) -> dict[str, np.ndarray]:
+    """The integrator state as named float64 arrays, its global ``step``, and the neighbour-list
+    ``capacity`` (the next chunk keeps it unless it needs more, so ``block`` is not recompiled)."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(nvt)
+    names = _leaf_names(nvt)
+    if len(names) != len(leaves) or not all(np.issubdtype(leaf.dtype, np.floating) for leaf in leaves):
+        raise TypeError(f"unexpected jax_md state layout: {names}")
+    arrays = {name: np.array(leaf, dtype=np.float64) for name, leaf in zip(names, leaves)}
+    return {"step": np.array(step), "capacity": np.array(neighbors.max_occupancy), **arrays}
+
+
+_SIMULATORS: dict[tuple, _Simulator] = {}
+
+
+def _simulator(config: Any, n_atoms: int, settings: NVTSettings) -> _Simulator:
+    """The simulator for this model architecture, atom count and settings, built once per process."""
+    key = (config.model.model_dump_json(), n_atoms, settings.timestep, settings.thermostat_time, settings.skin)
+    if key not in _SIMULATORS:
+        if len(_SIMULATORS) >= MAX_SIMULATORS:
+            del _SIMULATORS[next(iter(_SIMULATORS))]
+        _SIMULATORS[key] = _Simulator(config, n_atoms, settings)
+    return _SIMULATORS[key]
+
+
+class _Simulator:
+    """apax's energy model and jax_md's Nose-Hoover chain and neighbour list, with the jitted
+    functions a chunk calls. Parameters, atomic numbers and box are arguments, not constants: the
+    compiled code (and its persistent cache entry) holds no weights and serves any box. jax_md's
+    spaces are built on the unit cube and every call passes the box, so a forgotten one would show
+    as wrong forces. A new list capacity compiles new versions (jax_md makes it a static shape)."""
+
+    def __init__(self, config: Any, n_atoms: int, settings: NVTSettings):
+        import jax
+        import jax.numpy as jnp
+        from apax.md.ase_calc import make_ensemble, maybe_vmap
+        from apax.md.simulate import create_energy_fn
+        from apax.train.checkpoints import canonicalize_energy_model_parameters
+        from apax.utils.jax_md_reduced import partition, simulate, space
+        from ase import units
+
+        self.kB, self.n_atoms = units.kB, n_atoms
+        unit = np.eye(3)
+        displacement, shift = space.periodic_general(unit, fractional_coordinates=True, wrapped=False)
+        self.neighbor_fn = partition.neighbor_list(
+            displacement, unit, config.model.basis.r_max, settings.skin, capacity_multiplier=1.0,
+            fractional_coordinates=True, format=partition.Sparse, disable_cell_list=True,
+        )  # allocate() pads its lists to their capacity
+        ensemble = config.model.ensemble
+        n_models = ensemble.n_members if ensemble is not None and ensemble.n_members > 1 else 1
+        shallow = n_models > 1 and ensemble.kind == "shallow"
+        builder = config.model.get_builder()(config.model.model_dump())
+        energy_model = builder.build_energy_model(apply_mask=True, init_box=unit, inference_disp_fn=displacement)
+        # the frame evaluation needs energy and member forces only: apax's stress would be computed for nothing
+        derivative_builder = config.model.get_builder()({**config.model.model_dump(), "calc_stress": False})
+        derivative_model = derivative_builder.build_energy_derivative_model(
+            apply_mask=True, init_box=unit, inference_disp_fn=displacement)
+
+        def nose_hoover(params, Z, kT):
+            energy = create_energy_fn(energy_model.apply, canonicalize_energy_model_parameters(params), Z,
+                                      n_models, shallow)
+            return simulate.nvt_nose_hoover(energy, shift, settings.timestep * units.fs, kT,
+                                            tau=settings.thermostat_time * units.fs)
+
+        @jax.jit
+        def init(params, Z, box, position, momentum, mass, neighbor, kT):
+            """jax_md's initial state, with ``momentum`` for its own draw and the chain's kinetic energy to match."""
+            init_fn, _ = nose_hoover(params, Z, kT)
+            nvt = init_fn(jax.random.PRNGKey(0), position, mass=mass, neighbor=neighbor, box=box).set(momentum=momentum)
+            return nvt.set(chain=nvt.chain.set(kinetic_energy=simulate.kinetic_energy(nvt)))
+
+        @jax.jit
+        def block(params, Z, box, nvt, neighbor, kT, n):
+            """Up to ``n`` steps, step i at target ``kT[i]``; stops early after a step that gives non-finite
+            forces or an instantaneous temperature above MAX_TEMPERATURE_RATIO x its target."""
+            _, apply_fn = nose_hoover(params, Z, kT[0])
+
+            def step(carry):
+                i, nvt, neighbor, _ = carry
+                nvt = apply_fn(nvt, neighbor=neighbor, box=box, kT=kT[i])
+                neighbor = neighbor.update(nvt.position, box=box)
+                kinetic_kT = 2 * simulate.kinetic_energy(nvt) / nvt.position.size
+                stable = jnp.all(jnp.isfinite(nvt.force)) & (kinetic_kT <= MAX_TEMPERATURE_RATIO * kT[i])
+                return i + 1, nvt, neighbor, stable
+
+            return jax.lax.while_loop(lambda carry: (carry[0] < n) & carry[3], step,
+                                      (jnp.zeros((), int), nvt, neighbor, jnp.array(True)))
+
+        @jax.jit
+        def evaluate(params, Z, box, position, neighbor):
+            """Ensemble-mean energy and the largest apax ``forces_uncertainty`` (NaN for a single model)."""
+            model = (make_ensemble(maybe_vmap(derivative_model.apply, params)) if n_models > 1 and not shallow
+                     else lambda *args: derivative_model.apply(params, *args))
+            results = model(position, Z, neighbor, box, jnp.zeros((neighbor.idx.shape[1], 3)))
+            return results["energy"], jnp.max(results.get("forces_uncertainty", jnp.nan))
+
+        self.init, self.block, self.evaluate = init, block, evaluate
+        self._template = None
+
+    def allocate(self, position: Any, box: np.ndarray, minimum: int = 0) -> Any:
+        """jax_md's neighbour list at ``position``, padded to CAPACITY_MULTIPLIER x its pairs or ``minimum``
+        pairs, whichever is more, at most all pairs (jax_md's limit)."""
+        neighbors = self.neighbor_fn.allocate(position, box=box)  # exactly its pairs
+        capacity = max(minimum, int(CAPACITY_MULTIPLIER * neighbors.max_occupancy))
+        return self.resize(neighbors, min(capacity, self.n_atoms * (self.n_atoms - 1)))
+
+    def resize(self, neighbors: Any, capacity: int) -> Any:
+        """``neighbors`` with room for ``capacity`` pairs (padded with index n_atoms, as jax_md pads), and
+        flagged overflowed, as jax_md flags it, if its pairs do not fit."""
+        import jax.numpy as jnp
+        from apax.utils.jax_md_reduced.partition import PartitionErrorCode
+
+        pairs = int(jnp.sum(neighbors.idx[0] < self.n_atoms))  # jax_md packs them first
+        kept = min(pairs, capacity)
+        idx = jnp.pad(neighbors.idx[:, :kept], ((0, 0), (0, capacity - kept)), constant_values=self.n_atoms)
+        error = neighbors.error.update(PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW, pairs > capacity)
+        return neighbors.set(idx=idx, max_occupancy=capacity, error=error)
+
+    def initial_state(self, params: Any, Z: np.ndarray, box: np.ndarray, start: Atoms, temperature: float,
+                      seed: int) -> dict[str, np.ndarray]:
+        """The state at step 0: ``start`` with Maxwell-Boltzmann momenta drawn as engine.dynamics draws them."""
+        from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+        atoms = start.copy()
+        thermalize_momenta(atoms, temperature, rng=np.random.default_rng(seed))
+        Stationary(atoms)
+        position = atoms.positions @ np.linalg.inv(atoms.cell.array)
+        neighbors = self.allocate(position, box)
+        nvt = self.init(params, Z, box, position, atoms.get_momenta(), atoms.get_masses(), neighbors,
+                        self.kB * temperature)
+        return _arrays(nvt, 0, neighbors)
+
+    def restore(self, params: Any, Z: np.ndarray, box: np.ndarray, state: dict[str, np.ndarray],
+                neighbors: Any) -> Any:
+        """The jax_md state from ``state``'s arrays, on the tree of ``init``'s output (so no field is missed)."""
+        import jax
+        import jax.numpy as jnp
+
+        if self._template is None:  # shapes only: nothing is computed
+            position = np.zeros((self.n_atoms, 3))
+            self._template = jax.eval_shape(self.init, params, Z, box, position, position, np.ones(self.n_atoms),
+                                            neighbors, 1.0)
+        leaves, tree = jax.tree_util.tree_flatten(self._template)
+        names = _leaf_names(self._template)
+        missing = sorted(set(names) - set(state))
+        if missing:
+            raise KeyError(f"the state lacks {', '.join(missing)}")
+        for name, leaf in zip(names, leaves):
+            if np.shape(state[name]) != leaf.shape:
+                raise ValueError(f"state {name} has shape {np.shape(state[name])}, expected {leaf.shape}")
+        return jax.tree_util.tree_unflatten(tree, [jnp.asarray(state[name], dtype=jnp.float64) for name in names])

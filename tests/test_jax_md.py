@@ -1,0 +1,291 @@
+"""engine.jax_md on a tiny real system: one BMIM BF4 ion pair (30 atoms, 7.2 A box) rattled and
+labelled with GFN2-xTB, and a [16, 16] two-member ensemble (r_max 3 A, so the box passes
+jax_md_valid) trained for a few epochs that every test shares. Training and the first
+compilation dominate the run time; every run after the first reuses the compiled code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from campaign.spec import ApaxModel
+from campaign.units import to_internal
+from engine import jax_md
+from engine.jax_md import NVTSettings, run_nvt_chunk
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+R_MAX = 3.0
+SETTINGS = NVTSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
+STEPS = 100
+
+
+def tiny_model() -> ApaxModel:
+    return ApaxModel(nn=[16, 16], n_basis=4, n_radial=3, r_max=R_MAX, epochs=5, batch_size=2, valid_batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def box() -> Atoms:
+    from engine.packing import conformer, pack_box
+
+    ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
+    return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
+
+
+@pytest.fixture(scope="module")
+def model_dir(box, tmp_path_factory):
+    """The shared ensemble, trained on 4 rattled copies of the box (2 more validate) with GFN2-xTB labels."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from tblite.ase import TBLite
+
+    from engine.apax_training import train
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for stdev in 0.02 + 0.02 * np.arange(6):
+        atoms = box.copy()
+        atoms.positions += rng.normal(0.0, stdev, atoms.positions.shape)
+        atoms.calc = TBLite(method="GFN2-xTB", charge=0, verbosity=0)
+        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        frames.append(atoms)
+    return train(tiny_model(), frames[:4], frames[4:], tmp_path_factory.mktemp("train"), checkpoint_every=100).model_dir
+
+
+@pytest.fixture(scope="module")
+def single_model_dir(model_dir, tmp_path_factory):
+    """A real single model: the ensemble's first member, saved as apax saves a model without an ensemble."""
+    import jax
+    import orbax.checkpoint as ocp
+    import yaml
+
+    target = tmp_path_factory.mktemp("single") / "model"
+    restored = ocp.CheckpointManager((model_dir / "best").resolve()).restore(None, args=ocp.args.StandardRestore())
+    member = jax.tree.map(lambda leaf: np.asarray(leaf)[0], restored["model"]["params"])
+    with ocp.CheckpointManager((target / "best").resolve()) as manager:
+        manager.save(0, args=ocp.args.StandardSave({"model": {"params": member}}))
+    config = yaml.safe_load((model_dir / "config.yaml").read_text())
+    config["model"]["ensemble"] = None
+    (target / "config.yaml").write_text(yaml.safe_dump(config))
+    return target
+
+
+@pytest.fixture(scope="module")
+def calculator(model_dir):
+    """apax's ASE calculator for the ensemble (one for all tests: it compiles on first use)."""
+    from engine.apax_model import load_calculator
+
+    return load_calculator(model_dir)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """A persistent compilation cache for this module; JAX's previous setting is restored afterwards."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    yield tmp_path_factory.mktemp("jax_cache")
+    jax.config.update("jax_compilation_cache_dir", before)
+    compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir, box):
+    """One uninterrupted chunk of STEPS steps at 300 K."""
+    return run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), SETTINGS, seed=1, first=0, last=STEPS,
+                         state=None)
+
+
+def run_chunks(model_dir, start, temperatures, bounds, state=None, **kwargs):
+    """Frames, rows and states (after each chunk) of consecutive chunks between ``bounds``."""
+    frames, rows, states = [], [], []
+    for first, last in zip(bounds[:-1], bounds[1:]):
+        chunk = run_nvt_chunk(model_dir, start, temperatures, SETTINGS, seed=1, first=first, last=last, state=state,
+                              **kwargs)
+        state = chunk.state
+        frames += chunk.frames
+        rows.append(chunk.rows)
+        states.append(state)
+    return frames, np.concatenate(rows), states
+
+
+RESUME = """
+import pickle, sys
+import numpy as np
+from tests.test_jax_md import SETTINGS, run_chunks
+
+model_dir, start, state, cache, out = sys.argv[1:]
+start = pickle.loads(open(start, "rb").read())
+temperatures = np.linspace(300.0, 350.0, 101)
+frames, rows, states = run_chunks(model_dir, start, temperatures, [50, 80, 100], state=dict(np.load(state)),
+                                  cache_dir=cache)
+np.savez(out, positions=[f.positions for f in frames], momenta=[f.get_momenta() for f in frames], rows=rows,
+         **states[-1])
+"""
+
+
+def test_a_run_resumed_in_a_new_process_is_bit_identical(model_dir, box, cache_dir, tmp_path):
+    """Chunks 0-25-50-80-100 here; the state after 50 saved, and 50-80-100 rerun in a fresh process."""
+    temperatures = np.linspace(300.0, 350.0, 101)
+    frames, rows, states = run_chunks(model_dir, box, temperatures, [0, 25, 50, 80, 100], cache_dir=cache_dir)
+    saved = states[1]
+    assert int(saved["step"]) == 50
+    for name, array in saved.items():  # the integrator's state stays float64 (apax enables x64)
+        assert array.dtype == (np.int64 if name in ("step", "capacity") else np.float64), name
+    assert {"position", "momentum", "force", "mass", "chain.position", "chain.momentum", "chain.mass",
+            "chain.kinetic_energy"} <= set(saved)
+    np.savez(tmp_path / "state.npz", **saved)
+    (tmp_path / "start.pkl").write_bytes(pickle.dumps(box))
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = [model_dir, tmp_path / "start.pkl", tmp_path / "state.npz", cache_dir, tmp_path / "resumed.npz"]
+    done = subprocess.run([sys.executable, "-c", RESUME, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = np.load(tmp_path / "resumed.npz")
+    later = [index for index, frame in enumerate(frames) if frame.info["step"] > 50]
+    assert [frames[index].info["step"] for index in later] == [60, 70, 80, 90, 100]
+    np.testing.assert_array_equal(resumed["positions"], [frames[index].positions for index in later])
+    np.testing.assert_array_equal(resumed["momenta"], [frames[index].get_momenta() for index in later])
+    np.testing.assert_array_equal(resumed["rows"], rows[later])
+    for name, array in states[-1].items():
+        np.testing.assert_array_equal(resumed[name], array, err_msg=name)
+
+
+def test_frames_are_copies_of_the_start_every_interval_steps(reference, box):
+    steps = list(range(10, STEPS + 1, 10))
+    assert reference.stopped_at is None and reference.stop_reason is None
+    assert [frame.info["step"] for frame in reference.frames] == steps
+    np.testing.assert_array_equal(reference.rows[:, 0], steps)
+    for frame, row in zip(reference.frames, reference.rows):
+        assert frame.calc is None and frame.info["charge"] == 0 and frame.info["source"] == "md"
+        assert (frame.arrays["mol_id"] == box.arrays["mol_id"]).all() and (frame.numbers == box.numbers).all()
+        np.testing.assert_array_equal(frame.cell.array, box.cell.array)
+        assert frame.info["time_fs"] == frame.info["step"] * SETTINGS.timestep
+        assert (frame.info["target_temperature_K"], frame.info["temperature_K"]) == (row[1], row[2])
+        assert frame.info["temperature_K"] == pytest.approx(frame.get_temperature(), rel=1e-12)
+        assert frame.info["uncertainty_eV_A"] == row[4] > 0
+    # unwrapped: no atom jumps by a box length between frames 5 fs apart
+    positions = np.array([box.positions] + [frame.positions for frame in reference.frames])
+    assert np.abs(np.diff(positions, axis=0)).max() < 1.0
+
+
+@pytest.mark.parametrize("triclinic", [False, True])
+def test_forces_energy_and_uncertainty_equal_apax_ase_calculator(model_dir, box, reference, calculator, triclinic):
+    """The integrator's forces (the state's) and each frame's energy and eqn 8 uncertainty equal
+    those of apax's ASE calculator at the frame's configuration, in an orthorhombic and a sheared box."""
+    from engine.apax_model import force_uncertainty, jax_md_valid
+
+    chunk = reference
+    if triclinic:
+        start = box.copy()
+        side = box.cell.lengths()[0]
+        start.set_cell([[side, 0, 0], [1.0, side, 0], [0.7, -0.8, side]], scale_atoms=True)
+        assert jax_md_valid(start, R_MAX)
+        chunk = run_nvt_chunk(model_dir, start, np.full(21, 300.0), SETTINGS, seed=1, first=0, last=20, state=None)
+    atoms = chunk.frames[-1].copy()
+    atoms.calc = calculator
+    np.testing.assert_allclose(chunk.state["force"], atoms.get_forces(), rtol=0, atol=1e-6)
+    assert chunk.rows[-1, 3] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    assert chunk.rows[-1, 4] == pytest.approx(force_uncertainty(atoms.calc.results), abs=1e-5)
+
+
+def test_a_tiny_threshold_stops_at_the_first_frame_and_keeps_it(model_dir, box, reference, calculator):
+    from engine.apax_model import force_uncertainty
+
+    tiny = replace(SETTINGS, threshold=1e-4)
+    chunk = run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), tiny, seed=1, first=0, last=STEPS, state=None)
+    assert chunk.stopped_at == 10 and chunk.stop_reason.startswith("uncertainty ")
+    assert [frame.info["step"] for frame in chunk.frames] == [10] and chunk.rows.shape == (1, 5)
+    assert int(chunk.state["step"]) == 10
+    atoms = chunk.frames[0].copy()
+    atoms.calc = calculator
+    atoms.get_forces()
+    assert chunk.frames[0].info["uncertainty_eV_A"] == pytest.approx(force_uncertainty(atoms.calc.results), abs=1e-5)
+    np.testing.assert_array_equal(chunk.rows[0], reference.rows[0])  # checking changes nothing
+
+
+def test_a_huge_threshold_runs_to_the_end_unchanged(model_dir, box, reference):
+    huge = replace(SETTINGS, threshold=1e3)
+    chunk = run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), huge, seed=1, first=0, last=STEPS, state=None)
+    assert chunk.stopped_at is None and chunk.stop_reason is None
+    np.testing.assert_array_equal(chunk.rows, reference.rows)
+    np.testing.assert_array_equal(chunk.frames[-1].positions, reference.frames[-1].positions)
+
+
+def test_the_thermostat_holds_300_k(model_dir, box):
+    frames, rows, _ = run_chunks(model_dir, box, np.full(401, 300.0), [0, 200, 400])
+    assert rows[:, 0].tolist() == list(range(10, 401, 10))
+    second_half = rows[rows[:, 0] > 200, 2]
+    assert second_half.mean() == pytest.approx(300.0, rel=0.25)
+
+
+def test_the_target_follows_a_temperature_ramp(model_dir, box):
+    """Step s -> s + 1 is thermostatted at temperatures[s]; a frame reports the target of the step that led to it."""
+    temperatures = 300.0 + 200.0 * np.arange(201) / 200 + 30 * np.sin(2 * np.pi * np.arange(201) / 100)
+    chunk = run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=0, last=200, state=None)
+    steps = chunk.rows[:, 0].astype(int)
+    np.testing.assert_array_equal(steps, np.arange(10, 201, 10))
+    np.testing.assert_array_equal(chunk.rows[:, 1], temperatures[steps - 1])
+    assert [frame.info["target_temperature_K"] for frame in chunk.frames] == temperatures[steps - 1].tolist()
+
+
+def test_an_overflowing_neighbour_list_is_reallocated_and_the_block_rerun(model_dir, box, reference, monkeypatch):
+    """A list that cannot hold the pairs is detected after the block and the block rerun from its start
+    with a larger list: the frames are those of the run whose list was large enough."""
+    minimums = []
+    allocate = jax_md._Simulator.allocate
+
+    def recording(self, position, box, minimum=0):
+        minimums.append(minimum)
+        return allocate(self, position, box, minimum)
+
+    monkeypatch.setattr(jax_md._Simulator, "allocate", recording)
+    monkeypatch.setattr(jax_md, "FIRST_CAPACITY", 8)
+    chunk = run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), SETTINGS, seed=1, first=0, last=40, state=None)
+    assert int(jax_md.CAPACITY_GROWTH * 8) + 1 in minimums  # grown from the 8 pairs it was given
+    assert chunk.stopped_at is None and len(chunk.frames) == 4
+    np.testing.assert_array_equal(chunk.rows, reference.rows[:4])
+    for frame, expected in zip(chunk.frames, reference.frames):
+        np.testing.assert_array_equal(frame.positions, expected.positions)
+        np.testing.assert_array_equal(frame.get_momenta(), expected.get_momenta())
+
+
+def test_a_single_model_gives_nan_uncertainty_and_refuses_a_threshold(single_model_dir, box):
+    temperatures = np.full(21, 300.0)
+    with pytest.raises(ValueError, match="single model"):
+        run_nvt_chunk(single_model_dir, box, temperatures, replace(SETTINGS, threshold=0.5), seed=1, first=0,
+                      last=20, state=None)
+    chunk = run_nvt_chunk(single_model_dir, box, temperatures, SETTINGS, seed=1, first=0, last=20, state=None)
+    assert chunk.rows.shape == (2, 5) and np.isnan(chunk.rows[:, 4]).all() and np.isfinite(chunk.rows[:, :4]).all()
+    assert all("uncertainty_eV_A" not in frame.info for frame in chunk.frames)
+
+
+def test_bad_boxes_and_states_are_refused(model_dir, box, reference):
+    temperatures = np.full(STEPS + 1, 300.0)
+    small = box.copy()
+    small.set_cell(np.eye(3) * 5.9, scale_atoms=True)
+    with pytest.raises(ValueError, match="too small"):
+        run_nvt_chunk(model_dir, small, temperatures, SETTINGS, seed=1, first=0, last=10, state=None)
+    slab = box.copy()
+    slab.pbc = [True, True, False]
+    with pytest.raises(ValueError, match="not periodic"):
+        run_nvt_chunk(model_dir, slab, temperatures, SETTINGS, seed=1, first=0, last=10, state=None)
+    with pytest.raises(ValueError, match="0 K"):
+        run_nvt_chunk(model_dir, box, temperatures - 300.0, SETTINGS, seed=1, first=0, last=10, state=None)
+    with pytest.raises(ValueError, match="needs the state"):
+        run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=10, last=20, state=None)
+    with pytest.raises(ValueError, match="not at the chunk start"):
+        run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=50, last=60, state=reference.state)
+    with pytest.raises(ValueError, match="not within"):
+        run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=STEPS, last=STEPS + 10,
+                      state=reference.state)
