@@ -54,16 +54,16 @@ def model(directory: Path, frames, members: int, r_max: float) -> Path:
     from apax.train.run import run
 
     from campaign.spec import ApaxModel
-    from engine import apax_model
+    from engine import apax_training
 
-    spec = ApaxModel(epochs=1, batch_size=1, valid_batch_size=1, ensemble={"n_members": max(members, 2)}, r_max=r_max)
+    ensemble = None if members == 1 else {"n_members": members}
+    spec = ApaxModel(epochs=1, batch_size=1, valid_batch_size=1, ensemble=ensemble, r_max=r_max)
     directory.mkdir(parents=True, exist_ok=True)
     for f, name in ((frames[:2], "train"), (frames[2:], "valid")):
-        apax_model._write_labelled(directory / f"{name}.extxyz", f)
-    config = apax_model.apax_config(spec, train_path=directory / "train.extxyz", valid_path=directory / "valid.extxyz",
-                                    directory=directory / f"m{members}", n_train=2, n_valid=1)
-    if members == 1:
-        config["model"].pop("ensemble", None)
+        apax_training._write_labelled(directory / f"{name}.extxyz", f)
+    config = apax_training.apax_config(spec, train_path=directory / "train.extxyz",
+                                       valid_path=directory / "valid.extxyz", directory=directory / f"m{members}",
+                                       n_train=2, n_valid=1)
     run(config)
     return directory / f"m{members}" / config["data"]["experiment"]
 

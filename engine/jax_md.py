@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.apax_model import _apax_std_factor, jax_md_valid
+from engine.apax_model import _apax_std_factor, enable_compilation_cache, jax_md_valid
 from engine.dynamics import MAX_TEMPERATURE_RATIO, _blow_up, _density, _g_cm3, _snapshot
 
 if TYPE_CHECKING:
@@ -39,22 +39,6 @@ CAPACITY_GROWTH = 1.5
 FIRST_CAPACITY: int | None = None
 #: compiled simulators kept per process (one per model architecture, atom count and settings)
 MAX_SIMULATORS = 4
-
-
-def enable_compilation_cache(directory: Path) -> None:
-    """JAX's persistent compilation cache in ``directory`` (every compilation cached), so a new
-    process reuses compiled code; JAX's cache state is reset if it was set up for another folder."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    if jax.config.jax_compilation_cache_dir == str(directory):
-        return
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    compilation_cache.reset_cache()  # JAX sets its cache up once, at the first compilation
 
 
 @dataclass(frozen=True)

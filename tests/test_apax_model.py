@@ -1,6 +1,6 @@
-"""engine.apax_model end to end on a tiny real dataset: one BMIM BF4 ion pair (30 atoms, 7.2 A box)
-rattled and labelled with GFN2-xTB, and one [16, 16] ensemble trained for a few epochs that every
-test shares (training dominates the run time)."""
+"""engine.apax_model and engine.apax_training end to end on a tiny real dataset: one BMIM BF4 ion
+pair (30 atoms, 7.2 A box) rattled and labelled with GFN2-xTB, and one [16, 16] ensemble trained
+for a few epochs that every test shares (training dominates the run time)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from campaign.spec import ApaxModel, MDSampler
+from campaign.spec import ApaxModel
 from campaign.units import to_internal
 
 pytestmark = pytest.mark.slow
 
 R_MAX = 3.0  # a 7.2 A box is then large enough for JAX MD (widths > 2 r_max)
 EPOCHS = 5
-TIMESTEP = 0.5
 
 
 def tiny_model() -> ApaxModel:
@@ -66,15 +65,15 @@ def labelled(box) -> list[Atoms]:
 @pytest.fixture(scope="module")
 def trained(labelled, tmp_path_factory):
     """The shared ensemble, and whether training left the root logger's handlers as they were."""
-    from engine.apax_model import train
+    from engine.apax_training import train
 
     before = list(logging.getLogger().handlers)
-    result = train(tiny_model(), labelled[:8], labelled[8:], tmp_path_factory.mktemp("train"))
+    result = train(tiny_model(), labelled[:8], labelled[8:], tmp_path_factory.mktemp("train"), checkpoint_every=2)
     return result, logging.getLogger().handlers == before
 
 
 def test_apax_config_has_the_paper_settings_and_is_validated(tmp_path):
-    from engine.apax_model import apax_config
+    from engine.apax_training import apax_config
 
     paths = dict(train_path=tmp_path / "t.extxyz", valid_path=tmp_path / "v.extxyz", directory=tmp_path,
                  n_train=10, n_valid=5)
@@ -155,60 +154,6 @@ def test_jax_md_valid_uses_perpendicular_widths(box):
     slab = box.copy()
     slab.pbc = [True, True, False]
     assert not jax_md_valid(slab, R_MAX)
-
-
-def test_jax_md_stops_at_the_first_check_above_a_low_threshold(trained, box, tmp_path):
-    from engine.apax_model import run_jax_md
-
-    sampler = MDSampler(thermostat="nose_hoover_chain", temperature=300, timestep=TIMESTEP, n_steps=200, interval=10,
-                        uncertainty_threshold=1e-3)
-    result = run_jax_md(trained[0].model_dir, box, sampler, workdir=tmp_path, seed=1)
-    assert result.stopped_at == 1  # apax checks after steps 1, 11, 21, ...
-    assert [frame.info["step"] for frame in result.frames] == [1]  # the frame that triggered it
-    assert result.frames[0].info["uncertainty_eV_A"] >= 1e-3
-    assert result.series["step"].values.tolist() == [1]
-
-
-def test_jax_md_runs_to_the_end_on_an_eqn_9_ramp(trained, box, tmp_path):
-    from engine.apax_model import run_jax_md
-
-    ramp = {"start": 300, "end": 400, "amplitude": 30, "oscillations": 1}
-    sampler = MDSampler(thermostat="nose_hoover_chain", temperature=ramp, timestep=TIMESTEP, n_steps=100, interval=10,
-                        uncertainty_threshold=1e3)
-    result = run_jax_md(trained[0].model_dir, box, sampler, workdir=tmp_path, seed=1)
-    assert result.stopped_at is None
-    steps = list(range(1, 100, 10))
-    assert [frame.info["step"] for frame in result.frames] == steps
-    for frame in result.frames:  # the start's box, molecules and charge carried over
-        assert np.allclose(frame.cell.array, box.cell.array) and frame.info["charge"] == 0
-        assert (frame.arrays["mol_id"] == box.arrays["mol_id"]).all()
-
-    series = result.series
-    assert series["step"].values.tolist() == steps
-    np.testing.assert_allclose(series["time"].values, np.array(steps) * TIMESTEP)
-    t = np.array(steps) - 1  # the target of the step that led to the frame
-    eqn_9 = 300 + t / 100 * (400 - 300) + 30 * np.sin(2 * np.pi * t / 100)
-    np.testing.assert_allclose(series["target_temperature"].values, eqn_9, rtol=1e-12)
-    units = {"temperature": "K", "potential_energy": "eV", "uncertainty": "eV/Angstrom", "time": "fs"}
-    for name, unit in units.items():
-        assert series[name].attrs["units"] == unit
-        assert np.isfinite(series[name].values).all()
-    assert (series["temperature"].values > 0).all()
-
-
-def test_run_jax_md_refuses_npt_small_boxes_and_ramps_to_0_k(trained, box, tmp_path):
-    from engine.apax_model import run_jax_md
-
-    with pytest.raises(ValueError, match="NPT"):
-        run_jax_md(trained[0].model_dir, box, MDSampler(ensemble="npt"), workdir=tmp_path, seed=1)
-    small = box.copy()
-    small.set_cell(np.eye(3) * 5.9, scale_atoms=True)
-    sampler = MDSampler(thermostat="nose_hoover_chain")
-    with pytest.raises(ValueError, match="too small"):
-        run_jax_md(trained[0].model_dir, small, sampler, workdir=tmp_path, seed=1)
-    cold = MDSampler(thermostat="nose_hoover_chain", temperature={"start": 100, "amplitude": 150, "oscillations": 1})
-    with pytest.raises(ValueError, match="0 K"):
-        run_jax_md(trained[0].model_dir, box, cold, workdir=tmp_path, seed=1)
 
 
 def test_bal_picks_distinct_frames_spread_wider_than_random_picks(trained, labelled, box):

@@ -96,10 +96,8 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
     """One chunk through ASE with apax's calculator (plus torch-dftd D3 for hybrid samplers)."""
     from engine import apax_model
     from engine.dynamics import run_md_chunk
-    from engine.jax_md import enable_compilation_cache
 
-    enable_compilation_cache(ctx.jax_cache)  # every chunk builds a fresh calculator: compile once per work directory
-    calc = apax_model.load_calculator(model_dir)
+    calc = apax_model.load_calculator(model_dir, cache_dir=ctx.jax_cache)  # a fresh calculator every chunk
     if step.d3 is not None:
         from engine.d3 import hybrid_calculator
 

@@ -89,7 +89,8 @@ class OptimisingStep(Step):
         structure = int(task_id[1:4])
         first, last = chunk_range(task_id)
         atoms = start_frames(ctx, self.start())[structure]
-        frames, state, ended = optimise_chunk(atoms, load_calculator(ctx.model_dir()), self.optimiser(),
+        calc = load_calculator(ctx.model_dir(), cache_dir=ctx.jax_cache)
+        frames, state, ended = optimise_chunk(atoms, calc, self.optimiser(),
                                               steps=last - first, state=read_state(ctx, task_id))
         write_state(ctx, task_id, state)
         return TaskResult(frames, {"n_frames": len(frames), "stopped_at": last if ended else None})

@@ -1,4 +1,5 @@
-"""``train``: an apax ensemble trained on all labelled data of a dataset step.
+"""``train``: an apax ensemble (or single model) trained on all labelled data of a dataset step,
+checkpointed so that a killed run resumes (events ``checkpoint`` and ``resumed`` in the journal).
 
 The model directory is stored as a content-addressed tar blob (deterministic: sorted entries,
 no timestamps), with validation metrics and per-epoch learning curves as netCDF.
@@ -41,19 +42,20 @@ class Train(SingleTaskStep):
     checkpoint_every: int = not_hashed(default=10, ge=1, description="epochs between checkpoints")
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        import shutil
+        """Train in the task's checkpoint folder, so a killed run resumes from its latest checkpoint."""
+        from functools import partial
 
         from archive.arrays import write_dataset
-        from engine.apax_model import train
+        from engine.apax_training import train
 
         frames = ctx.input_frames("data")
         training = [f for f in frames if f.info.get("split") == "train"]
         validation = [f for f in frames if f.info.get("split") == "valid"]
-        workdir = ctx.scratch / "train"
-        shutil.rmtree(workdir, ignore_errors=True)  # a killed earlier attempt
-        result = train(self.model, training, validation, workdir)
-        _tar(result.model_dir, workdir / "model.tar")
-        digest = ctx.archive.put_blob(workdir / "model.tar")
+        result = train(self.model, training, validation, ctx.checkpoint_dir(task_id),
+                       checkpoint_every=self.checkpoint_every, on_event=partial(ctx.journal, task=task_id))
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        _tar(result.model_dir, ctx.scratch / "model.tar")
+        digest = ctx.archive.put_blob(ctx.scratch / "model.tar")
         write_dataset(ctx.archive.task_file(ctx.key, task_id, ".curves.nc"), result.curves)
         return TaskResult([], {"model": digest, "metrics": result.metrics})
 
