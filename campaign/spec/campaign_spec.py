@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, field_validator, model_validator
 
-from campaign.spec.base import Problem, Section, brief, deep_merge, with_overrides
+from campaign.spec.base import Problem, Section, brief, with_overrides
 from campaign.spec.campaign_info import CampaignInfo
 from campaign.spec.checkpoints import Checkpoints
 from campaign.spec.d3 import DispersionCorrection
@@ -17,7 +17,6 @@ from campaign.spec.initial_data import InitialData, InitialMD, InitialSplit
 from campaign.spec.model import ApaxModel
 from campaign.spec.reference import CP2K, XTB, Reference, dispersion
 from campaign.spec.sampling import (
-    CHAINED_KINDS,
     Iteration,
     Planned,
     expand,
