@@ -333,7 +333,9 @@ def test_optimisation_stops_at_non_finite_forces():
 def test_md_on_an_ion_pair_with_gfn2_labels_its_frames():
     """A few steps of GFN2-xTB MD on one BMIM BF4 pair, in a loose box (10.8 A) because tblite's
     periodic GFN2 costs ~0.4 s a step there and ~2.5 s at the liquid's density (6.8 A). The kept
-    frames carry the MD's own energies, forces and stress (initial data are labelled this way)."""
+    frames carry the MD's own energies, forces and stress (initial data are labelled this way):
+    a fresh single point agrees to the SCF's convergence (the MD's SCF starts from the previous
+    step's solution), 1e-6 eV in energy and ~3e-4 eV/A in forces."""
     from tblite.ase import TBLite
 
     from engine.packing import conformer, pack_box
@@ -351,5 +353,5 @@ def test_md_on_an_ion_pair_with_gfn2_labels_its_frames():
         assert 0 < frame.info["temperature_K"] < 1500 and frame.info["charge"] == 0
         fresh = compute(frame.copy(), TBLite(method="GFN2-xTB", verbosity=0))
         assert frame.get_potential_energy() == pytest.approx(fresh["energy"], abs=1e-6)
-        np.testing.assert_allclose(frame.get_forces(), fresh["forces"], atol=1e-5)
-        np.testing.assert_allclose(frame.get_stress(), fresh["stress"], atol=1e-6)
+        np.testing.assert_allclose(frame.get_forces(), fresh["forces"], atol=1e-3)
+        np.testing.assert_allclose(frame.get_stress(), fresh["stress"], atol=1e-5)
