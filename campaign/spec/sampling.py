@@ -56,8 +56,9 @@ class Start(Section):
     """Which structures a sampler starts from: the end structures of an earlier step (``step``:
     its name as ``campaign plan`` shows it, e.g. ``ml11.conformers``), by default the last
     structure of the chain (the previous md / geometry_optimisation / volume_scan, or the initial
-    data). A plain string is the step. MD end structures: its last frame; optimisations: each
-    optimised structure; volume scans: each optimised box; conformers: every box."""
+    data). A plain string is the step. MD end structures: its last frame (its start if it blew up
+    before its first frame); optimisations: each optimised structure; volume scans: each
+    optimised box; conformers: every box."""
 
     step: str | None = Field(default=None, description="null: continue the chain")
     first: int | None = Field(default=None, ge=1, description="the first n end structures")

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from campaign.spec import DispersionCorrection, MDSampler, not_hashed
 from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
 from engine.step import Step, StepContext, TaskResult, register
-from engine.steps.sampling import is_ensemble, model_r_max, start_frames, tag_candidates
+from engine.steps.sampling import ENDS, is_ensemble, model_r_max, start_frames, tag_candidates
 
 
 def choose_engine(sampler: MDSampler, box_ok: bool) -> tuple[str, str]:
@@ -85,7 +85,9 @@ class MD(Step):
         rows = [row for task in ran for row in done[task]["rows"]]
         write_dataset(ctx.out_dir / "series.nc", series(rows, self.sampler.timestep))
         last = done[ran[-1]]
-        return [ctx.write_frames(frames), "series.nc"], {
+        # the chain continues from the last frame; from the start where the run blew up before its first
+        ends = frames[-1:] or start_frames(ctx, self.sampler.start)
+        return [ctx.write_frames(frames), ctx.write_frames(ends, ENDS), "series.nc"], {
             "n_candidates": len(frames), "engine": last["engine"], "engine_reason": last["engine_reason"],
             "stopped_at": last["stopped_at"], "stop_reason": last["stop_reason"], "n_steps": self.sampler.n_steps,
             "steps_run": chunk_range(ran[-1])[1] if last["stopped_at"] is None else last["stopped_at"],
