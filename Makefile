@@ -37,7 +37,7 @@ demo: install
 	$(VENV)/bin/campaign status specs/demo.yaml
 
 test: system-packages install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

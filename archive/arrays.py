@@ -1,7 +1,9 @@
 """Array results (learning curves, errors per frame, ...) as netCDF4 files via xarray + h5netcdf.
 
 Every numeric variable must say its ``units`` (CF style, "1" for dimensionless), so no number in
-the archive is ambiguous.
+the archive is ambiguous. Files are byte-stable (see archive.hdf5): the same dataset gives the
+same bytes, with variables and attributes in the dataset's order, contiguous and uncompressed
+unless a variable's encoding asks otherwise.
 """
 
 from __future__ import annotations
@@ -16,12 +18,23 @@ NUMERIC_KINDS = "iufc"  # bool, str, datetime and timedelta are exempt (xarray e
 
 
 def write_dataset(path: str | os.PathLike[str], ds: xr.Dataset) -> None:
-    """Write ``ds`` to ``path`` atomically; ValueError if a numeric variable lacks ``units``."""
+    """Write ``ds`` to ``path`` atomically and byte-stably; ValueError if a numeric variable lacks
+    ``units``. (xarray's ``to_netcdf`` cannot make files without HDF5 timestamps, so the dataset
+    goes through h5netcdf's store on a file made by archive.hdf5.)"""
     for name, variable in ds.variables.items():
         if variable.dtype.kind in NUMERIC_KINDS and "units" not in variable.attrs:
             raise ValueError(f"variable {name!r} has no 'units' attribute (use '1' if dimensionless)")
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+    import h5netcdf
+    from xarray.backends import H5NetCDFStore
+
+    from archive.hdf5 import create
+
+    with atomic_path(path) as tmp, create(tmp, track_order=True) as f:
+        store = H5NetCDFStore(h5netcdf.File(f, "w"), mode="w")
+        try:
+            ds.dump_to_store(store)
+        finally:
+            store.close()
 
 
 def read_dataset(path: str | os.PathLike[str]) -> xr.Dataset:

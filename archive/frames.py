@@ -6,7 +6,8 @@ largest frame (species as float atomic numbers, NaN = no atom); box edges ``(n, 
 per-frame ``box/pbc``; energy as ``observables/atoms/potential_energy``; stress in Voigt order;
 ``atoms.info`` scalars as observables (NaN or "" = absent in that frame, strings JSON-encoded).
 Every element's ``step`` (frame ordinal 1..n) and ``time`` (nominal 1 fs per frame) are hard
-links to one shared pair, as H5MD allows; MDAnalysis needs them per frame, not scalar.
+links to one shared pair, as H5MD allows; MDAnalysis needs them per frame, not scalar. Files are
+byte-stable (see archive.hdf5): the same frames give the same bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from archive.atomic import atomic_path
+from archive.hdf5 import create
 
 PARTICLES = "/particles/atoms"
 OBSERVABLES = "/observables/atoms"
@@ -173,7 +175,7 @@ def write_frames(path: str | os.PathLike[str], frames: Sequence[ase.Atoms], *, a
     infos = [_info(a) for a in frames]
     keys = dict.fromkeys(k for info in infos for k in info)
     kinds = {k: _info_type(k, [info[k] for info in infos if k in info]) for k in keys}  # fail before writing
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, create(tmp) as f:
         _write_header(f, author)
         _write_particles(f, frames)
         _write_observables(f, frames, infos, kinds)

@@ -10,10 +10,12 @@ Layout under ``<workdir>/archive``::
                                <task>.ckpt/ holds a long task's checkpoints until the step finishes
     steps/<key>/journal.jsonl  append-only events: task started / finished / failed
     cache/<hash>.h5            content-addressed single calculations, shared across steps
-    blobs/<sha256>             content-addressed files (trained model directories as tar)
+    blobs/<sha256>             content-addressed files (trained models as canonical tars)
 
 A step counts as finished only once its key is in the index; the index is replaced atomically
 after the record and outputs are durable, so a crash at any instant leaves a readable archive.
+Outputs and blobs are byte-stable (the same result gives the same bytes, wherever and whenever
+it was computed: archive.hdf5, engine.model_blob); times and hosts go to records only.
 """
 
 from __future__ import annotations

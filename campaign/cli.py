@@ -289,14 +289,50 @@ def show(
 
 
 @app.command()
-def verify(target: Annotated[Path, typer.Argument(help="spec file or work directory")], workdir: WorkdirOpt = None) -> None:
-    """Recompute every stored checksum of finished steps; exit 1 on any problem."""
+def verify(
+    target: Annotated[Path, typer.Argument(help="spec file or work directory")],
+    workdir: WorkdirOpt = None,
+    against: Annotated[Optional[Path], typer.Option(
+        "--against", help="another work directory: compare the two archives step by step (by key) and say per "
+        "step 'identical' (every output and blob byte for byte) or which outputs differ, in numbers (file and "
+        "variable named) or in metadata only; exit 1 unless all are identical. Work directories only for now "
+        "(one-file exports come later)")] = None,
+) -> None:
+    """Recompute every stored checksum of finished steps (exit 1 on any problem); with --against,
+    then compare with another campaign's archive step by step."""
     directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
-    archive = _archive(directory)
-    problems = archive.verify()
-    n_steps = len(archive.index()["steps"])
+    archives = [_archive(directory)]
+    if against is not None:
+        archives.append(_archive(against.resolve()))
+        if not archives[1].index_path.exists():
+            err.print(f"no archive in {against} (expected a work directory with archive/index.json)", markup=False)
+            raise typer.Exit(2)
+    problems = [f"{archive.root}: {problem}" if against else problem
+                for archive in archives for problem in archive.verify()]
     if problems:
         for problem in problems:
-            err.print(f"[red]problem[/]: {problem}")
+            err.print(f"[red]problem[/]: {problem}", highlight=False)
         raise typer.Exit(1)
-    out.print(f"ok: {n_steps} finished step(s), all checksums match ({archive.root})")
+    if against is None:
+        n_steps = len(archives[0].index()["steps"])
+        out.print(f"ok: {n_steps} finished step(s), all checksums match ({archives[0].root})")
+        return
+    _print_comparison(*archives)
+
+
+def _print_comparison(ours, theirs) -> None:
+    """Each step of two archives: identical, or which outputs and blobs differ and how; exit 1 on
+    any difference."""
+    from archive.compare import compare_archives
+
+    steps = compare_archives(ours, theirs)
+    for step in steps:
+        out.print(f"{step.state:<21} {step.name} ({step.key[:10]})", markup=False, highlight=False)
+        for difference in step.differences:
+            out.print(f"{'':<24}{difference}", markup=False, highlight=False, soft_wrap=True)
+    different = [step for step in steps if step.state != "identical"]
+    if different:
+        out.print(f"{len(different)} of {len(steps)} step(s) differ ({ours.root} vs {theirs.root})", markup=False)
+        raise typer.Exit(1)
+    out.print(f"identical: all {len(steps)} step(s), every output and blob byte for byte "
+              f"({ours.root} vs {theirs.root})", markup=False)

@@ -31,6 +31,7 @@ EXPERIMENT = "model"  # apax's model directory is <directory>/<experiment>
 PAPER_DTYPES = {"descriptor_dtype": "fp32", "readout_dtype": "fp32", "scale_shift_dtype": "fp32"}
 ZBL_LEARNING_RATE = 0.001  # the paper workflow's zbl_lr (initial_model.yaml)
 STATE_FILE = "training.json"  # in the work directory: the fingerprint and whether training finished
+LOCATED = ("directory", "train_data_path", "val_data_path")  # config entries that say where files lie
 
 #: units of the quantities in apax's log.csv: energy and stress per structure (apax trains on
 #: stress times volume); losses are weighted sums of squared errors, taken as dimensionless
@@ -39,11 +40,13 @@ CURVE_UNITS = {"energy": "eV", "forces": "eV/Angstrom", "stress": "eV"}
 
 @dataclass
 class TrainResult:
-    """A trained model: apax's model directory, validation metrics, per-epoch learning curves."""
+    """A trained model: apax's model directory, validation metrics, per-epoch learning curves and
+    the wall time of each epoch in s (kept apart from the curves: it differs from run to run)."""
 
     model_dir: Path
     metrics: dict[str, float]
     curves: xr.Dataset
+    epoch_times: list[float]
 
 
 def apax_config(model: ApaxModel, *, train_path: Path, valid_path: Path, directory: Path, n_train: int,
@@ -152,7 +155,7 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
         shutil.rmtree(older)  # apax keeps the last two best checkpoints; the model is the newest
     metrics = validation_metrics(model_dir, valid_frames)
     metrics.update(n_train=len(train_frames), n_valid=len(valid_frames))
-    return TrainResult(model_dir, metrics, learning_curves(model_dir / "log.csv"))
+    return TrainResult(model_dir, metrics, *learning_curves(model_dir / "log.csv"))
 
 
 def _ignore(event: str, **fields: Any) -> None:
@@ -165,8 +168,7 @@ def _fingerprint(config: dict[str, Any], paths: tuple[Path, ...]) -> str:
     import hashlib
     from importlib.metadata import version
 
-    located = ("directory", "train_data_path", "val_data_path")
-    data = {key: value for key, value in config["data"].items() if key not in located}
+    data = {key: value for key, value in config["data"].items() if key not in LOCATED}
     digest = hashlib.sha256(json.dumps([version("apax"), {**config, "data": data}], sort_keys=True).encode())
     for path in paths:
         digest.update(path.read_bytes())
@@ -391,25 +393,25 @@ def validation_metrics(model_dir: Path, frames: list[Atoms]) -> dict[str, float]
     return metrics
 
 
-def learning_curves(log_csv: Path) -> xr.Dataset:
-    """apax's per-epoch ``log.csv`` (train_/val_ metrics, losses, epoch time) as a Dataset over epoch."""
+def learning_curves(log_csv: Path) -> tuple[xr.Dataset, list[float]]:
+    """apax's per-epoch ``log.csv`` as (a Dataset over epoch of the train_/val_ metrics and losses,
+    the epoch wall times in s): the times go apart, so that equal training gives equal curves."""
     import pandas as pd
     import xarray as xr
 
     table = pd.read_csv(log_csv)
     variables = {}
-    for column in table.columns.drop("epoch"):
+    for column in table.columns.drop(["epoch", "epoch_time"]):
         attrs = {"units": _curve_unit(column)}
         if attrs["units"] == "1" and not column.endswith("loss"):
             attrs["comment"] = "unit not known to ilcampaign"
         variables[column] = ("epoch", table[column].to_numpy(float), attrs)
-    return xr.Dataset(variables, coords={"epoch": ("epoch", table["epoch"].to_numpy(int), {"units": "1"})})
+    curves = xr.Dataset(variables, coords={"epoch": ("epoch", table["epoch"].to_numpy(int), {"units": "1"})})
+    return curves, table["epoch_time"].astype(float).tolist()
 
 
 def _curve_unit(column: str) -> str:
-    """Unit of a log.csv column such as ``val_forces_mae``, ``train_loss`` or ``epoch_time``."""
-    if column == "epoch_time":
-        return "s"
+    """Unit of a log.csv column such as ``val_forces_mae`` or ``train_loss``."""
     quantity, _, reduction = column.split("_", 1)[-1].rpartition("_")
     unit = CURVE_UNITS.get(quantity)
     if unit is None or reduction not in ("mae", "rmse", "mse"):

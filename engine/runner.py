@@ -96,6 +96,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress) 
             progress(node.name, done, total)
     outputs, summary = node.step.finish(ctx)
     blobs = summary.pop("blobs", {})  # content-addressed files the step stored (e.g. a trained model)
+    timings = summary.pop("timings", {})  # times the step measured itself (e.g. per epoch): record only
     task_times = [t.get("wall_s", 0.0) for t in ctx.done_tasks().values()]
     record = {
         "kind": node.step.kind,
@@ -113,6 +114,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress) 
         "cpu_s": time.process_time() - cpu,
         "task_wall_s": sum(task_times),
         "n_tasks": len(task_times),
+        "timings": timings,
     }
     archive.commit(node.key, node.name, record, outputs)
     archive.prune_task_files(node.key)

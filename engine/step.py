@@ -57,18 +57,19 @@ class StepContext:
         return self.archive.record(self.inputs[slot])
 
     def model_dir(self, slot: str = "model") -> Path:
-        """The trained model of input ``slot``, unpacked once per work directory from its blob."""
+        """The trained model of input ``slot``, unpacked once per work directory from its blob as a
+        folder apax loads (engine.model_blob)."""
         import shutil
-        import tarfile
         import tempfile
+
+        from engine.model_blob import unpack
 
         digest = self.input_record(slot)["blobs"]["model"]
         target = self.scratch.parent / "models" / digest[:16]
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             unpacked = Path(tempfile.mkdtemp(dir=target.parent))
-            with tarfile.open(self.archive.blob_path(digest)) as tar:
-                tar.extractall(unpacked, filter="data")
+            unpack(self.archive.blob_path(digest), unpacked)
             try:
                 unpacked.rename(target)
             except OSError:  # another worker unpacked it first

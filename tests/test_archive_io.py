@@ -241,11 +241,10 @@ def test_failed_write_leaves_previous_dataset_intact(tmp_path, monkeypatch):
     ds = xr.Dataset({"x": ("i", [1.0, 2.0], {"units": "eV"})})
     write_dataset(path, ds)
 
-    def partial(self, target, **kwargs):
-        target.write_bytes(b"\x89HDF\r\n\x1a\n half")
+    def partial(self, store, **kwargs):  # the new file exists, its variables are not written yet
         raise RuntimeError("writer died")
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", partial)
+    monkeypatch.setattr(xr.Dataset, "dump_to_store", partial)
     with pytest.raises(RuntimeError, match="writer died"):
         write_dataset(path, ds * 2)
     xr.testing.assert_identical(read_dataset(path), ds)
@@ -289,3 +288,29 @@ def test_molecule_ids_round_trip(tmp_path):
     np.testing.assert_array_equal(back.arrays["mol_id"], box.arrays["mol_id"])
     assert back.arrays["mol_id"].dtype.kind == "i"
     assert "mol_id" not in bare.arrays
+
+
+def test_same_content_gives_the_same_bytes_and_no_timestamps(tmp_path):
+    """H5MD and netCDF files written twice, in other folders and seconds apart, are byte-identical,
+    and no HDF5 object in them carries a time (xarray's own writer stamps the root group)."""
+    import time
+
+    import h5py
+
+    ds = xr.Dataset({"loss": ("epoch", [0.5, 0.25, np.nan], {"units": "1", "comment": "weighted"}),
+                     "n": ("epoch", np.array([1, 2, 3]), {"units": "1"})},
+                    coords={"epoch": ("epoch", [0, 1, 2], {"units": "1"})}, attrs={"campaign": "tiny"})
+    frames = mixed_sizes()
+    for folder in ("a", "deeper/b"):
+        write_frames(tmp_path / folder / "frames.h5", frames)
+        write_dataset(tmp_path / folder / "curves.nc", ds)
+        time.sleep(1.1)  # HDF5 stamps whole seconds
+    for name in ("frames.h5", "curves.nc"):
+        assert sha256_file(tmp_path / "a" / name) == sha256_file(tmp_path / "deeper/b" / name), name
+        with h5py.File(tmp_path / "a" / name, "r") as f:
+            names = ["/"]
+            f.visit(names.append)
+            for obj in map(f.get, names):
+                info = h5py.h5o.get_info(obj.id)
+                assert (info.atime, info.mtime, info.ctime, info.btime) == (0, 0, 0, 0), (name, obj.name)
+    xr.testing.assert_identical(read_dataset(tmp_path / "a" / "curves.nc"), ds)

@@ -1,14 +1,14 @@
 """``train``: an apax ensemble (or single model) trained on all labelled data of a dataset step,
 checkpointed so that a killed run resumes (events ``checkpoint`` and ``resumed`` in the journal).
 
-The model directory is stored as a content-addressed tar blob (deterministic: sorted entries,
-no timestamps), with validation metrics and per-epoch learning curves as netCDF.
+The model is stored as a content-addressed blob in canonical form (engine.model_blob: apax's
+config without machine paths, the parameters as a byte-stable array file), with validation
+metrics and per-epoch learning curves as netCDF; the same training gives the same bytes. The
+epoch wall times go to the record's ``timings``, not to the outputs.
 """
 
 from __future__ import annotations
 
-import tarfile
-from pathlib import Path
 from typing import Any, ClassVar
 
 from campaign.spec import ApaxModel, not_hashed
@@ -17,24 +17,12 @@ from engine.step import SingleTaskStep, StepContext, TaskResult, register
 METRIC_UNITS = {"energy": "eV/atom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
 
-def _tar(directory: Path, target: Path) -> None:
-    """Pack ``directory`` as ``model/...`` reproducibly (same files, same bytes)."""
-
-    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-        return info
-
-    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(directory.rglob("*")):
-            tar.add(path, arcname=str(Path("model") / path.relative_to(directory)), recursive=False, filter=clean)
-
-
 @register
 class Train(SingleTaskStep):
     """Train the model on the ``data`` input's train split, validate on its valid split."""
 
     kind: ClassVar[str] = "train"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: canonical model blob, no epoch times in curves.nc
     task: ClassVar[str] = "fit"
     inputs: ClassVar[tuple[str, ...]] = ("data",)
 
@@ -47,6 +35,7 @@ class Train(SingleTaskStep):
 
         from archive.arrays import write_dataset
         from engine.apax_training import train
+        from engine.model_blob import pack
 
         frames = ctx.input_frames("data")
         training = [f for f in frames if f.info.get("split") == "train"]
@@ -54,10 +43,10 @@ class Train(SingleTaskStep):
         result = train(self.model, training, validation, ctx.checkpoint_dir(task_id),
                        checkpoint_every=self.checkpoint_every, on_event=partial(ctx.journal, task=task_id))
         ctx.scratch.mkdir(parents=True, exist_ok=True)
-        _tar(result.model_dir, ctx.scratch / "model.tar")
+        pack(result.model_dir, ctx.scratch / "model.tar")
         digest = ctx.archive.put_blob(ctx.scratch / "model.tar")
         write_dataset(ctx.archive.task_file(ctx.key, task_id, ".curves.nc"), result.curves)
-        return TaskResult([], {"model": digest, "metrics": result.metrics})
+        return TaskResult([], {"model": digest, "metrics": result.metrics, "epoch_s": result.epoch_times})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         import shutil
@@ -78,4 +67,5 @@ class Train(SingleTaskStep):
             }
         )
         write_dataset(ctx.out_dir / "metrics.nc", table)
-        return ["curves.nc", "metrics.nc"], {**metrics, "blobs": {"model": done["model"]}}
+        return ["curves.nc", "metrics.nc"], {**metrics, "blobs": {"model": done["model"]},
+                                             "timings": {"epoch_s": done["epoch_s"]}}
