@@ -38,11 +38,11 @@ model:
   valid_batch_size: 4
 """
 
-SAMPLERS = {  # several thousand steps, in chunks of 500 (checkpoints.md_steps)
+SAMPLERS = {  # thousands of steps, in chunks of 500 (checkpoints.md_steps)
     "ase-nvt-ramps": "{thermostat: langevin, temperature: {start: 300 K, end: 400 K, amplitude: 30 K, oscillations: 2}, "
-                     "box: {amplitude: 0.1 A, oscillations: 1}, timestep: 0.5 fs, n_steps: 3000, interval: 100, "
+                     "box: {amplitude: 0.1 A, oscillations: 1}, timestep: 0.5 fs, n_steps: 2000, interval: 100, "
                      "uncertainty_threshold: null, engine: ase}",
-    "ase-npt-ramp": "{ensemble: npt, temperature: {start: 300 K, end: 350 K}, timestep: 0.5 fs, n_steps: 3000, "
+    "ase-npt-ramp": "{ensemble: npt, temperature: {start: 300 K, end: 350 K}, timestep: 0.5 fs, n_steps: 2000, "
                     "interval: 100, uncertainty_threshold: null, engine: ase}",
     "jax-nvt": "{thermostat: nose_hoover_chain, temperature: {start: 300 K, end: 400 K}, timestep: 0.5 fs, "
                "n_steps: 4000, interval: 100, uncertainty_threshold: null, engine: jax}",
