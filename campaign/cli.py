@@ -126,6 +126,7 @@ def plan(
     for node in nodes:
         current = state(node, archive)
         reason = f" ({why(node, archive, by_key)[0]})" if current == "stale" else ""
+        guarded = guard_note(archive.record(node.key)) if current == "done" else ""
         if node.group != previous_group:
             if previous_group is not None:
                 steps.add_section()
@@ -136,7 +137,7 @@ def plan(
             node.key[:8],
             f"[{styles[current]}]{current}[/]{reason}",
             ", ".join(node.inputs.values()),
-            node.notes,
+            "; ".join(note for note in (node.notes, guarded) if note),
         )
         previous_group = node.group
     out.print(steps)
@@ -237,6 +238,23 @@ def run(
     _print_status(directory, nodes)
 
 
+def guard_note(record: dict) -> str:
+    """What the guards did in a finished step, in a few words ("" where they had nothing to do)."""
+    summary, kind = record.get("summary", {}), record["kind"]
+    if kind == "select" and summary.get("n_guarded"):
+        per_sampler = ", ".join(f"{name} {g['n_removed']}" for name, g in summary["guard"].items())
+        return f"contact guard removed {summary['n_guarded']} candidate(s) ({per_sampler})"
+    if kind == "label" and summary.get("n_refused"):
+        return f"refused {summary['n_refused']} label(s) above guards.max_force"
+    if kind == "md" and (summary.get("stop_reason") or "").startswith(("contact guard", "exploded")):
+        return f"stopped at step {summary['stopped_at']}: {summary['stop_reason'].split(': ', 1)[-1]}"
+    if summary.get("guard_stops"):
+        return f"contact guard ended {len(summary['guard_stops'])} optimisation(s)"
+    if kind == "pack" and summary.get("rejected"):
+        return f"repacked {len(summary['rejected'])} time(s): a molecule met its own periodic image"
+    return ""
+
+
 def _print_status(directory: Path, nodes=None) -> None:
     archive = _archive(directory)
     index = archive.index()
@@ -245,12 +263,13 @@ def _print_status(directory: Path, nodes=None) -> None:
         order = {node.key: i for i, node in enumerate(nodes)}
         finished = sorted((key for key in finished if key in order), key=order.get)
     table = Table(title=f"archive {archive.root}", title_justify="left")
-    for column in ("step", "kind", "key", "wall s", "outputs"):
+    for column in ("step", "kind", "key", "wall s", "outputs", "guards"):
         table.add_column(column)
     summaries = []
     for key in finished:
         record = archive.record(key)
-        table.add_row(record["name"], record["kind"], key[:10], f"{record['wall_s']:.1f}", " ".join(record["outputs"]))
+        table.add_row(record["name"], record["kind"], key[:10], f"{record['wall_s']:.1f}", " ".join(record["outputs"]),
+                      guard_note(record))
         numbers = [f"{k}={v:.4g}" for k, v in record.get("summary", {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
         summaries.append(f"  {record['name']}: {', '.join(numbers)}")

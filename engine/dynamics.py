@@ -19,14 +19,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from campaign.spec import BoxRamp, MDSampler, Optimiser, TemperatureRamp
+from campaign.spec import BoxRamp, MDSampler, Optimiser, TemperatureGuard, TemperatureRamp
 
 if TYPE_CHECKING:
     import xarray as xr
     from ase import Atoms
-
-#: a run whose temperature passes this multiple of the target has blown up
-MAX_TEMPERATURE_RATIO = 5.0
 
 #: B in the NPT barostat's pfactor = barostat_time^2 * B (ASE's formula), in eV/Angstrom^3. 1 eV/A^3
 #: (160 GPa) is what the paper's workflow used implicitly (pfactor 54.273 = (75 fs)^2); with an
@@ -105,6 +102,7 @@ def run_md_chunk(
     uncertainty: Callable[[Atoms], float] | None,
     label: bool = False,
     bulk_modulus: float = PAPER_BULK_MODULUS,
+    guard: TemperatureGuard | None = None,
 ) -> MDChunk:
     """Steps ``first`` -> ``last`` of the MD run of ``sampler`` from ``start`` (not modified), with
     ``calculator``; ``state`` is what the previous chunk returned (None for the first chunk).
@@ -113,11 +111,12 @@ def run_md_chunk(
     Ramps are applied before each step: the thermostat target and, with a box ramp, the cell
     (affine: atoms scaled with it; rigid: molecules moved as wholes), which costs a second force
     evaluation a step because the integrator's own one was for the cell before. Every step is
-    checked for a blow-up; at every frame step the uncertainty is checked against the threshold.
-    ``label``: frames carry the calculator's energy, forces and stress (for reference-driven MD).
+    checked for a blow-up and against the temperature ``guard`` (default: the spec's defaults); at
+    every frame step the uncertainty is checked against the threshold. ``label``: frames carry the calculator's energy, forces and stress (for reference-driven MD).
     """
     targets = temperatures(sampler)
-    atoms, dyn = _restore(start, calculator, sampler, targets[first], state, seed, bulk_modulus)
+    guard = guard or TemperatureGuard()
+    atoms, dyn, hot = _restore(start, calculator, sampler, targets[first], state, seed, bulk_modulus)
     rescale = _Rescaler(start) if sampler.box is not None and sampler.box.scaling == "rigid" else None
     chunk = MDChunk()
     threshold = sampler.uncertainty_threshold
@@ -139,7 +138,11 @@ def run_md_chunk(
         temperature = atoms.get_temperature()
         checked = uncertainty is not None and s % sampler.interval == 0
         sigma = float(uncertainty(atoms)) if checked else float("nan")
-        exploded = _blow_up(energy, forces, temperature, targets[step], sigma if checked else None)
+        exploded = _blow_up(energy, forces, temperature, targets[step], sigma if checked else None, guard.blow_up_ratio)
+        hot = hot + 1 if temperature > guard.ratio * targets[step] else 0
+        if not exploded and hot >= guard.steps:
+            exploded = (f"temperature above {guard.ratio:g} x target for {hot} steps ({temperature:.0f} K, "
+                        f"target {targets[step]:.0f} K)")
         if exploded:
             chunk.stopped_at, chunk.stop_reason = s, f"exploded at step {s}: {exploded}"
             chunk.rows.append(_row(atoms, s, targets[step], sigma))
@@ -156,14 +159,15 @@ def run_md_chunk(
             if stop:
                 chunk.stopped_at, chunk.stop_reason = s, f"uncertainty {sigma:.3g} eV/A > {threshold:.3g}"
                 return chunk
-    chunk.state = _save(atoms, dyn)
+    chunk.state = _save(atoms, dyn, hot)
     return chunk
 
 
 def _restore(start: Atoms, calculator: Any, sampler: MDSampler, temperature: float, state: bytes | None,
-             seed: int, bulk_modulus: float) -> tuple[Atoms, Any]:
-    """The atoms at the chunk's start with ``calculator``, and their dynamics: new (Maxwell-Boltzmann
-    momenta, molecules made whole for rigid box ramps) or restored from ``state``."""
+             seed: int, bulk_modulus: float) -> tuple[Atoms, Any, int]:
+    """The atoms at the chunk's start with ``calculator``, their dynamics: new (Maxwell-Boltzmann
+    momenta, molecules made whole for rigid box ramps) or restored from ``state``, and how many
+    steps in a row the run has been above the temperature guard's ratio."""
     from ase.constraints import FixCom
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
@@ -192,14 +196,15 @@ def _restore(start: Atoms, calculator: Any, sampler: MDSampler, temperature: flo
         vars(dyn).update(saved["dynamics"])
     elif sampler.ensemble == "npt":  # ASE's NPT is not self-starting
         dyn.initialize()
-    return atoms, dyn
+    return atoms, dyn, 0 if saved is None else saved.get("hot_steps", 0)
 
 
-def _save(atoms: Atoms, dynamics: Any) -> bytes:
-    """Everything the next chunk needs: positions, momenta, cell and the integrator's variables."""
+def _save(atoms: Atoms, dynamics: Any, hot_steps: int) -> bytes:
+    """Everything the next chunk needs: positions, momenta, cell, the integrator's variables and the
+    temperature guard's count."""
     state = {key: value for key, value in vars(dynamics).items() if key not in NOT_STATE}
     return pickle.dumps({"positions": atoms.get_positions(), "momenta": atoms.get_momenta(),
-                         "cell": atoms.cell.array.copy(), "dynamics": state}, protocol=5)
+                         "cell": atoms.cell.array.copy(), "dynamics": state, "hot_steps": hot_steps}, protocol=5)
 
 
 def optimise_chunk(start: Atoms, calculator: Any, settings: Optimiser, *, steps: int, state: bytes | None
@@ -313,7 +318,8 @@ def _positions_changed(dyn: Any) -> None:
         dyn._q = dyn.atoms.get_positions()
 
 
-def _blow_up(energy: float, forces: np.ndarray, temperature: float, target: float, sigma: float | None) -> str | None:
+def _blow_up(energy: float, forces: np.ndarray, temperature: float, target: float, sigma: float | None,
+             max_ratio: float) -> str | None:
     """Why this configuration means the run has exploded, or None (``sigma`` None: not evaluated)."""
     if not np.isfinite(energy):
         return f"non-finite energy {energy}"
@@ -321,8 +327,8 @@ def _blow_up(energy: float, forces: np.ndarray, temperature: float, target: floa
         return "non-finite forces"
     if sigma is not None and not np.isfinite(sigma):
         return f"non-finite uncertainty {sigma}"
-    if temperature > MAX_TEMPERATURE_RATIO * target:
-        return f"temperature {temperature:.0f} K > {MAX_TEMPERATURE_RATIO:g} x target {target:.0f} K"
+    if temperature > max_ratio * target:
+        return f"temperature {temperature:.0f} K > {max_ratio:g} x target {target:.0f} K"
     return None
 
 

@@ -37,15 +37,18 @@ def build_graph(spec: CampaignSpec, base: Path = Path(".")) -> list[Node]:
     with cross-section problems (see ``CampaignSpec.problems``) is refused with ValueError.
     """
     from engine.steps.initial_data import initial_data_step
+    from engine.steps.molecules import Molecules
     from engine.steps.pack import Pack
 
     problems = spec.problems()
     if problems:
         raise ValueError("; ".join(f"{'.'.join(map(str, p.loc))}: {p.message}" for p in problems))
-    initial = initial_data_step(spec.initial_data, spec.reference, seed=spec.campaign.seed, base=base,
-                                checkpoint_every=spec.checkpoints.md_steps)
+    initial = initial_data_step(spec, base=base)
+    seed, contacts = spec.campaign.seed, spec.guards.contacts
     nodes = [
-        Node("pack", Pack.from_system(spec.system, seed=spec.campaign.seed)),
+        Node("molecules", Molecules(ions=spec.system.ions, relaxation=spec.system.relax_ions, contacts=contacts,
+                                    seed=seed)),
+        Node("pack", Pack.from_system(spec.system, seed=seed, contacts=contacts), inputs={"molecules": "molecules"}),
         Node("initial_data", initial, inputs={"structure": "pack"} if initial.inputs else {}),
         Node("label.initial_data", labeller(spec, spec.reference), inputs={"frames": "initial_data"},
              notes=_dispersion(dispersion(spec.reference))),
@@ -59,7 +62,8 @@ def labeller(spec: CampaignSpec, reference: Any, splits: list[str] | None = None
     """The label step for ``reference`` with the spec's failure policy (retries applied to it)."""
     from engine.steps.label import Label
 
-    return Label.from_spec(reference, spec.retry_references(reference), spec.failures, splits)
+    return Label.from_spec(reference, spec.retry_references(reference), spec.failures, splits,
+                           max_force=spec.guards.max_force)
 
 
 def lotf_nodes(spec: CampaignSpec) -> list[Node]:
@@ -116,7 +120,8 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
             if sampler.kind in CHAINED_KINDS:
                 chain = node_name
         nodes += [
-            Node(f"{name}.select", Select(selection=it.selection, seed=step_seed),
+            Node(f"{name}.select", Select(selection=it.selection, seed=step_seed, contacts=spec.guards.contacts,
+                                          smiles=[ion.smiles for ion in spec.system.ions]),
                  inputs={"model": model, "train": data, **pools}, group=name),
             Node(f"{name}.label", labeller(spec, stage.reference), inputs={"frames": f"{name}.select"}, group=name,
                  notes=notes),
@@ -138,17 +143,20 @@ def _sampler_step(spec: CampaignSpec, sampler: Any, seed: int) -> tuple[Step, st
     from engine.steps.volume_scan import VolumeScan
 
     optimisation = spec.checkpoints.optimisation_steps
+    guard = {"contacts": spec.guards.contacts, "smiles": [ion.smiles for ion in spec.system.ions]}
     if sampler.kind == "md":
         d3 = spec.d3 if sampler.hybrid_d3 else None
         note = f"model + {d3.describe()}" if d3 is not None else ""
-        return MD(sampler=sampler, seed=seed, d3=d3, checkpoint_every=spec.checkpoints.md_steps), note
+        return MD(sampler=sampler, seed=seed, d3=d3, checkpoint_every=spec.checkpoints.md_steps,
+                  temperature_guard=spec.guards.temperature, **guard), note
     if sampler.kind == "geometry_optimisation":
-        return GeometryOptimisation(settings=sampler, checkpoint_every=optimisation), ""
+        return GeometryOptimisation(settings=sampler, checkpoint_every=optimisation, **guard), ""
     if sampler.kind == "volume_scan":
-        return VolumeScan(settings=sampler, checkpoint_every=optimisation), ""
+        return VolumeScan(settings=sampler, checkpoint_every=optimisation, **guard), ""
     if sampler.kind == "initial_pool":
         return InitialPool(settings=sampler), ""
-    return Conformers(settings=sampler, ions=spec.system.ions, seed=seed), ""
+    return Conformers(settings=sampler, ions=spec.system.ions, seed=seed, relaxation=spec.system.relax_ions,
+                      contacts=spec.guards.contacts), ""
 
 
 def _train(spec: CampaignSpec, model: ApaxModel) -> Step:

@@ -8,7 +8,7 @@ through the same chunk boundaries. Compiled functions are cached per process (an
 disk); results never depend on that cache. Conventions are those of engine.dynamics (ASE MD), so the two engines are
 interchangeable: same start momenta, thermostat target ``temperatures[s]`` for step s -> s+1
 (a frame reports the target of the step that led to it), frames every ``interval`` steps,
-eqn 8 uncertainty stop at frame steps, blow-up guard after every step.
+eqn 8 uncertainty stop at frame steps, blow-up and temperature guards after every step.
 
 Positions are jax_md's fractional coordinates, not wrapped into the box (``wrapped=False``), so
 frames carry continuous (unwrapped) Cartesian trajectories, as ASE's integrators give them.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.apax_model import _apax_std_factor, enable_compilation_cache, jax_md_valid
-from engine.dynamics import MAX_TEMPERATURE_RATIO, _blow_up, _density, _g_cm3, _snapshot
+from engine.dynamics import _blow_up, _density, _g_cm3, _snapshot
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -44,13 +44,17 @@ MAX_SIMULATORS = 4
 @dataclass(frozen=True)
 class NVTSettings:
     """Integrator settings: timestep and Nose-Hoover chain damping time (fs), frame ``interval``
-    (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never) and neighbour-list ``skin`` (A)."""
+    (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never), neighbour-list ``skin`` (A) and
+    the temperature guard (campaign.spec.TemperatureGuard's fields)."""
 
     timestep: float
     thermostat_time: float
     interval: int
     threshold: float | None
     skin: float = 0.5
+    blow_up_ratio: float = 5.0
+    hot_ratio: float = 2.0
+    hot_steps: int = 20
 
 
 @dataclass
@@ -118,16 +122,16 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
     factor = _apax_std_factor(config)
 
     frames, rows, stopped_at, stop_reason = [], [], None, None
-    step, interval = first, settings.interval
+    step, interval, hot = first, settings.interval, int(state.get("hot_steps", 0))
     while step < last:
         end = min(last, (step // interval + 1) * interval)
         targets = np.concatenate([kT[step:end], np.full(interval + step - end, kT[end - 1])])
-        done, new, new_neighbors, stable = sim.block(params, Z, box, nvt, neighbors, targets, end - step)
+        done, new, new_neighbors, stable, new_hot = sim.block(params, Z, box, nvt, neighbors, targets, end - step, hot)
         if new_neighbors.did_buffer_overflow:  # rerun the block with the list it was meant to have
             neighbors = sim.allocate(neighbors.reference_position, box,
                                      minimum=int(CAPACITY_GROWTH * neighbors.max_occupancy) + 1)
             continue
-        nvt, neighbors, step = new, new_neighbors, step + int(done)
+        nvt, neighbors, step, hot = new, new_neighbors, step + int(done), int(new_hot)
         if stable and step % interval:
             continue
         energy, sigma = (float(x) for x in sim.evaluate(params, Z, box, nvt.position, neighbors))
@@ -135,7 +139,11 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
         target = temperatures[step - 1]  # of the step that led here
         frame = _frame(start, nvt, step, settings.timestep, target, sigma if ensemble else None)
         temperature = frame.info["temperature_K"]
-        what = _blow_up(energy, np.asarray(nvt.force), temperature, target, sigma if ensemble else None)
+        what = _blow_up(energy, np.asarray(nvt.force), temperature, target, sigma if ensemble else None,
+                        settings.blow_up_ratio)
+        if not what and hot >= settings.hot_steps:
+            what = (f"temperature above {settings.hot_ratio:g} x target for {hot} steps ({temperature:.0f} K, "
+                    f"target {target:.0f} K)")
         if what:
             stopped_at, stop_reason = step, f"exploded at step {step}: {what}"
             break
@@ -146,7 +154,7 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
         if settings.threshold is not None and sigma > settings.threshold:
             stopped_at, stop_reason = step, f"uncertainty {sigma:.3g} eV/A > {settings.threshold:.3g}"
             break
-    return JaxMDChunk(frames, np.array(rows, dtype=float).reshape(-1, 5), _arrays(nvt, step, neighbors),
+    return JaxMDChunk(frames, np.array(rows, dtype=float).reshape(-1, 5), _arrays(nvt, step, neighbors, hot),
                       stopped_at, stop_reason)
 
 
@@ -171,9 +179,10 @@ def _leaf_names(tree: Any, prefix: str = "") -> list[str]:
             for name in _leaf_names(getattr(tree, field.name), f"{prefix}.{field.name}" if prefix else field.name)]
 
 
-def _arrays(nvt: Any, step: int, neighbors: Any) -> dict[str, np.ndarray]:
-    """The integrator state as named float64 arrays, its global ``step``, and the neighbour-list
-    ``capacity`` (the next chunk keeps it unless it needs more, so ``block`` is not recompiled)."""
+def _arrays(nvt: Any, step: int, neighbors: Any, hot_steps: int = 0) -> dict[str, np.ndarray]:
+    """The integrator state as named float64 arrays, its global ``step``, the neighbour-list
+    ``capacity`` (the next chunk keeps it unless it needs more, so ``block`` is not recompiled) and
+    the steps in a row above the temperature guard's ratio."""
     import jax
 
     leaves = jax.tree_util.tree_leaves(nvt)
@@ -181,7 +190,8 @@ def _arrays(nvt: Any, step: int, neighbors: Any) -> dict[str, np.ndarray]:
     if len(names) != len(leaves) or not all(np.issubdtype(leaf.dtype, np.floating) for leaf in leaves):
         raise TypeError(f"unexpected jax_md state layout: {names}")
     arrays = {name: np.array(leaf, dtype=np.float64) for name, leaf in zip(names, leaves)}
-    return {"step": np.array(step), "capacity": np.array(neighbors.max_occupancy), **arrays}
+    return {"step": np.array(step), "capacity": np.array(neighbors.max_occupancy), "hot_steps": np.array(hot_steps),
+            **arrays}
 
 
 _SIMULATORS: dict[tuple, _Simulator] = {}
@@ -189,7 +199,8 @@ _SIMULATORS: dict[tuple, _Simulator] = {}
 
 def _simulator(config: Any, n_atoms: int, settings: NVTSettings) -> _Simulator:
     """The simulator for this model architecture, atom count and settings, built once per process."""
-    key = (config.model.model_dump_json(), n_atoms, settings.timestep, settings.thermostat_time, settings.skin)
+    key = (config.model.model_dump_json(), n_atoms, settings.timestep, settings.thermostat_time, settings.skin,
+           settings.blow_up_ratio, settings.hot_ratio, settings.hot_steps)
     if key not in _SIMULATORS:
         if len(_SIMULATORS) >= MAX_SIMULATORS:
             del _SIMULATORS[next(iter(_SIMULATORS))]
@@ -244,21 +255,24 @@ class _Simulator:
             return nvt.set(chain=nvt.chain.set(kinetic_energy=simulate.kinetic_energy(nvt)))
 
         @jax.jit
-        def block(params, Z, box, nvt, neighbor, kT, n):
+        def block(params, Z, box, nvt, neighbor, kT, n, hot):
             """Up to ``n`` steps, step i at target ``kT[i]``; stops early after a step that gives non-finite
-            forces or an instantaneous temperature above MAX_TEMPERATURE_RATIO x its target."""
+            forces, an instantaneous temperature above blow_up_ratio x its target, or the ``hot_steps``-th
+            step in a row above hot_ratio x its target (``hot``: the count so far)."""
             _, apply_fn = nose_hoover(params, Z, kT[0])
 
             def step(carry):
-                i, nvt, neighbor, _ = carry
+                i, nvt, neighbor, _, hot = carry
                 nvt = apply_fn(nvt, neighbor=neighbor, box=box, kT=kT[i])
                 neighbor = neighbor.update(nvt.position, box=box)
                 kinetic_kT = 2 * simulate.kinetic_energy(nvt) / nvt.position.size
-                stable = jnp.all(jnp.isfinite(nvt.force)) & (kinetic_kT <= MAX_TEMPERATURE_RATIO * kT[i])
-                return i + 1, nvt, neighbor, stable
+                hot = jnp.where(kinetic_kT > settings.hot_ratio * kT[i], hot + 1, 0)
+                stable = (jnp.all(jnp.isfinite(nvt.force)) & (kinetic_kT <= settings.blow_up_ratio * kT[i])
+                          & (hot < settings.hot_steps))
+                return i + 1, nvt, neighbor, stable, hot
 
             return jax.lax.while_loop(lambda carry: (carry[0] < n) & carry[3], step,
-                                      (jnp.zeros((), int), nvt, neighbor, jnp.array(True)))
+                                      (jnp.zeros((), int), nvt, neighbor, jnp.array(True), jnp.asarray(hot)))
 
         @jax.jit
         def evaluate(params, Z, box, position, neighbor):

@@ -30,28 +30,12 @@ def molecule(smiles: str, seed: int) -> tuple[Any, Any]:
 
 
 def conformer(smiles: str, seed: int) -> Atoms:
-    """One 3D conformer of ``smiles`` (hydrogens added): ETKDG embedding, then MMFF (UFF if MMFF
-    lacks parameters, e.g. boron) relaxation; ``info["charge"]`` holds the formal charge."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
+    """One force-field 3D conformer of ``smiles`` (engine.ions.embedded, no xTB relaxation);
+    ``info["charge"]`` holds the formal charge."""
+    from engine.ions import conformer_atoms, embedded
 
-    mol, params = molecule(smiles, seed)
-    if AllChem.EmbedMolecule(mol, params) != 0:
-        params.useRandomCoords = True
-        if AllChem.EmbedMolecule(mol, params) != 0:
-            raise ValueError(f"RDKit could not embed a 3D conformer of {smiles!r}")
-    if AllChem.MMFFHasAllMoleculeParams(mol):
-        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
-    elif AllChem.UFFHasAllMoleculeParams(mol):
-        AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
-    else:
-        raise ValueError(f"neither MMFF nor UFF has parameters for {smiles!r}")
-    atoms = Atoms(
-        symbols=[atom.GetSymbol() for atom in mol.GetAtoms()],
-        positions=mol.GetConformer().GetPositions(),
-    )
-    atoms.info["charge"] = Chem.GetFormalCharge(mol)
-    return atoms
+    mol, (conf_id,), source = embedded(smiles, seed)
+    return conformer_atoms(mol, conf_id, source)
 
 
 def pack_box(

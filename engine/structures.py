@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.packing import molecule, pack_box, scale_rigid
+from campaign.spec import Contacts, IonRelaxation
+from engine.packing import pack_box, scale_rigid
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -29,36 +30,22 @@ def volume_scan(atoms: Atoms, start: float, end: float, n_steps: int) -> list[At
     return frames
 
 
-def conformers(smiles: str, n: int, seed: int) -> list[Atoms]:
-    """``n`` 3D conformers of ``smiles`` (hydrogens added): ETKDG embedding, each relaxed with MMFF
-    (UFF where MMFF lacks parameters, e.g. boron); ``info["charge"]`` holds the formal charge."""
-    from ase import Atoms
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
+def conformers(smiles: str, n: int, seed: int, relaxation: IonRelaxation | None = None,
+               contacts: Contacts | None = None) -> list[Atoms]:
+    """``n`` 3D conformers of ``smiles`` (hydrogens added): ETKDG embedding relaxed with MMFF; an ion MMFF
+    does not know (boron, hypervalent P) is relaxed with ``relaxation`` (xTB) instead, where given.
+    Every conformer is checked against ``contacts``; ``info["charge"]`` holds the formal charge."""
+    from engine.ions import ion_conformers
 
-    mol, params = molecule(smiles, seed)
-    ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
-    if len(ids) < n:
-        params.useRandomCoords = True
-        ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
-    if len(ids) < n:
-        raise ValueError(f"RDKit embedded only {len(ids)} of {n} conformers of {smiles!r}")
-    if AllChem.MMFFHasAllMoleculeParams(mol):
-        AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)
-    elif AllChem.UFFHasAllMoleculeParams(mol):
-        AllChem.UFFOptimizeMoleculeConfs(mol, maxIters=2000)
-    else:
-        raise ValueError(f"neither MMFF nor UFF has parameters for {smiles!r}")
-    symbols = [atom.GetSymbol() for atom in mol.GetAtoms()]
-    charge = Chem.GetFormalCharge(mol)
-    return [
-        Atoms(symbols=symbols, positions=mol.GetConformer(i).GetPositions(), info={"charge": charge, "conformer": k})
-        for k, i in enumerate(ids)
-    ]
+    structures, _ = ion_conformers(smiles, n, seed, relaxation, contacts, relax_all=False)
+    for index, atoms in enumerate(structures):
+        atoms.info["conformer"] = index
+    return structures
 
 
 def conformer_boxes(ions: list[tuple[str, int]], n_conformers: int, n_boxes: int, density: float, tolerance: float,
-                    seed: int, *, unit_density: float | None = None, n_units: int | None = None) -> list[Atoms]:
+                    seed: int, *, unit_density: float | None = None, n_units: int | None = None,
+                    relaxation: IonRelaxation | None = None, contacts: Contacts | None = None) -> list[Atoms]:
     """``n_boxes`` periodic boxes of the composition ``ions`` ((smiles, count) pairs), packed by PACKMOL
     at ``density`` (amu/Angstrom^3) with minimum distance ``tolerance``; every molecule is a conformer
     drawn at random from ``n_conformers`` of its species (without replacement within a box where
@@ -70,7 +57,7 @@ def conformer_boxes(ions: list[tuple[str, int]], n_conformers: int, n_boxes: int
     from math import gcd
 
     rng = np.random.default_rng(seed)
-    pools = [conformers(smiles, n_conformers, seed=int(rng.integers(2**31))) for smiles, _ in ions]
+    pools = [conformers(smiles, n_conformers, int(rng.integers(2**31)), relaxation, contacts) for smiles, _ in ions]
     counts = [count for _, count in ions]
     if unit_density is not None:
         units = gcd(*counts)

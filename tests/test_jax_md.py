@@ -140,7 +140,7 @@ def test_a_run_resumed_in_a_new_process_is_bit_identical(model_dir, box, cache_d
     saved = states[1]
     assert int(saved["step"]) == 50
     for name, array in saved.items():  # the integrator's state stays float64 (apax enables x64)
-        assert array.dtype == (np.int64 if name in ("step", "capacity") else np.float64), name
+        assert array.dtype == (np.int64 if name in ("step", "capacity", "hot_steps") else np.float64), name
     assert {"position", "momentum", "force", "mass", "chain.position", "chain.momentum", "chain.mass",
             "chain.kinetic_energy"} <= set(saved)
     np.savez(tmp_path / "state.npz", **saved)
@@ -289,3 +289,14 @@ def test_bad_boxes_and_states_are_refused(model_dir, box, reference):
     with pytest.raises(ValueError, match="not within"):
         run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=STEPS, last=STEPS + 10,
                       state=reference.state)
+
+
+def test_the_temperature_guard_stops_jax_md_as_it_stops_ase_md(model_dir, box):
+    """A target that drops from 300 K to 5 K leaves the run far above it: with the one-step blow-up
+    bound out of the way, the sustained guard fires on the 5th hot step in a row."""
+    settings = replace(SETTINGS, blow_up_ratio=1000.0, hot_ratio=2.0, hot_steps=5)
+    temperatures = np.concatenate([np.full(10, 300.0), np.full(31, 5.0)])
+    chunk = run_nvt_chunk(model_dir, box, temperatures, settings, seed=1, first=0, last=40, state=None)
+    assert chunk.stopped_at == 15
+    assert chunk.stop_reason.startswith("exploded at step 15: temperature above 2 x target for 5 steps")
+    assert [f.info["step"] for f in chunk.frames] == [10]

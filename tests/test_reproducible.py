@@ -85,7 +85,7 @@ def finished(workdir: Path) -> dict[str, str]:
 def test_killed_and_uninterrupted_runs_give_byte_identical_outputs_and_blobs(campaigns):
     _, first, second = campaigns
     names = finished(first)
-    assert finished(second) == names and len(names) == 10  # the same steps under the same keys
+    assert finished(second) == names and len(names) == 11  # the same steps under the same keys
     one, two = Archive(first / "archive"), Archive(second / "archive")
     for name, key in names.items():
         records = one.record(key), two.record(key)
@@ -128,8 +128,8 @@ def test_verify_against_reports_identical(campaigns):
     result = run_cli("verify", first, "--against", second)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("identical ")]
-    assert len(lines) == 10, result.stdout
-    assert "identical: all 10 step(s), every output and blob byte for byte" in result.stdout
+    assert len(lines) == 11, result.stdout
+    assert "identical: all 11 step(s), every output and blob byte for byte" in result.stdout
 
 
 def copy_with(workdir: Path, target: Path, changes: dict[tuple[str, str], Callable[[Path], None]]) -> Path:
@@ -164,8 +164,8 @@ def test_verify_against_names_a_changed_number(campaigns, tmp_path):
     differs = [i for i, line in enumerate(lines) if line.startswith("differs ")]
     assert len(differs) == 1 and "train.initial" in lines[differs[0]], result.stdout
     assert lines[differs[0] + 1].strip() == "curves.nc: numeric (val_loss)", result.stdout
-    assert sum(line.startswith("identical ") for line in lines) == 9
-    assert "1 of 10 step(s) differ" in result.stdout
+    assert sum(line.startswith("identical ") for line in lines) == 10
+    assert "1 of 11 step(s) differ" in result.stdout
 
 
 @pytest.mark.slow

@@ -149,6 +149,13 @@ def test_kill_during_md_resumes_bit_identical(tmp_path):
             np.testing.assert_array_equal(a.positions, b.positions)
             np.testing.assert_array_equal(a.get_forces(), b.get_forces())
     assert [f.info["step"] for f in two] == [4, 8, 12, 16, 20, 24]
+    # the guards stay silent on a healthy campaign (the initial MD would have failed on its contact or
+    # temperature guard)
+    records = {name: Archive(tmp_path / "ref" / "archive").record(node_keys(spec)[name])["summary"]
+               for name in ("molecules", "pack", "label.initial_data")}
+    assert {name: made["source"] for name, made in records["molecules"]["ions"].items()} == {
+        "BMIM": "rdkit-mmff+GFN2-xTB", "BF4": "rdkit-uff+GFN2-xTB"}
+    assert records["pack"]["rejected"] == [] and records["label.initial_data"]["n_refused"] == 0
 
 
 def test_second_run_is_refused(tmp_path):

@@ -11,6 +11,7 @@ from campaign.spec.checkpoints import Checkpoints
 from campaign.spec.d3 import DispersionCorrection
 from campaign.spec.failures import DEFAULT_RETRIES, Failures
 from campaign.spec.final_models import FinalModel
+from campaign.spec.guards import Contacts, Guards, TemperatureGuard
 from campaign.spec.initial_data import InitialData, InitialFile, InitialMD, InitialRattle, InitialSplit
 from campaign.spec.model import ApaxModel, Ensemble, LearningRates, LossWeights
 from campaign.spec.reference import CP2K, D3, SCF, XTB, Reference, dispersion
@@ -32,14 +33,15 @@ from campaign.spec.sampling import (
     VolumeScan,
     expand,
 )
-from campaign.spec.system import Ion, System, formal_charge
+from campaign.spec.system import Ion, IonRelaxation, System, formal_charge
 
 __all__ = [
-    "ApaxModel", "Author", "BoxRamp", "CP2K", "CampaignInfo", "CampaignSpec", "Checkpoints", "ConformerSampler",
+    "ApaxModel", "Author", "BoxRamp", "CP2K", "CampaignInfo", "CampaignSpec", "Checkpoints", "ConformerSampler", "Contacts",
     "D3", "DEFAULT_RETRIES", "DispersionCorrection", "Ensemble", "Failures", "FinalModel", "FinalStage",
-    "GeometryOptimisation", "InitialData", "InitialFile", "InitialMD", "InitialPool", "InitialRattle",
-    "InitialSplit", "Ion", "Iteration", "LearningRates", "LossWeights", "MDSampler", "Optimiser", "Planned",
+    "GeometryOptimisation", "Guards", "InitialData", "InitialFile", "InitialMD", "InitialPool", "InitialRattle",
+    "InitialSplit", "Ion", "IonRelaxation", "Iteration", "LearningRates", "LossWeights", "MDSampler", "Optimiser", "Planned",
     "Problem", "Reference", "Relabel", "SAMPLER_KINDS", "SCF", "Sampler", "Section", "Selection", "Stage", "Start",
+    "TemperatureGuard",
     "System", "TemperatureRamp", "VolumeScan", "XTB", "brief", "deep_merge", "dispersion", "expand",
     "formal_charge", "not_hashed", "with_overrides",
 ]

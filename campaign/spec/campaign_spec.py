@@ -13,6 +13,7 @@ from campaign.spec.checkpoints import Checkpoints
 from campaign.spec.d3 import DispersionCorrection
 from campaign.spec.failures import DEFAULT_RETRIES, Failures
 from campaign.spec.final_models import FinalModel
+from campaign.spec.guards import Guards
 from campaign.spec.initial_data import InitialData, InitialMD, InitialSplit
 from campaign.spec.model import ApaxModel
 from campaign.spec.reference import CP2K, XTB, Reference, dispersion
@@ -24,7 +25,7 @@ from campaign.spec.sampling import (
 )
 from campaign.spec.system import System
 
-RESERVED_NAMES = ("initial", "initial_data", "pack", "final", "label", "dataset", "train")
+RESERVED_NAMES = ("initial", "initial_data", "molecules", "pack", "final", "label", "dataset", "train")
 STRUCTURE_KINDS = ("md", "geometry_optimisation", "volume_scan", "conformers")  # steps a sampler can start from
 
 
@@ -66,6 +67,7 @@ class CampaignSpec(Section):
     sampling: list[Iteration] = Field(default_factory=list, description="the LotF schedule, in order")
     final_models: list[FinalModel] = Field(default_factory=list, description="trained on the final dataset")
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    guards: Guards = Field(default_factory=Guards)
 
     @field_validator("sampling", mode="before")
     @classmethod

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from campaign.spec.base import Section
-from campaign.units import Density, Length
+from campaign.units import Density, Force, Length
 
 
 class Ion(Section):
@@ -33,6 +35,16 @@ def formal_charge(smiles: str) -> int:
     return Chem.GetFormalCharge(mol)
 
 
+class IonRelaxation(Section):
+    """How each ion's 3D structure is made before packing: RDKit embedding (MMFF where it has
+    parameters; hypervalent centres such as P in PF6- placed on their ideal polyhedron), then
+    relaxed in vacuum, with the ion's charge, by xTB through tblite."""
+
+    method: Literal["GFN2-xTB", "GFN1-xTB"] = "GFN2-xTB"
+    fmax: Force = Field(default=0.01, gt=0)
+    max_steps: int = Field(default=1000, ge=1)
+
+
 class System(Section):
     """The simulation box: ions, density, and how PACKMOL builds it."""
 
@@ -45,6 +57,8 @@ class System(Section):
         "rigidly (centres of mass scaled) to the target density",
     )
     packmol_tolerance: Length = Field(default=2.0, gt=0, description="minimum distance between molecules")
+    relax_ions: IonRelaxation | None = Field(
+        default_factory=IonRelaxation, description="null: pack RDKit's force-field structures as they are")
 
     @model_validator(mode="after")
     def _check(self) -> System:

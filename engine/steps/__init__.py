@@ -9,6 +9,7 @@ from engine.steps import (  # noqa: F401
     initial_pool,
     label,
     md,
+    molecules,
     pack,
     select,
     train,

@@ -1,10 +1,11 @@
-"""``conformers``: boxes of RDKit conformers packed with PACKMOL at a reduced density."""
+"""``conformers``: boxes of RDKit conformers packed with PACKMOL at a reduced density; conformers of
+ions MMFF does not know are relaxed with xTB, and every conformer is checked against the contact guard."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from campaign.spec import ConformerSampler, Ion
+from campaign.spec import ConformerSampler, Contacts, Ion, IonRelaxation
 from engine.step import SingleTaskStep, StepContext, TaskResult, register
 from engine.steps.sampling import candidates
 
@@ -14,17 +15,20 @@ class Conformers(SingleTaskStep):
     """``n_boxes`` boxes of the system's composition, each from randomly drawn conformers."""
 
     kind: ClassVar[str] = "conformers"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     task: ClassVar[str] = "pack"
 
     settings: ConformerSampler
     ions: list[Ion]
     seed: int
+    relaxation: IonRelaxation | None = None
+    contacts: Contacts | None = None
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from engine.structures import conformer_boxes
 
         s = self.settings
         boxes = conformer_boxes([(ion.smiles, ion.count) for ion in self.ions], s.n_conformers, s.n_boxes,
-                                s.density, s.tolerance, self.seed, unit_density=s.unit_density, n_units=s.n_units)
+                                s.density, s.tolerance, self.seed, unit_density=s.unit_density, n_units=s.n_units,
+                                relaxation=self.relaxation, contacts=self.contacts)
         return candidates(boxes, "conformers")

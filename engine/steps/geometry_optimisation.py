@@ -14,7 +14,7 @@ class GeometryOptimisation(OptimisingStep):
     """Every step of every optimisation is a candidate; the optimised structures are the ends."""
 
     kind: ClassVar[str] = "geometry_optimisation"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
 
     settings: Settings
 
@@ -34,8 +34,8 @@ class GeometryOptimisation(OptimisingStep):
         runs = [self.optimisation_frames(ctx, j) for j in range(self.start().count)]
         frames = tag_candidates([frame for run in runs for frame in run], "geometry_optimisation")
         ends = [run[-1] for run in runs]
-        steps = [int(end.info["step"]) for end in ends]
-        fmax = [float(end.info["fmax_eV_A"]) for end in ends]
+        steps = [int(end.info.get("step", 0)) for end in ends]
+        fmax = [float(end.info.get("fmax_eV_A", "nan")) for end in ends]
         return [ctx.write_frames(frames), ctx.write_frames(ends, ENDS)], {
             "n_candidates": len(frames), "optimiser_steps": steps, "final_fmax_eV_A": fmax,
-            "converged": [f < self.settings.fmax for f in fmax]}
+            "converged": [f < self.settings.fmax for f in fmax], "guard_stops": self.guard_stops(ctx)}

@@ -12,32 +12,49 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from campaign.spec import InitialFile, InitialMD, InitialRattle, MDSampler, Reference, not_hashed
+from pydantic import Field
+
+from campaign.spec import (
+    CampaignSpec,
+    InitialFile,
+    InitialMD,
+    InitialRattle,
+    MDSampler,
+    Reference,
+    TemperatureGuard,
+    not_hashed,
+)
 from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
 from engine.step import SingleTaskStep, Step, StepContext, StepFailed, TaskResult, register
+from engine.steps.sampling import GuardedStep
 
 
-def initial_data_step(section: InitialMD | InitialRattle | InitialFile, reference: Any, seed: int, base: Path,
-                      checkpoint_every: int) -> Step:
+def initial_data_step(spec: CampaignSpec, base: Path) -> Step:
     """The step for the spec's ``initial_data`` section (file paths relative to ``base``)."""
+    section, seed = spec.initial_data, spec.campaign.seed
     if isinstance(section, InitialMD):
-        return ReferenceMD(settings=section, reference=reference, seed=seed, checkpoint_every=checkpoint_every)
+        return ReferenceMD(settings=section, reference=spec.reference, seed=seed,
+                           checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
+                           contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
     if isinstance(section, InitialFile):
         return FileFrames.from_section(section, base)
     return Rattle(settings=section, seed=seed)
 
 
 @register
-class ReferenceMD(Step):
-    """Langevin NVT MD with the reference calculator, keeping a labelled frame every ``interval`` steps."""
+class ReferenceMD(GuardedStep):
+    """Langevin NVT MD with the reference calculator, keeping a labelled frame every ``interval`` steps;
+    the step fails, naming the step and the cause, when the run trips the temperature guard or a
+    frame breaks the contact guard (a broken ion geometry or box, not something to learn from)."""
 
     kind: ClassVar[str] = "initial_md"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     inputs: ClassVar[tuple[str, ...]] = ("structure",)
 
     settings: InitialMD
     reference: Reference
     seed: int
+    temperature_guard: TemperatureGuard = Field(default_factory=TemperatureGuard)
     checkpoint_every: int = not_hashed(default=1000, ge=1, description="MD steps per chunk")
 
     @property
@@ -67,12 +84,18 @@ class ReferenceMD(Step):
         with fresh_calculator(self.reference, int(atoms.info.get("charge", 0)), ctx.scratch) as calc:
             try:
                 chunk = run_md_chunk(atoms, calc, self.sampler, seed=self.seed, first=first, last=last,
-                                     state=read_state(ctx, task_id), uncertainty=None, label=True)
+                                     state=read_state(ctx, task_id), uncertainty=None, label=True,
+                                     guard=self.temperature_guard)
             except ReferenceFailure as exc:
                 raise StepFailed(f"initial-data MD: the reference calculation failed between steps {first} and "
                                  f"{last}: {exc}") from exc
         if chunk.stop_reason is not None:
             raise StepFailed(f"initial-data MD {chunk.stop_reason}")
+        collapse = self.first_collapse(chunk.frames)
+        if collapse is not None:
+            index, violation = collapse
+            raise StepFailed(f"initial-data MD: the frame at step {chunk.frames[index].info['step']} breaks the "
+                             f"contact guard: {violation}")
         for frame in chunk.frames:
             frame.info["source"] = "initial_md"
             cached = ctx.archive.cache_file(configuration_digest(self.reference, frame))

@@ -4,6 +4,8 @@ Failures follow the spec's ``failures`` policy: ``retry`` walks through the retr
 order, ``skip`` records and goes on, ``stop`` records and stops the run. With
 ``uniform_settings`` every configuration ends up labelled with one setting (the strongest any
 configuration needed); otherwise the setting used is recorded per frame as ``reference_level``.
+A label with a force component above ``max_force`` is refused: recorded with its force, kept in
+the calculation cache, never passed on to a dataset.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Label(Step):
     """Label the frames of the ``frames`` input with the reference method."""
 
     kind: ClassVar[str] = "label"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     inputs: ClassVar[tuple[str, ...]] = ("frames",)
 
     settings: list[Reference] = Field(min_length=1, description="level 0: the reference; then retry settings")
@@ -39,16 +41,20 @@ class Label(Step):
     uniform_settings: bool
     splits: list[Literal["train", "valid", "test"]] | None = Field(
         default=None, description="label only frames of these dataset splits (relabelling a dataset); null: all")
+    max_force: float | None = Field(default=None, gt=0, description="eV/A: labels with a larger force component "
+                                    "are refused; null: none")
     # a tolerance, not an input of the result: raising it after a failed run reuses every label
     max_failed_fraction: float = not_hashed()
 
     @classmethod
-    def from_spec(cls, reference: Any, retries: list[Any], failures: Failures, splits: list[str] | None = None) -> Label:
+    def from_spec(cls, reference: Any, retries: list[Any], failures: Failures, splits: list[str] | None = None,
+                  max_force: float | None = None) -> Label:
         return cls(
             settings=[reference, *retries] if failures.on_failure == "retry" else [reference],
             on_failure=failures.on_failure,
             uniform_settings=failures.uniform_settings,
             splits=splits,
+            max_force=max_force,
             max_failed_fraction=failures.max_failed_fraction,
         )
 
@@ -75,11 +81,12 @@ class Label(Step):
         first_round = [_task(i, 0) for i in self._indices(ctx) if i not in final]
         if first_round:
             return first_round
-        labelled = [r for r in final.values() if not r["failed"]]
+        labelled = [r for r in final.values() if not r["failed"] and not r.get("refused")]
         if not self.uniform_settings or not labelled:
             return []
         top = max(r["level"] for r in labelled)
-        return [_task(i, top) for i, r in sorted(final.items()) if not r["failed"] and r["level"] < top]
+        return [_task(i, top) for i, r in sorted(final.items())
+                if not r["failed"] and not r.get("refused") and r["level"] < top]
 
     # ------------------------------------------------------------- one frame
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
@@ -107,7 +114,14 @@ class Label(Step):
             if computed:
                 ctx.archive.journal(ctx.key, {"event": "reference_call", "task": task_id, "level": level})
             labelled.info.update(source_index=index, reference_level=level)
-            return TaskResult([labelled], {"failed": False, "level": level, "attempts": attempts, "computed": computed})
+            result = {"failed": False, "level": level, "attempts": attempts, "computed": computed}
+            largest = float(abs(labelled.get_forces()).max())
+            if self.max_force is not None and largest > self.max_force:
+                result.update(refused=True, reason=f"frame {index}: a force component of {largest:.1f} eV/A > "
+                              f"guards.max_force {self.max_force:g} eV/A")
+                ctx.archive.journal(ctx.key, {"event": "label_refused", "task": task_id, "max_force_eV_A": largest})
+                return TaskResult([], result)
+            return TaskResult([labelled], result)
         return TaskResult([], {"failed": True, "level": len(self.settings) - 1, "attempts": attempts})
 
     # ------------------------------------------------------------- assembling
@@ -121,12 +135,16 @@ class Label(Step):
                 f"{len(failed)} of {len(final)} reference calculations failed ({fraction:.0%} > "
                 f"failures.max_failed_fraction {self.max_failed_fraction:.0%}); last error: {worst}"
             )
-        frames = [ctx.task_frames(r["task"])[0] for i, r in sorted(final.items()) if not r["failed"]]
+        refused = {str(i): r["reason"] for i, r in sorted(final.items()) if r.get("refused")}
+        frames = [ctx.task_frames(r["task"])[0] for i, r in sorted(final.items())
+                  if not r["failed"] and not r.get("refused")]
         levels = sorted({r["level"] for r in final.values() if not r["failed"]})
         summary = {
             "n_input": len(final),
             "n_labelled": len(frames),
             "n_failed": len(failed),
+            "n_refused": len(refused),
+            "refused": refused,
             "n_computed": sum(bool(r.get("computed")) for r in final.values()),  # the rest came from the cache
             "failed": {str(i): attempts for i, attempts in failed.items()},
             "levels_used": levels,

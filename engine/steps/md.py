@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import DispersionCorrection, MDSampler, not_hashed
+from pydantic import Field
+
+from campaign.spec import DispersionCorrection, MDSampler, TemperatureGuard, not_hashed
 from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from engine.step import Step, StepContext, TaskResult, register
-from engine.steps.sampling import ENDS, is_ensemble, model_r_max, start_frames, tag_candidates
+from engine.step import StepContext, TaskResult, register
+from engine.steps.sampling import ENDS, GuardedStep, is_ensemble, model_r_max, start_frames, tag_candidates
 
 
 def choose_engine(sampler: MDSampler, box_ok: bool) -> tuple[str, str]:
@@ -41,16 +43,19 @@ def d3_options(d3: DispersionCorrection) -> dict[str, Any]:
 
 
 @register
-class MD(Step):
-    """Sample candidates from an MD run that starts at the ``start`` input's last end structure."""
+class MD(GuardedStep):
+    """Sample candidates from an MD run that starts at the ``start`` input's last end structure; the
+    run stops at the first frame that breaks the contact guard (which is not kept), as at the
+    uncertainty stop, and on the temperature guard."""
 
     kind: ClassVar[str] = "md"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     inputs: ClassVar[tuple[str, ...]] = ("model", "start")
 
     sampler: MDSampler
     seed: int
     d3: DispersionCorrection | None = None  # set when the sampler runs the hybrid model
+    temperature_guard: TemperatureGuard = Field(default_factory=TemperatureGuard)
     checkpoint_every: int = not_hashed(default=1000, ge=1, description="MD steps per chunk")
 
     def expected_tasks(self) -> int:
@@ -70,6 +75,12 @@ class MD(Step):
         state = read_state(ctx, task_id)
         run = _run_jax if engine == "jax" else _run_ase
         frames, rows, state, stopped_at, stop_reason = run(self, ctx, model_dir, atoms, first, last, state)
+        collapse = self.first_collapse(frames)
+        if collapse is not None:
+            index, violation = collapse
+            stopped_at = int(frames[index].info["step"])
+            stop_reason, state = f"contact guard at step {stopped_at}: {violation}", None
+            frames, rows = frames[:index], [row for row in rows if row[0] <= stopped_at]
         if state is not None:
             write_state(ctx, task_id, state)
         return TaskResult(frames, {"engine": engine, "engine_reason": reason, "rows": rows,
@@ -106,7 +117,7 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
         calc = hybrid_calculator(calc, **d3_options(step.d3))
     uncertainty = (lambda a: apax_model.force_uncertainty(calc.results)) if is_ensemble(ctx) else None
     chunk = run_md_chunk(atoms, calc, step.sampler, seed=step.seed, first=first, last=last, state=state,
-                         uncertainty=uncertainty)
+                         uncertainty=uncertainty, guard=step.temperature_guard)
     return chunk.frames, [list(map(float, row)) for row in chunk.rows], chunk.state, chunk.stopped_at, chunk.stop_reason
 
 
@@ -120,8 +131,10 @@ def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
     from engine.jax_md import NVTSettings, run_nvt_chunk
 
     s = step.sampler
+    guard = step.temperature_guard
     settings = NVTSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
-                           threshold=s.uncertainty_threshold)
+                           threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
+                           hot_steps=guard.steps)
     previous = None if state is None else dict(np.load(io.BytesIO(state)))
     chunk = run_nvt_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
                           state=previous, cache_dir=ctx.jax_cache)

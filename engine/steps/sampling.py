@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import Optimiser, Start, not_hashed
+from pydantic import Field
+
+from campaign.spec import Contacts, Optimiser, Start, not_hashed
 from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
 from engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult
 
@@ -51,7 +53,28 @@ def candidates(frames: list, source: str, **summary: Any) -> TaskResult:
     return TaskResult(tag_candidates(frames, source), {"n_candidates": len(frames), **summary})
 
 
-class OptimisingStep(Step):
+class GuardedStep(Step):
+    """Fields of a step whose frames pass the contact guard: the thresholds and the ions' SMILES
+    (which give the bonds)."""
+
+    contacts: Contacts | None = None
+    smiles: list[str] = Field(default_factory=list)
+
+    def first_collapse(self, frames: list) -> tuple[int, str] | None:
+        """The index of the first frame that breaks the contact guard and why, or None."""
+        if self.contacts is None:
+            return None
+        from engine.guards import ContactCheck
+
+        check = ContactCheck(self.contacts, self.smiles)
+        for index, frame in enumerate(frames):
+            violation = check(frame)
+            if violation is not None:
+                return index, str(violation)
+        return None
+
+
+class OptimisingStep(GuardedStep, Step):
     """Optimises each start structure with the model in chunks of ``checkpoint_every`` optimiser
     steps (tasks ``s<structure>.steps<first>-<last>``, resumable); subclasses say which settings."""
 
@@ -92,12 +115,23 @@ class OptimisingStep(Step):
         calc = load_calculator(ctx.model_dir(), cache_dir=ctx.jax_cache)
         frames, state, ended = optimise_chunk(atoms, calc, self.optimiser(),
                                               steps=last - first, state=read_state(ctx, task_id))
+        collapse, reason = self.first_collapse(frames), None
+        if collapse is not None:  # the optimisation ends at the last sane frame
+            index, violation = collapse
+            reason = f"contact guard at optimiser step {frames[index].info['step']}: {violation}"
+            frames, ended = frames[:index], True
         write_state(ctx, task_id, state)
-        return TaskResult(frames, {"n_frames": len(frames), "stopped_at": last if ended else None})
+        return TaskResult(frames, {"n_frames": len(frames), "stopped_at": last if ended else None,
+                                   "stop_reason": reason})
+
+    def guard_stops(self, ctx: StepContext) -> list[str]:
+        """Why optimisations stopped at the contact guard, one line each."""
+        return [f"structure {task[1:4]}: {result['stop_reason']}" for task, result in sorted(ctx.done_tasks().items())
+                if result.get("stop_reason")]
 
     def optimisation_frames(self, ctx: StepContext, structure: int) -> list:
         """Every configuration the optimisation of ``structure`` visited, in order (the start
-        structure itself when there was no optimisation)."""
-        if self.optimiser() is None:
-            return start_frames(ctx, self.start())[structure : structure + 1]
-        return [frame for task in chunks(ctx.done_tasks(), self.prefix(structure)) for frame in ctx.task_frames(task)]
+        structure itself when there was no optimisation, or the guard stopped it at once)."""
+        visited = [] if self.optimiser() is None else [
+            frame for task in chunks(ctx.done_tasks(), self.prefix(structure)) for frame in ctx.task_frames(task)]
+        return visited or start_frames(ctx, self.start())[structure : structure + 1]

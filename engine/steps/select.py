@@ -5,7 +5,8 @@ rule took. ``bal``: batch active learning with last-layer-gradient features of t
 ensemble and MaxDist (apax.bal; in apax 0.14 the training frames are masked out of the pick but
 do not enter the distances, so the pick is spread within the pool); ``random``; ``all``. A pool
 larger than ``max_pool`` falls back to random selection (the paper's rule for very large pools).
-A rule may force its frames into the training or the validation set.
+A rule may force its frames into the training or the validation set. Candidates that break the
+contact guard are dropped from the pools first and counted per sampler.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Callable, ClassVar
 
 from campaign.spec import Selection
 from engine.step import SingleTaskStep, StepContext, TaskResult, register
+from engine.steps.sampling import GuardedStep
 
 
 @register
-class Select(SingleTaskStep):
+class Select(SingleTaskStep, GuardedStep):
     """Select from every ``pool.<sampler>`` input; ``model`` and ``train`` feed the BAL features."""
 
     kind: ClassVar[str] = "select"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     task: ClassVar[str] = "select"
     inputs: ClassVar[tuple[str, ...] | None] = None  # model, train, pool.<sampler>...
 
@@ -35,7 +37,8 @@ class Select(SingleTaskStep):
         training = cache(lambda: [f for f in ctx.input_frames("train") if f.info.get("split") == "train"])
         pools = {slot.removeprefix("pool."): ctx.input_frames(slot) for slot in sorted(ctx.inputs)
                  if slot.startswith("pool.")}
-        taken: set[tuple[str, int]] = set()
+        guard = {name: self._guard(pool) for name, pool in pools.items()}
+        taken: set[tuple[str, int]] = {(name, i) for name, (removed, _) in guard.items() for i in removed}
         chosen, rules = [], []
         for number, rule in enumerate(self.selection):
             offered = [(name, i) for name in (rule.samplers or sorted(pools)) for i in range(len(pools[name]))
@@ -54,7 +57,20 @@ class Select(SingleTaskStep):
                           "n_selected": len(picked), "method": method, "split": rule.split,
                           "picked": [list(offered[index]) for index in picked]})
         return TaskResult(chosen, {"n_pool": sum(len(p) for p in pools.values()), "n_selected": len(chosen),
-                                   "rules": rules})
+                                   "n_guarded": sum(len(removed) for removed, _ in guard.values()), "rules": rules,
+                                   "guard": {name: {"n_removed": len(removed), "removed": removed, "worst": worst}
+                                             for name, (removed, worst) in guard.items() if removed}})
+
+    def _guard(self, pool: list) -> tuple[list[int], str | None]:
+        """Indices of the candidates that break the contact guard, and the worst contact among them."""
+        if self.contacts is None:
+            return [], None
+        from engine.guards import ContactCheck
+
+        check = ContactCheck(self.contacts, self.smiles)
+        found = [(i, violation) for i, violation in ((i, check(frame)) for i, frame in enumerate(pool)) if violation]
+        worst = max(found, key=lambda item: item[1].severity)[1] if found else None
+        return [i for i, _ in found], None if worst is None else str(worst)
 
     def _pick(self, ctx: StepContext, rule: Selection, pool: list, number: int,
               training: Callable[[], list]) -> tuple[list[int], str]:

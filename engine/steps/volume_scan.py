@@ -16,7 +16,7 @@ class VolumeScan(OptimisingStep):
     scan frames are the candidates; the optimised structures are the ends."""
 
     kind: ClassVar[str] = "volume_scan"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
 
     settings: Settings
 
@@ -50,4 +50,5 @@ class VolumeScan(OptimisingStep):
         for end in ends:
             end.calc = None
         return [ctx.write_frames(frames), ctx.write_frames(ends, ENDS)], {"n_candidates": len(frames),
-                                                                          "n_structures": count}
+                                                                          "n_structures": count,
+                                                                          "guard_stops": self.guard_stops(ctx)}
