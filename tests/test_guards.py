@@ -142,6 +142,9 @@ def test_the_hot_count_survives_a_chunk_boundary():
 def test_a_label_with_100_eV_per_A_is_refused_and_recorded(tmp_path):
     """A label step whose reference gives 100 eV/A (served from the calculation cache, as initial MD
     labels are) refuses that frame: recorded with its force, not passed on."""
+    from ase.io import read, write
+
+    from archive.atomic import sha256_file
     from archive.frames import read_frames, write_frames
     from archive.store import Archive
     from campaign.spec import XTB, Failures
@@ -150,10 +153,6 @@ def test_a_label_with_100_eV_per_A_is_refused_and_recorded(tmp_path):
     from engine.runner import run_graph
     from engine.steps.initial_data import FileFrames
     from engine.steps.label import Label
-
-    from ase.io import read, write
-
-    from archive.atomic import sha256_file
 
     trajectory = tmp_path / "frames.extxyz"
     write(trajectory, [Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74 + 0.01 * k]], cell=[6] * 3, pbc=True)
