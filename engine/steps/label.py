@@ -91,6 +91,7 @@ class Label(Step):
     # ------------------------------------------------------------- one frame
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from archive.frames import read_frames
+        from engine.guards import max_force
         from engine.labelling import label
         from engine.reference import ReferenceFailure
 
@@ -115,7 +116,7 @@ class Label(Step):
                 ctx.archive.journal(ctx.key, {"event": "reference_call", "task": task_id, "level": level})
             labelled.info.update(source_index=index, reference_level=level)
             result = {"failed": False, "level": level, "attempts": attempts, "computed": computed}
-            largest = float(abs(labelled.get_forces()).max())
+            largest = max_force(labelled)
             if self.max_force is not None and largest > self.max_force:
                 result.update(refused=True, reason=f"frame {index}: a force component of {largest:.1f} eV/A > "
                               f"guards.max_force {self.max_force:g} eV/A")

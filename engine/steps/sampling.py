@@ -3,13 +3,17 @@ candidates and end structures."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
 from campaign.spec import Contacts, Optimiser, Start, not_hashed
 from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
 from engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult
+
+if TYPE_CHECKING:
+    from engine.guards import Violation
 
 ENDS = "ends.h5"  # the structures a later sampler continues from, where they differ from the candidates
 
@@ -60,21 +64,25 @@ class GuardedStep(Step):
     contacts: Contacts | None = None
     smiles: list[str] = Field(default_factory=list)
 
-    def first_collapse(self, frames: list) -> tuple[int, str] | None:
-        """The index of the first frame that breaks the contact guard and why, or None."""
+    def violations(self, frames: list) -> Iterator[tuple[int, Violation]]:
+        """Each frame that breaks the contact guard (its index and worst contact), in order."""
         if self.contacts is None:
-            return None
+            return
         from engine.guards import ContactCheck
 
         check = ContactCheck(self.contacts, self.smiles)
         for index, frame in enumerate(frames):
             violation = check(frame)
             if violation is not None:
-                return index, str(violation)
-        return None
+                yield index, violation
+
+    def first_collapse(self, frames: list) -> tuple[int, str] | None:
+        """The index of the first frame that breaks the contact guard and why, or None."""
+        index, violation = next(self.violations(frames), (None, None))
+        return None if index is None else (index, str(violation))
 
 
-class OptimisingStep(GuardedStep, Step):
+class OptimisingStep(GuardedStep):
     """Optimises each start structure with the model in chunks of ``checkpoint_every`` optimiser
     steps (tasks ``s<structure>.steps<first>-<last>``, resumable); subclasses say which settings."""
 

@@ -63,12 +63,7 @@ class Select(SingleTaskStep, GuardedStep):
 
     def _guard(self, pool: list) -> tuple[list[int], str | None]:
         """Indices of the candidates that break the contact guard, and the worst contact among them."""
-        if self.contacts is None:
-            return [], None
-        from engine.guards import ContactCheck
-
-        check = ContactCheck(self.contacts, self.smiles)
-        found = [(i, violation) for i, violation in ((i, check(frame)) for i, frame in enumerate(pool)) if violation]
+        found = list(self.violations(pool))
         worst = max(found, key=lambda item: item[1].severity)[1] if found else None
         return [i for i, _ in found], None if worst is None else str(worst)
 
