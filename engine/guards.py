@@ -63,10 +63,6 @@ class Violation:
         return (f"{a}{self.i}-{b}{self.j} ({self.kind}) {self.distance:.2f} A apart, {side} {self.factor:g} x "
                 f"their covalent radii = {self.bound:.2f} A")
 
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, "atoms": [self.i, self.j], "symbols": list(self.symbols),
-                "distance_A": self.distance, "bound_A": self.bound, "message": str(self)}
-
 
 def bonds_of(atoms: Atoms, templates: list[Template]) -> np.ndarray | None:
     """The bonds (n, 2) of ``atoms`` read as consecutive ions of ``templates``; None if it cannot be read
