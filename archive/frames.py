@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import ase
 import h5py
 import numpy as np
+from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
@@ -38,6 +39,7 @@ LABELS = {  # ase name: (H5MD element, unit, per atom)
     "stress": (f"{OBSERVABLES}/stress", "eV/Angstrom^3", False),
     "charges": (f"{PARTICLES}/charge", "e", True),
 }
+VELOCITY = f"{PARTICLES}/velocity"  # written when asked (MD trajectories), Angstrom/fs
 ATOM_IDS = {"mol_id": f"{PARTICLES}/mol_id"}  # per-atom integer arrays kept (which molecule an atom is in)
 RESERVED_INFO = {"potential_energy", "stress"}  # observables names taken by labels
 MAX_EXACT_INT = 2**53  # info ints are stored as float64 (NaN marks absence): exact up to here
@@ -129,8 +131,8 @@ def _write_header(f: h5py.File, author: str) -> None:
     creator.attrs["version"] = _creator_version()
 
 
-def _write_particles(f: h5py.File, frames: list[ase.Atoms]) -> None:
-    """Species, positions, box and the per-atom labels (forces, charges)."""
+def _write_particles(f: h5py.File, frames: list[ase.Atoms], velocities: bool) -> None:
+    """Species, positions, box, velocities if asked and the per-atom labels (forces, charges)."""
     width = max((len(a) for a in frames), default=0)
     clock = f.create_group(CLOCK)
     clock["step"] = np.arange(1, len(frames) + 1, dtype=np.int64)
@@ -143,6 +145,9 @@ def _write_particles(f: h5py.File, frames: list[ase.Atoms]) -> None:
     box.attrs["boundary"] = ["periodic" if p else "none" for p in (frames[0].pbc if frames else [False] * 3)]
     _element(f, f"{PARTICLES}/box/edges", _stack([a.cell.array for a in frames], (3, 3)), origin="atoms", unit="Angstrom")
     _element(f, f"{PARTICLES}/box/pbc", _stack([a.pbc for a in frames], (3,)), origin="atoms")
+    if velocities:
+        _element(f, VELOCITY, _stack([a.get_velocities() * units.fs for a in frames], (width, 3)), origin="atoms",
+                 unit="Angstrom fs-1")
     _write_labels(f, frames, ("forces", "charges"))
     for name, path in ATOM_IDS.items():
         if any(name in a.arrays for a in frames):
@@ -169,15 +174,17 @@ def _write_observables(f: h5py.File, frames: list[ase.Atoms], infos: list[dict[s
         f[f"{OBSERVABLES}/{key}"].attrs[INFO_TYPE] = kind
 
 
-def write_frames(path: str | os.PathLike[str], frames: Sequence[ase.Atoms], *, author: str = "ilcampaign") -> None:
-    """Write ``frames`` to an H5MD file at ``path`` atomically (old file or new one, never half)."""
+def write_frames(path: str | os.PathLike[str], frames: Sequence[ase.Atoms], *, author: str = "ilcampaign",
+                 velocities: bool = False) -> None:
+    """Write ``frames`` to an H5MD file at ``path`` atomically (old file or new one, never half);
+    ``velocities``: store each frame's velocities too (MD trajectories)."""
     frames = list(frames)
     infos = [_info(a) for a in frames]
     keys = dict.fromkeys(k for info in infos for k in info)
     kinds = {k: _info_type(k, [info[k] for info in infos if k in info]) for k in keys}  # fail before writing
     with atomic_path(path) as tmp, create(tmp) as f:
         _write_header(f, author)
-        _write_particles(f, frames)
+        _write_particles(f, frames, velocities)
         _write_observables(f, frames, infos, kinds)
 
 
@@ -215,6 +222,7 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
         positions, cells, pbcs = (column(f"{PARTICLES}/{p}/value") for p in ("position", "box/edges", "box/pbc"))
         labels = {name: column(f"{p}/value") for name, (p, _, _) in LABELS.items() if p in f}
         ids = {name: column(f"{p}/value") for name, p in ATOM_IDS.items() if p in f}
+        velocity = column(f"{VELOCITY}/value") if VELOCITY in f else None
         infos = {}
         for key, group in f[OBSERVABLES].items() if OBSERVABLES in f else ():
             if group.attrs.get(ORIGIN) == "info":
@@ -236,6 +244,8 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
                 results[name] = float(value) if name == "energy" else value
         if results:
             atoms.calc = SinglePointCalculator(atoms, **results)
+        if velocity is not None:
+            atoms.set_velocities(velocity[row, :count] / units.fs)
         for name, values in ids.items():
             if not np.isnan(values[row, :count]).any():
                 atoms.arrays[name] = values[row, :count].astype(np.int64)
@@ -245,3 +255,78 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
                 atoms.info[key] = value
         frames.append(atoms)
     return frames
+
+
+def concatenate(path: str | os.PathLike[str], sources: Sequence[str | os.PathLike[str]], *,
+                frames_per_chunk: int = 64) -> None:
+    """Stream the frames of ``sources`` (files of ``write_frames`` with the same atoms and entries)
+    into one file at ``path``, atomically, holding one source in memory at a time. Time series are
+    chunked along frames and uncompressed (analyses read them in blocks of frames); the frame
+    ordinals and times run on over the joined files, and every element links to them as in
+    ``write_frames``."""
+    if not sources:
+        raise ValueError("nothing to concatenate")
+    with h5py.File(sources[0], "r") as first:
+        layout = _layout(first)
+    total = 0
+    with atomic_path(path) as tmp, create(tmp) as out:
+        for source in sources:
+            with h5py.File(source, "r") as f:
+                if _layout(f) != layout:
+                    raise ValueError(f"{source} holds other entries or atoms than {sources[0]}")
+                n = f[SPECIES].shape[0]
+                if total == 0:
+                    _copy_skeleton(f, out, frames_per_chunk)
+                for name in layout:
+                    if name.rsplit("/", 1)[-1] in ("step", "time"):
+                        continue
+                    target = out[name]
+                    target.resize(total + n, axis=0)
+                    target[total:] = f[name][()]
+                total += n
+        clock = out[CLOCK]
+        clock["step"].resize((total,))
+        clock["step"][:] = np.arange(1, total + 1, dtype=np.int64)
+        clock["time"].resize((total,))
+        clock["time"][:] = np.arange(1, total + 1, dtype=np.float64)
+
+
+def _layout(f: h5py.File) -> dict[str, tuple]:
+    """Every time-series dataset of a frames file: path -> (dtype, shape of one frame)."""
+    found: dict[str, tuple] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and name.startswith(("particles", "observables")):
+            found[name] = (str(obj.dtype), obj.shape[1:])
+
+    f.visititems(visit)
+    return found
+
+
+def _copy_skeleton(f: h5py.File, out: h5py.File, frames_per_chunk: int) -> None:
+    """The groups, attributes and empty resizable datasets of ``f`` in ``out``, step/time links included."""
+    out.create_group("h5md")
+    for name, obj in f["h5md"].items():
+        out.create_group(f"h5md/{name}")
+        out[f"h5md/{name}"].attrs.update(obj.attrs)
+    out["h5md"].attrs.update(f["h5md"].attrs)
+    clock = out.create_group(CLOCK)
+    clock.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,))
+    clock.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(4096,))
+    clock["time"].attrs["unit"] = "fs"
+
+    def visit(name: str, obj: Any) -> None:
+        if not name.startswith(("particles", "observables")):
+            return
+        if isinstance(obj, h5py.Group):
+            group = out.require_group(name)
+            group.attrs.update(obj.attrs)
+            if "value" in obj and name != CLOCK.lstrip("/"):
+                group["step"], group["time"] = clock["step"], clock["time"]
+        elif name.endswith("/value"):
+            shape = obj.shape[1:]
+            dataset = out.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=obj.dtype,
+                                         chunks=(frames_per_chunk, *shape) if all(shape) else None)
+            dataset.attrs.update(obj.attrs)
+
+    f.visititems(visit)

@@ -48,7 +48,7 @@ def run_task(ref: TaskRef) -> str:
     if result.frames:
         from archive.frames import write_frames
 
-        write_frames(archive.task_file(ref.key, ref.task_id, ".h5"), result.frames)
+        write_frames(archive.task_file(ref.key, ref.task_id, ".h5"), result.frames, velocities=result.velocities)
     summary = dict(result.summary, wall_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
     archive.commit_task(ref.key, ref.task_id, summary)
     archive.journal(ref.key, {"event": "task_done", "task": ref.task_id, "time": time.time()})

@@ -14,6 +14,7 @@ from archive.store import Archive
 from campaign.spec import ApaxModel, CampaignSpec, dispersion
 from campaign.spec.sampling import CHAINED_KINDS
 from engine.hashing import canonical, step_key
+from engine.results_graph import analysis_nodes, production_nodes
 from engine.step import Step
 
 
@@ -55,6 +56,8 @@ def build_graph(spec: CampaignSpec, base: Path = Path(".")) -> list[Node]:
     ]
     if spec.sampling:
         nodes += lotf_nodes(spec)
+    nodes += production_nodes(spec, base)
+    nodes += analysis_nodes(spec, nodes, base)
     return resolve_keys(nodes)
 
 

@@ -29,10 +29,12 @@ class StepFailed(Exception):
 
 @dataclass
 class TaskResult:
-    """What a task hands back: configurations to store and a JSON-able summary."""
+    """What a task hands back: configurations to store (with their velocities if ``velocities``)
+    and a JSON-able summary."""
 
     frames: list[Atoms] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    velocities: bool = False
 
 
 @dataclass

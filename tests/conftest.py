@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 TINY_SPEC = """\
@@ -50,6 +52,53 @@ def tiny_spec(
     )
     path.write_text(text)
     return path
+
+
+#: a tiny model trained in about a minute (the ``trained`` fixture's)
+TINY_MODEL = """
+model:
+  r_max: 3.5 A
+  n_basis: 4
+  n_radial: 2
+  nn: [8, 8]
+  epochs: 3
+  batch_size: 2
+  valid_batch_size: 4
+"""
+
+#: a 3-epoch model's MD soon breaks the contact guard and strays above twice its target temperature;
+#: tests on resuming keep only the one-step blow-up bound
+LOOSE_GUARDS = "guards:\n  contacts: null\n  temperature: {ratio: 4.9, steps: 1000000}\n"
+
+
+def trained_spec(path: Path, extra: str) -> Path:
+    """The tiny spec with xTB MD initial data (4 frames, one held out for testing), TINY_MODEL,
+    LOOSE_GUARDS and ``extra``; its
+    steps up to ``train.initial`` do not depend on ``extra``, so the ``trained`` work directory serves all."""
+    spec = tiny_spec(path, initial_data=MD.format(n_steps=8, interval=2, chunk=500))
+    spec.write_text(spec.read_text() + TINY_MODEL + LOOSE_GUARDS + "initial_split: {n_test: 1}\n" + extra)
+    return spec
+
+
+def nodes_until(spec: Path, last: str):
+    """The spec's steps up to and including ``last``."""
+    from campaign.loader import load_spec
+    from engine.graph import build_graph
+
+    nodes = build_graph(load_spec(spec), base=spec.parent)
+    return nodes[: [n.name for n in nodes].index(last) + 1]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """A work directory with the steps of ``trained_spec`` up to the first model (train.initial)."""
+    from engine.runner import run_graph
+
+    root = tmp_path_factory.mktemp("trained")
+    spec = trained_spec(root / "spec.yaml", "sampling:\n  - samplers:\n      md: {n_steps: 10}\n"
+                                            "    selection: {kind: random, n: 1}\n")
+    run_graph(nodes_until(spec, "train.initial"), root / "wd", workers=1, progress=lambda *a: None)
+    return root / "wd"
 
 
 def campaign_cmd(*args: str | os.PathLike[str]) -> list[str]:

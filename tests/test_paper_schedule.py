@@ -131,7 +131,7 @@ MUTATIONS = {  # an edit of specs/bmim_bf4.yaml -> the iterations whose rows it 
     "relabel splits": ("splits: [train, valid]", "splits: [train, valid, test]", {"d3_free"}),
     "ml16 split": ("{kind: random, n: 100, samplers: [md], split: valid}",
                    "{kind: random, n: 100, samplers: [md], split: train}", {"ml16"}),
-    "ml17 hybrid": ("hybrid_d3: true", "hybrid_d3: false", {"ml17"}),
+    "ml17 hybrid": ("hybrid_d3: true             #", "hybrid_d3: false             #", {"ml17"}),
     "final cutoff": ("d3_cutoff: 20 A", "d3_cutoff: 40 A", {"final.dft_d3_20A"}),
 }
 

@@ -21,22 +21,10 @@ import pytest
 from archive.frames import read_frames
 from archive.store import Archive
 from campaign.loader import load_spec
-from engine.graph import build_graph
 from engine.runner import run_graph
-from tests.conftest import MD, ROOT, tiny_spec
+from tests.conftest import ROOT, nodes_until, trained_spec
 
 pytestmark = pytest.mark.slow
-
-MODEL = """
-model:
-  r_max: 3.5 A
-  n_basis: 4
-  n_radial: 2
-  nn: [8, 8]
-  epochs: 3
-  batch_size: 2
-  valid_batch_size: 4
-"""
 
 SAMPLERS = {  # thousands of steps, in chunks of 500 (checkpoints.md_steps)
     "ase-nvt-ramps": "{thermostat: langevin, temperature: {start: 300 K, end: 400 K, amplitude: 30 K, oscillations: 2}, "
@@ -49,30 +37,8 @@ SAMPLERS = {  # thousands of steps, in chunks of 500 (checkpoints.md_steps)
 }
 
 
-#: a 3-epoch model's MD soon breaks the contact guard and strays above twice its target temperature;
-#: resuming is what is tested here, so only the one-step blow-up bound is kept
-GUARDS = "guards:\n  contacts: null\n  temperature: {ratio: 4.9, steps: 1000000}\n"
-
-
 def spec_for(path: Path, sampler: str) -> Path:
-    spec = tiny_spec(path, initial_data=MD.format(n_steps=8, interval=2, chunk=500))
-    spec.write_text(spec.read_text() + MODEL + GUARDS +
-                    f"sampling:\n  - samplers:\n      md: {sampler}\n    selection: {{kind: random, n: 1}}\n")
-    return spec
-
-
-def nodes_until(spec: Path, last: str):
-    nodes = build_graph(load_spec(spec), base=spec.parent)
-    return nodes[: [n.name for n in nodes].index(last) + 1]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A work directory with the first model trained (the steps before any sampler)."""
-    root = tmp_path_factory.mktemp("trained")
-    spec = spec_for(root / "spec.yaml", SAMPLERS["ase-nvt-ramps"])
-    run_graph(nodes_until(spec, "train.initial"), root / "wd", workers=1, progress=lambda *a: None)
-    return root / "wd"
+    return trained_spec(path, f"sampling:\n  - samplers:\n      md: {sampler}\n    selection: {{kind: random, n: 1}}\n")
 
 
 def test_initial_data_labels_come_from_the_md(trained):

@@ -4,6 +4,7 @@ picked by ``kind:``. Quantities accept units (``"800 Ry"``, ``"0.5 fs"``) and ar
 units. This package imports nothing else of ilcampaign but the unit helpers, so the engine and
 the CLI can both build on it."""
 
+from campaign.spec.analyses import RDF, Analysis, DensityAnalysis, Diffusion, Dihedrals, InferenceCost, ModelErrors, Site
 from campaign.spec.base import Problem, Section, brief, deep_merge, not_hashed, with_overrides
 from campaign.spec.campaign_info import Author, CampaignInfo
 from campaign.spec.campaign_spec import CampaignSpec, FinalStage, Stage
@@ -14,7 +15,9 @@ from campaign.spec.final_models import FinalModel
 from campaign.spec.guards import Contacts, Guards, TemperatureGuard
 from campaign.spec.initial_data import InitialData, InitialFile, InitialMD, InitialRattle, InitialSplit
 from campaign.spec.model import ApaxModel, Ensemble, LearningRates, LossWeights
+from campaign.spec.production import BoxPreparation, Production, ProductionRun
 from campaign.spec.reference import CP2K, D3, SCF, XTB, Reference, dispersion
+from campaign.spec.references import ReferenceData
 from campaign.spec.sampling import (
     SAMPLER_KINDS,
     BoxRamp,
@@ -36,6 +39,8 @@ from campaign.spec.sampling import (
 from campaign.spec.system import Ion, IonRelaxation, System, formal_charge
 
 __all__ = [
+    "RDF", "Analysis", "BoxPreparation", "DensityAnalysis", "Diffusion", "Dihedrals", "InferenceCost", "ModelErrors",
+    "Production", "ProductionRun", "ReferenceData", "Site",
     "ApaxModel", "Author", "BoxRamp", "CP2K", "CampaignInfo", "CampaignSpec", "Checkpoints", "ConformerSampler", "Contacts",
     "D3", "DEFAULT_RETRIES", "DispersionCorrection", "Ensemble", "Failures", "FinalModel", "FinalStage",
     "GeometryOptimisation", "Guards", "InitialData", "InitialFile", "InitialMD", "InitialPool", "InitialRattle",

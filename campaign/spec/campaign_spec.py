@@ -4,9 +4,12 @@ schedule, each with its reference method, its models and the dispersion of its l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
+from math import gcd
 
 from pydantic import Field, field_validator, model_validator
 
+from campaign.spec.analyses import Analysis
 from campaign.spec.base import Problem, Section, brief, with_overrides
 from campaign.spec.campaign_info import CampaignInfo
 from campaign.spec.checkpoints import Checkpoints
@@ -16,7 +19,9 @@ from campaign.spec.final_models import FinalModel
 from campaign.spec.guards import Guards
 from campaign.spec.initial_data import InitialData, InitialMD, InitialSplit
 from campaign.spec.model import ApaxModel
+from campaign.spec.production import Production
 from campaign.spec.reference import CP2K, XTB, Reference, dispersion
+from campaign.spec.references import ReferenceData
 from campaign.spec.sampling import (
     Iteration,
     Planned,
@@ -25,7 +30,8 @@ from campaign.spec.sampling import (
 )
 from campaign.spec.system import System
 
-RESERVED_NAMES = ("initial", "initial_data", "molecules", "pack", "final", "label", "dataset", "train")
+RESERVED_NAMES = ("initial", "initial_data", "molecules", "pack", "final", "label", "dataset", "train", "last",
+                  "all", "production", "analysis")
 STRUCTURE_KINDS = ("md", "geometry_optimisation", "volume_scan", "conformers")  # steps a sampler can start from
 
 
@@ -68,6 +74,9 @@ class CampaignSpec(Section):
     final_models: list[FinalModel] = Field(default_factory=list, description="trained on the final dataset")
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     guards: Guards = Field(default_factory=Guards)
+    production: Production = Field(default_factory=Production)
+    analyses: dict[str, Analysis] = Field(default_factory=dict, description="named analyses, one step each")
+    references: dict[str, ReferenceData] = Field(default_factory=dict, description="reference data by name")
 
     @field_validator("sampling", mode="before")
     @classmethod
@@ -170,7 +179,86 @@ class CampaignSpec(Section):
 
     def problems(self) -> list[Problem]:
         """What is wrong across sections (located), beyond what each section checks itself."""
-        return [*self._name_problems(), *self._start_problems(), *self._model_problems(), *self._dispersion_problems()]
+        return [*self._name_problems(), *self._start_problems(), *self._model_problems(), *self._dispersion_problems(),
+                *self._production_problems(), *self._analysis_problems()]
+
+    def model_names(self) -> list[str]:
+        """Names of the trained models, in training order: ``initial`` (with a schedule), each
+        training iteration, ``final.<name>``."""
+        if not self.sampling:
+            return []
+        return ["initial", *(s.planned.name for s in self.stages()), *(f"final.{f.name}" for f in self.final_models)]
+
+    def resolve_models(self, names: list[str]) -> list[str]:
+        """``names`` with ``last`` replaced by the last model trained and ``all`` by every model."""
+        known = self.model_names()
+        resolved = []
+        for name in names:
+            resolved += known if name == "all" else known[-1:] if name == "last" else [name]
+        return list(dict.fromkeys(resolved))
+
+    def _production_problems(self) -> list[Problem]:
+        problems, known = [], self.model_names()
+        for run_name, run in self.production.runs.items():
+            for index, model in enumerate(run.models):
+                if model not in (*known, "last", "all"):
+                    problems.append(Problem(("production", "runs", run_name, "models", index),
+                                            f"no trained model {model!r}",
+                                            f"models this spec trains: {', '.join(known) or 'none (no sampling)'}"))
+            reference = run.box.density_reference
+            if reference is not None and (reference not in self.references
+                                          or self.references[reference].quantity != "density"):
+                problems.append(Problem(("production", "runs", run_name, "box", "density_reference"),
+                                        f"no density entry {reference!r} in references",
+                                        f"density entries: {', '.join(n for n, r in self.references.items() if r.quantity == 'density') or 'none'}"))
+            if run.hybrid_d3 and run.engine == "jax":
+                problems.append(Problem(("production", "runs", run_name, "engine"),
+                                        "JAX MD cannot run the hybrid model (MLP + D3) yet", "use engine: auto or ase"))
+        return problems
+
+    def _analysis_problems(self) -> list[Problem]:
+        problems = []
+        ions = {ion.name: ion for ion in self.system.ions}
+        runs = self.production.runs
+        for name, analysis in self.analyses.items():
+            where = ("analyses", name)
+            for index, run in enumerate(getattr(analysis, "runs", None) or []):
+                if run not in runs:
+                    problems.append(Problem((*where, "runs", index), f"no production run {run!r}",
+                                            f"runs: {', '.join(runs) or 'none'}"))
+            analysed = [runs[r] for r in (getattr(analysis, "runs", None) or runs) if r in runs]
+            sites = [*getattr(analysis, "sites", []), *(s for pair in getattr(analysis, "pairs", []) for s in pair)]
+            if hasattr(analysis, "ion"):
+                sites.append(analysis)
+            for site in sites:
+                if site.ion not in ions:
+                    problems.append(Problem(where, f"no ion {site.ion!r} in system.ions", f"ions: {', '.join(ions)}"))
+            reference = getattr(analysis, "reference", None)
+            if reference is not None:
+                if reference not in self.references:
+                    problems.append(Problem((*where, "reference"), f"no references entry {reference!r}",
+                                            f"entries: {', '.join(self.references) or 'none'}"))
+                elif self.references[reference].quantity != analysis.kind:
+                    problems.append(Problem((*where, "reference"), f"references.{reference} holds "
+                                            f"{self.references[reference].quantity}, not {analysis.kind}"))
+            if analysis.kind in ("rdf", "diffusion", "density", "dihedrals") and not analysed:
+                problems.append(Problem(where, f"a {analysis.kind} analysis needs production runs",
+                                        "add production.runs, or name existing ones in runs"))
+            if analysis.kind == "density" and any(run.ensemble != "npt" for run in analysed):
+                problems.append(Problem((*where, "runs"), "density is averaged over NPT runs only",
+                                        "name the NPT runs in runs"))
+            if analysis.kind == "inference_cost":
+                divisor = reduce(gcd, (ion.count for ion in self.system.ions))
+                for index, pairs in enumerate(analysis.ion_pairs):
+                    if pairs % divisor:
+                        problems.append(Problem((*where, "ion_pairs", index), f"{pairs} ion pairs is not a whole "
+                                                f"number of copies of the system's box ({divisor} formula units)",
+                                                f"use multiples of {divisor}"))
+            for index, model in enumerate(getattr(analysis, "models", [])):
+                if model not in (*self.model_names(), "last", "all"):
+                    problems.append(Problem((*where, "models", index), f"no trained model {model!r}",
+                                            f"models: {', '.join(self.model_names())}"))
+        return problems
 
     def _name_problems(self) -> list[Problem]:
         problems, seen = [], {}

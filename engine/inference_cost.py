@@ -1,0 +1,261 @@
+"""Cost of an MD step with a model versus system size, per engine path: our JAX MD (engine.jax_md),
+apax's ASE calculator with ASE MD, and that plus torch-dftd D3 at given cutoffs. It tells which
+path, box size and D3 cutoff a campaign can afford.
+
+Every path runs NVT at TEMPERATURE_K with a 0.5 fs step and a Nose-Hoover chain of damping time
+THERMOSTAT_TIME_FS, as the md step runs it: jax_md's ``nvt_nose_hoover`` (chain of 5) for ``jax``,
+ASE's ``NoseHooverChainNVT`` (chain of 3) for ``ase`` and ``ase+d3``. Steps are timed in chunks as
+the md step runs them (engine.jax_md.run_nvt_chunk, engine.dynamics.run_md_chunk): one frame per
+chunk, no uncertainty stop, each chunk's fixed costs (state hand-over, neighbour list) included.
+JAX's tracing and compilation within a timed chunk (engine.jax_md recompiles when a chunk starts
+with a new neighbour-list capacity or pair count, apax's calculator when its list overflows) are
+taken off its time and reported apart.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from ase import Atoms
+
+PATHS = ("jax", "ase", "ase+d3")
+TIMESTEP_FS = 0.5
+THERMOSTAT_TIME_FS = 25.0
+TEMPERATURE_K = 300.0
+SEED = 0  # Maxwell-Boltzmann momenta, drawn alike by both engines
+
+
+def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple[int, int, int]],
+                   paths: Sequence[str], d3: dict[str, Any] | None, d3_cutoffs: Sequence[float], n_steps: int,
+                   warmup: int, n_timings: int = 3, cache_dir: Path | None = None) -> xr.Dataset:
+    """Seconds per MD step of the apax model in ``model_dir`` on ``box`` replicated k x k x k (an int)
+    or a x b x c (a triple) for each of ``repeats``, through each of ``paths`` (``PATHS``).
+
+    ``d3``: engine.d3.hybrid_calculator's keyword arguments (engine.steps.md.d3_options gives them for
+    a spec's d3 section; None: its defaults) with ``cutoff`` replaced by each of ``d3_cutoffs`` (A),
+    one ``ase+d3`` run each. Each (path, size) first runs at least ``warmup`` steps (compilation,
+    neighbour lists, thermostat settling) in chunks of ``n_steps`` steps, then ``n_timings`` chunks
+    are timed one by one; the median and the spread are reported. The time JAX spends compiling
+    within a timed chunk is taken off (and reported). ``jax`` is NaN, with the reason, where the box is not periodic or
+    not wider than twice the model's cutoff (engine.apax_model.jax_md_valid); any path is NaN, with
+    the reason, where the MD stopped early (blow-up or temperature guard). See ``_dataset``.
+    """
+    from engine.apax_model import _model_config
+
+    unknown = sorted(set(paths) - set(PATHS))
+    if unknown or not paths or len(set(paths)) != len(paths):
+        raise ValueError(f"paths must be distinct entries of {PATHS}, got {list(paths)}")
+    if ("ase+d3" in paths) != bool(d3_cutoffs):
+        raise ValueError("give D3 cutoffs exactly when the ase+d3 path is timed")
+    if min(n_steps, warmup, n_timings) < 1:
+        raise ValueError(f"n_steps, warmup and n_timings must be at least 1, got {n_steps}, {warmup}, {n_timings}")
+    if not repeats:
+        raise ValueError("give at least one replication of the box")
+    replications = sorted((_replication(r) for r in repeats), key=lambda r: len(box) * math.prod(r))
+    model_dir = Path(model_dir)
+    r_max = _model_config(model_dir).model.basis.r_max
+    runs = [(path, math.nan) for path in paths if path != "ase+d3"]
+    runs += [("ase+d3", float(cutoff)) for cutoff in d3_cutoffs] if "ase+d3" in paths else []
+    warmup_steps = -(-warmup // n_steps) * n_steps
+    samples = np.full((len(runs), len(replications), n_timings), np.nan)
+    compile_times = np.full_like(samples, np.nan)
+    reasons = np.full((len(runs), len(replications)), "", dtype=object)
+    for j, replication in enumerate(replications):
+        atoms = box.repeat(replication)
+        for i, (path, cutoff) in enumerate(runs):
+            reason = _jax_invalid(atoms, r_max) if path == "jax" else ""
+            if not reason:
+                timer = _jax_timer(model_dir, cache_dir) if path == "jax" else _ase_timer(model_dir, cutoff, d3,
+                                                                                          cache_dir)
+                times, compiling, reason = timer(atoms, n_steps, warmup_steps, n_timings)
+                samples[i, j, :len(times)] = times
+                compile_times[i, j, :len(times)] = compiling
+            reasons[i, j] = reason
+    settings = {"n_steps": n_steps, "warmup_steps": warmup_steps, "n_timings": n_timings, "r_max": r_max,
+                "torch_device": (d3 or {}).get("device", "cpu")}
+    return _dataset(runs, [len(box) * math.prod(r) for r in replications], replications, samples, compile_times,
+                    reasons, settings)
+
+
+def _replication(repeat: int | Sequence[int]) -> tuple[int, int, int]:
+    """(a, b, c) for an int k (k, k, k) or a triple; ValueError for anything else or a factor below 1."""
+    replication = (repeat,) * 3 if isinstance(repeat, (int, np.integer)) else tuple(repeat)
+    if len(replication) != 3 or min(replication) < 1:
+        raise ValueError(f"a replication is k or (a, b, c) with factors >= 1, got {repeat!r}")
+    return tuple(int(k) for k in replication)
+
+
+def _jax_invalid(atoms: Atoms, r_max: float) -> str:
+    """Why our JAX MD cannot run ``atoms`` ("" if it can)."""
+    from engine.apax_model import jax_md_valid
+
+    if not atoms.pbc.all():
+        return "JAX MD runs periodic boxes only"
+    if not jax_md_valid(atoms, r_max):
+        width = float(np.min(1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1)))
+        return (f"box too small for JAX MD: a perpendicular width {width:.4g} A is not above 2 r_max = "
+                f"{2 * r_max:g} A (jax_md's minimum image would miss neighbours)")
+    return ""
+
+
+Timer = Callable[["Atoms", int, int, int], tuple[list[float], list[float], str]]
+
+
+@contextmanager
+def _compiling() -> Iterator[list[tuple[float, float]]]:
+    """The (start, end) times of JAX's tracing, lowering and compilation (persistent cache reads
+    included) while in the block; nested ones (a jit traced within another) overlap."""
+    import jax.monitoring
+
+    spans: list[tuple[float, float]] = []
+
+    def listener(event: str, start_time: float, end_time: float, **kwargs: Any) -> None:
+        if event.startswith("/jax/core/compile/"):
+            spans.append((start_time, end_time))
+
+    jax.monitoring.register_event_time_span_listener(listener)
+    try:
+        yield spans
+    finally:
+        jax.monitoring.unregister_event_time_span_listener(listener)
+
+
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of the spans."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
+
+
+def _chunked(run: Callable[[Atoms, int, int, Any, int], tuple[Any, str | None]]) -> Timer:
+    """A timer from ``run(atoms, first, last, state, interval) -> (state, stop reason or None)``: chunks
+    of ``n_steps`` steps (a frame at each chunk's end), the first ``warmup_steps`` untimed; for each
+    timed chunk, the seconds per step less JAX's compilation, and that compilation time (s); no
+    times, and the reason, if the MD stops early."""
+    def timer(atoms: Atoms, n_steps: int, warmup_steps: int, n_timings: int) -> tuple[list[float], list[float], str]:
+        state, stop = None, None
+        times: list[float] = []
+        compiling: list[float] = []
+        for first in range(0, warmup_steps + n_timings * n_steps, n_steps):
+            with _compiling() as spans:
+                start = time.perf_counter()
+                state, stop = run(atoms, first, first + n_steps, state, n_steps)
+                elapsed = time.perf_counter() - start
+            if stop:
+                return [], [], f"MD stopped early, no timing kept: {stop}"
+            if first >= warmup_steps:
+                compiling.append(_covered(spans))
+                times.append((elapsed - compiling[-1]) / n_steps)
+        return times, compiling, ""
+
+    return timer
+
+
+def _jax_timer(model_dir: Path, cache_dir: Path | None) -> Timer:
+    """Chunks of engine.jax_md.run_nvt_chunk (no uncertainty stop)."""
+    from engine.jax_md import NVTSettings, run_nvt_chunk
+
+    def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
+        settings = NVTSettings(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
+                               threshold=None)
+        chunk = run_nvt_chunk(model_dir, atoms, np.full(last + 1, TEMPERATURE_K), settings, seed=SEED, first=first,
+                              last=last, state=state, cache_dir=cache_dir)
+        return chunk.state, chunk.stop_reason
+
+    return _chunked(run)
+
+
+def _ase_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cache_dir: Path | None) -> Timer:
+    """Chunks of engine.dynamics.run_md_chunk with apax's calculator (plus D3 at ``d3_cutoff`` unless
+    NaN), one calculator for all chunks of a size so that only the warm-up compiles."""
+    from campaign.spec import MDSampler
+    from engine.apax_model import load_calculator
+    from engine.dynamics import run_md_chunk
+
+    calc = load_calculator(model_dir, cache_dir=cache_dir)
+    if not math.isnan(d3_cutoff):
+        from engine.d3 import hybrid_calculator
+
+        calc = hybrid_calculator(calc, **{**(d3 or {}), "cutoff": d3_cutoff})
+
+    def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
+        sampler = MDSampler(ensemble="nvt", thermostat="nose_hoover_chain", temperature=TEMPERATURE_K,
+                            thermostat_time=THERMOSTAT_TIME_FS, timestep=TIMESTEP_FS, n_steps=last,
+                            interval=interval, uncertainty_threshold=None, engine="ase")
+        chunk = run_md_chunk(atoms, calc, sampler, seed=SEED, first=first, last=last, state=state, uncertainty=None)
+        return chunk.state, chunk.stop_reason
+
+    return _chunked(run)
+
+
+def _dataset(runs: list[tuple[str, float]], n_atoms: list[int], replications: list[tuple[int, int, int]],
+             samples: np.ndarray, compile_times: np.ndarray, reasons: np.ndarray, settings: dict[str, Any]
+             ) -> xr.Dataset:
+    """Over ``run`` (a path, and a D3 cutoff for ase+d3) and ``size`` (increasing n_atoms): the median,
+    min and max seconds per step of the timed chunks, each chunk's time and JAX compilation time
+    (``timing``), steps per second (from the median) and why a cell is NaN; the devices and thread
+    counts as attributes."""
+    import jax
+    import torch
+    import xarray as xr
+
+    labels = [path if math.isnan(cutoff) else f"{path} (cutoff {cutoff:g} A)" for path, cutoff in runs]
+    per_step = {"units": "s", "comment": "wall time per MD step less JAX compilation, a chunk's fixed costs "
+                                         "included"}
+    with warnings.catch_warnings():  # all-NaN cells stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median, low, high = np.median(samples, axis=-1), np.min(samples, axis=-1), np.max(samples, axis=-1)
+    attrs = {
+        "description": "MD cost per step versus system size per engine path (performance is measured, not asserted)",
+        "integrator": f"NVT, timestep {TIMESTEP_FS:g} fs, Nose-Hoover chain of damping time {THERMOSTAT_TIME_FS:g} fs "
+                      f"at {TEMPERATURE_K:g} K; jax: jax_md nvt_nose_hoover (chain length 5), ase and ase+d3: ASE "
+                      "NoseHooverChainNVT (chain length 3)",
+        "timing": "per (path, size): chunks of n_steps steps, one frame each, no uncertainty check; the first "
+                  "warmup_steps steps untimed (compilation), then n_timings chunks timed one by one; JAX "
+                  "compilation within a timed chunk is taken off its time",
+        "jax_platform": jax.devices()[0].platform,
+        "jax_device": str(jax.devices()[0]),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count() or 0,
+        "cpu_affinity": len(os.sched_getaffinity(0)),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "timestep_fs": TIMESTEP_FS,
+        "thermostat_time_fs": THERMOSTAT_TIME_FS,
+        "temperature_K": TEMPERATURE_K,
+        **settings,
+    }
+    return xr.Dataset(
+        {
+            "time_per_step": (("run", "size"), median, {**per_step, "comment": per_step["comment"] + "; median over "
+                                                        "the timed chunks; NaN where not run (see not_run_reason)"}),
+            "time_per_step_min": (("run", "size"), low, per_step),
+            "time_per_step_max": (("run", "size"), high, per_step),
+            "time_per_step_samples": (("run", "size", "timing"), samples, {**per_step, "comment": "one per timed chunk"}),
+            "compile_time_samples": (("run", "size", "timing"), compile_times, {
+                "units": "s", "comment": "JAX tracing, lowering and compilation within each timed chunk (taken "
+                                         "off time_per_step_samples x n_steps)"}),
+            "steps_per_second": (("run", "size"), 1.0 / median, {"units": "1/s", "comment": "1 / time_per_step"}),
+            "not_run_reason": (("run", "size"), reasons.astype(str), {"comment": "empty where timed"}),
+        },
+        coords={
+            "run": ("run", labels),
+            "path": ("run", [path for path, _ in runs]),
+            "d3_cutoff": ("run", [cutoff for _, cutoff in runs], {"units": "Angstrom", "comment": "NaN: no D3"}),
+            "n_atoms": ("size", n_atoms, {"units": "1"}),
+            "replication": (("size", "cell_vector"), np.array(replications), {"units": "1"}),
+        },
+        attrs=attrs,
+    )

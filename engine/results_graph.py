@@ -1,0 +1,241 @@
+"""The production runs and analyses of a spec as graph nodes: per production grid point a packed,
+optimised (optionally compressed and NVT-equilibrated) box and the run; per analysis one step
+over the runs (or models) it names."""
+
+from __future__ import annotations
+
+from functools import reduce
+from math import gcd
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from campaign.spec import CampaignSpec, ProductionRun
+    from engine.graph import Node
+
+
+def model_node(name: str) -> str:
+    """The train step of a model name (``initial``, an iteration, ``final.<name>``)."""
+    return "train.initial" if name == "initial" else f"{name}.train"
+
+
+def formula_unit(spec: CampaignSpec) -> list[int]:
+    """Ions per formula unit (the smallest neutral set): the system's counts over their gcd."""
+    divisor = reduce(gcd, (ion.count for ion in spec.system.ions))
+    return [ion.count // divisor for ion in spec.system.ions]
+
+
+def unit_mass(spec: CampaignSpec) -> float:
+    """Mass of one formula unit (amu), from the ions' SMILES."""
+    from ase.data import atomic_masses, atomic_numbers
+
+    from engine.guards import template
+
+    return sum(n * sum(atomic_masses[atomic_numbers[s]] for s in template(ion.smiles).symbols)
+               for n, ion in zip(formula_unit(spec), spec.system.ions))
+
+
+def _seed(spec: CampaignSpec, name: str) -> int:
+    """A step's seed from the campaign seed and its name (adding a run changes no other run's seed)."""
+    import hashlib
+
+    digest = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+    return (spec.campaign.seed + spec.production.seed_offset + digest) % 2**31
+
+
+def temperature_label(temperature: float) -> str:
+    return f"{temperature:g}K"
+
+
+def production_nodes(spec: CampaignSpec, base: Path) -> list[Node]:
+    """Every production grid point: pack (per size), optimise (per model and size), compress and
+    NVT-equilibrate if asked (per temperature), then the run."""
+    from engine.graph import Node
+
+    nodes: list[Node] = []
+    for run_name, run in spec.production.runs.items():
+        group = f"production {run_name}"
+        for pairs in run.ion_pairs:
+            pack = f"production.{run_name}.{pairs}.pack"
+            nodes.append(Node(pack, _pack(spec, run, pairs, _seed(spec, pack), base), inputs={"molecules": "molecules"}, group=group))
+            for model in spec.resolve_models(run.models):
+                start = pack
+                if run.box.optimise is not None:
+                    start = f"production.{run_name}.{model}.{pairs}.optimise"
+                    nodes.append(Node(start, _optimise(spec, run), inputs={"model": model_node(model), "start": pack},
+                                      group=group))
+                for temperature in run.temperatures:
+                    point = f"production.{run_name}.{model}.{temperature_label(temperature)}.{pairs}"
+                    for phase, sampler in _preparation(spec, run, pairs, temperature, base):
+                        nodes.append(Node(f"{point}.{phase}", _md(spec, run, sampler, _seed(spec, f"{point}.{phase}")),
+                                          inputs={"model": model_node(model), "start": start}, group=group))
+                        start = f"{point}.{phase}"
+                    for replica in range(run.replicas):
+                        name = point if run.replicas == 1 else f"{point}.r{replica}"
+                        nodes.append(Node(name, _production(spec, run, _sampler(run, temperature), _seed(spec, name)),
+                                          inputs={"model": model_node(model), "start": start}, group=group,
+                                          notes=f"{run.ensemble.upper()} {temperature:g} K, {pairs} ion pairs"))
+    return nodes
+
+
+def production_points(spec: CampaignSpec, runs: list[str] | None) -> list[tuple[str, dict[str, Any]]]:
+    """(node name, facts analyses need) of every production run of ``runs`` (None: all)."""
+    points = []
+    for run_name, run in spec.production.runs.items():
+        if runs is not None and run_name not in runs:
+            continue
+        for pairs in run.ion_pairs:
+            for model in spec.resolve_models(run.models):
+                for temperature in run.temperatures:
+                    point = f"production.{run_name}.{model}.{temperature_label(temperature)}.{pairs}"
+                    for replica in range(run.replicas):
+                        points.append((point if run.replicas == 1 else f"{point}.r{replica}", {
+                            "run": run_name, "model": model, "temperature_K": float(temperature),
+                            "ion_pairs": pairs, "replica": replica, "ensemble": run.ensemble,
+                            "equilibration_fs": float(run.equilibration)}))
+    return points
+
+
+def target_density(spec: CampaignSpec, run: ProductionRun, temperature: float | None, base: Path) -> float:
+    """The density (amu/A^3) a run's box is brought to: the measured one at ``temperature`` with
+    ``density_reference``, else ``box.density`` or the system's."""
+    if run.box.density_reference is None or temperature is None:
+        return run.box.density or spec.system.density
+    from campaign.units import to_internal
+    from engine.reference_data import load_reference
+
+    name = run.box.density_reference
+    rows = load_reference(name, spec.references[name], base).at(temperature)
+    if not rows:
+        raise ValueError(f"references.{name} has no density at {temperature:g} K for the production box")
+    return to_internal(f"{sum(r.value for r in rows) / len(rows)} {spec.references[name].unit}", "density")
+
+
+def _pack(spec: CampaignSpec, run: ProductionRun, pairs: int, seed: int, base: Path):
+    """The box of ``pairs`` formula units: packed at ``pack_density`` and, without an MD
+    compression, moved rigidly to the target at once."""
+    from engine.steps.pack import Pack
+
+    packing = run.box.pack_density or target_density(spec, run, None, base)
+    density = packing if run.box.compress_steps else target_density(spec, run, None, base)
+    ions = [ion.model_copy(update={"count": n * pairs}) for n, ion in zip(formula_unit(spec), spec.system.ions)]
+    return Pack(ions=ions, density=density, packing_density=packing, tolerance=spec.system.packmol_tolerance,
+                seed=seed, contacts=spec.guards.contacts)
+
+
+def _optimise(spec: CampaignSpec, run: ProductionRun):
+    from campaign.spec.sampling import GeometryOptimisation as Settings
+    from engine.steps.geometry_optimisation import GeometryOptimisation
+
+    settings = Settings.model_validate(run.box.optimise.model_dump(mode="json"))
+    return GeometryOptimisation(settings=settings, checkpoint_every=spec.checkpoints.optimisation_steps,
+                                contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
+
+
+def _sampler(run: ProductionRun, temperature: float, **changes: Any):
+    """The MD settings of a production run at ``temperature`` (no uncertainty stop), with ``changes``."""
+    from campaign.spec import MDSampler
+
+    fields = run.model_dump(mode="json", include={"ensemble", "thermostat", "thermostat_time", "friction", "pressure",
+                                                  "barostat_time", "timestep", "interval", "engine", "hybrid_d3"})
+    fields.update(temperature=float(temperature), n_steps=run.n_steps, uncertainty_threshold=None)
+    return MDSampler.model_validate({**fields, **changes})
+
+
+def _preparation(spec: CampaignSpec, run: ProductionRun, pairs: int, temperature: float,
+                 base: Path) -> list[tuple[str, Any]]:
+    """The MD phases between the optimised box and the run: ``compress`` (NVT, the cell ramped
+    linearly to the target density) and ``nvt`` (NVT at the run's cell), as asked."""
+    phases = []
+    density = target_density(spec, run, temperature, base)
+    if run.box.compress_steps:
+        length = (pairs * unit_mass(spec) / density) ** (1 / 3)
+        steps = run.box.compress_steps
+        phases.append(("compress", _sampler(run, temperature, ensemble="nvt", n_steps=steps, interval=steps,
+                                            box={"end": f"{length} A"}, engine="auto")))
+    if run.box.nvt is not None:
+        steps = max(1, round(run.box.nvt / run.timestep))
+        phases.append(("nvt", _sampler(run, temperature, ensemble="nvt", n_steps=steps, interval=steps)))
+    return phases
+
+
+def _d3(spec: CampaignSpec, run: ProductionRun):
+    """The D3 term of a hybrid run (the d3 section, with the run's cutoff), or None."""
+    if not run.hybrid_d3:
+        return None
+    cutoff = run.d3_cutoff
+    return spec.d3 if cutoff is None else spec.d3.model_copy(update={"cutoff": cutoff, "cn_cutoff": cutoff})
+
+
+def _md(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
+    from engine.steps.md import MD
+
+    return MD(sampler=sampler, seed=seed, d3=_d3(spec, run),
+              checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
+              contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
+
+
+def _production(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
+    from engine.steps.production import Production
+
+    return Production(sampler=sampler, seed=seed, d3=_d3(spec, run),
+                      checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
+                      contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
+
+
+def analysis_nodes(spec: CampaignSpec, nodes: list[Node], base: Path) -> list[Node]:
+    """One step per entry of ``analyses``: over the production runs it names (input slots ``run000``
+    ...), or over models (``model000`` with the dataset it was trained on, ``data000``)."""
+    from engine.graph import Node
+    from engine.reference_data import load_reference
+    from engine.steps.analysis import RunFacts, run_slot
+
+    by_name = {node.name: node for node in nodes}
+    built = []
+    for name, analysis in spec.analyses.items():
+        reference = getattr(analysis, "reference", None)
+        table = None if reference is None else load_reference(reference, spec.references[reference], base)
+        if analysis.kind in ("model_errors", "inference_cost"):
+            step, inputs = _model_analysis(spec, analysis, by_name)
+        else:
+            points = production_points(spec, analysis.runs)
+            facts = [RunFacts(name=point, **info) for point, info in points]
+            inputs = {run_slot(i): point for i, (point, _) in enumerate(points)}
+            step = _run_analysis(spec, analysis, facts, table)
+        built.append(Node(f"analysis.{name}", step, inputs=inputs, group="analyses",
+                          notes=f"{analysis.kind} over {len(inputs)} input(s)"))
+    return built
+
+
+def _run_analysis(spec: CampaignSpec, analysis: Any, facts: list, table: Any):
+    """The step of an analysis over production runs: its kind's class (named as in the spec), with
+    the spec entry's fields, the runs, the reference table and, where it reads sites, the ions."""
+    import engine.steps  # noqa: F401  (fills the registry)
+    from engine.step import REGISTRY
+
+    cls = REGISTRY[analysis.kind]
+    fields = {key: getattr(analysis, key) for key in type(analysis).model_fields if key not in ("kind", "runs", "reference")}
+    if "ions" in cls.model_fields:
+        fields["ions"] = {ion.name: ion.smiles for ion in spec.system.ions}
+    return cls(runs=facts, reference=table, **fields)
+
+
+def _model_analysis(spec: CampaignSpec, analysis: Any, by_name: dict[str, Node]):
+    """A model_errors or inference_cost step over the models it names, and its inputs."""
+    from engine.steps.inference_cost import InferenceCost
+    from engine.steps.model_errors import ModelErrors
+
+    models = spec.resolve_models(analysis.models)
+    inputs = {}
+    for index, model in enumerate(models):
+        train = model_node(model)
+        inputs[f"model{index:03d}"] = train
+        if analysis.kind == "model_errors":
+            inputs[f"data{index:03d}"] = by_name[train].inputs["data"]
+    if analysis.kind == "model_errors":
+        return ModelErrors(models=models), inputs
+    inputs["box"] = "pack"
+    units = formula_unit(spec)
+    return InferenceCost(models=models, ion_pairs=analysis.ion_pairs, box_pairs=spec.system.ions[0].count // units[0],
+                         paths=analysis.paths, d3=spec.d3, d3_cutoffs=analysis.d3_cutoffs, n_steps=analysis.n_steps,
+                         warmup=analysis.warmup), inputs

@@ -1,0 +1,138 @@
+"""What the analysis step kinds share: one task per analysed production run (its input slot
+``run000``, ...), each writing a dataset, then a finish that combines them (fits across
+temperatures and sizes, comparison with reference data) into ``result.nc``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.reference_data import ReferenceTable
+from engine.step import Step, StepContext, TaskResult
+
+RESULT = "result.nc"
+
+
+class RunFacts(BaseModel):
+    """What an analysis needs to know of a production run it reads (from the spec, not the run)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    run: str
+    model: str
+    temperature_K: float
+    ion_pairs: int
+    replica: int
+    ensemble: str
+    equilibration_fs: float
+
+
+def run_slot(index: int) -> str:
+    return f"run{index:03d}"
+
+
+class RunAnalysis(Step):
+    """Base of the analyses over production runs; subclasses define ``analyse`` and ``combine``."""
+
+    inputs: ClassVar[tuple[str, ...] | None] = None  # run000, run001, ...
+    runs: list[RunFacts]
+    reference: ReferenceTable | None = None
+
+    def expected_tasks(self) -> int:
+        return len(self.runs)
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        done = ctx.done_tasks()
+        return [run_slot(i) for i in range(len(self.runs)) if run_slot(i) not in done]
+
+    def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        from archive.arrays import write_dataset
+
+        facts = self.runs[int(task_id[3:])]
+        ds = self.analyse(ctx, task_id, facts)
+        ds.attrs.update(run=facts.name, input_key=ctx.inputs[task_id])
+        write_dataset(ctx.archive.task_file(ctx.key, task_id, ".nc"), ds)
+        return TaskResult(summary={"run": facts.name})
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        import json
+
+        from archive.arrays import read_dataset, write_dataset
+
+        per_run = {facts.name: read_dataset(ctx.archive.task_file(ctx.key, run_slot(i), ".nc"))
+                   for i, facts in enumerate(self.runs)}
+        for one in per_run.values():
+            for attribute in ("run", "input_key"):
+                one.attrs.pop(attribute, None)
+        ds, summary = self.combine(ctx, per_run)
+        ds.attrs["input_steps"] = json.dumps({facts.name: ctx.inputs[run_slot(i)] for i, facts in enumerate(self.runs)})
+        write_dataset(ctx.out_dir / RESULT, ds)
+        return [RESULT], summary
+
+    def trajectory(self, ctx: StepContext, slot: str, facts: RunFacts):
+        """The production run's trajectory (engine.analysis.Trajectory, frame times from the run's
+        frame interval) and the first frame after its equilibration."""
+        from engine.analysis.trajectory import Trajectory
+        from engine.steps.production import TRAJECTORY
+
+        interval = ctx.input_record(slot)["summary"]["frame_interval_fs"]
+        traj = Trajectory(ctx.archive.output(ctx.inputs[slot], TRAJECTORY), timestep_fs=interval)
+        return traj, int(facts.equilibration_fs // interval)
+
+    def analyse(self, ctx: StepContext, slot: str, facts: RunFacts) -> Any:
+        """One run's result as an xarray.Dataset (units on every variable)."""
+        raise NotImplementedError
+
+    def combine(self, ctx: StepContext, per_run: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """All runs' results in one dataset, and the step's summary (comparisons included)."""
+        raise NotImplementedError
+
+
+def resolve_sites(traj: Any, ions: dict[str, str], site: Any) -> Any:
+    """The points of a spec ``Site`` in a trajectory (engine.analysis.sites.Sites): the molecules of
+    its ion (matched by the SMILES' atoms in order), their atoms of one element, or centres of mass.
+    StepFailed when the trajectory has no such molecules."""
+    import numpy as np
+
+    from engine.analysis.sites import Sites, element_groups, molecules, of_species
+    from engine.guards import template
+    from engine.step import StepFailed
+
+    if traj.mol_ids is None:
+        raise StepFailed("the trajectory has no molecule ids (mol_id): species cannot be told apart")
+    found = of_species(molecules(traj.mol_ids, traj.numbers), template(ions[site.ion]).symbols)
+    if not found:
+        raise StepFailed(f"no {site.ion} molecule in the trajectory")
+    groups = element_groups(found, site.element) if site.element else [m.atoms for m in found]
+    if site.centre:
+        return Sites.centres_of_mass(groups, traj.masses)
+    return Sites.atoms(np.concatenate(groups))
+
+
+class ModelAnalysis(Step):
+    """Base of the analyses over trained models (input slots ``model000``, ...): one task per model,
+    each writing ``<prefix>.<model>.nc``; subclasses define ``run_task`` and ``prefix``."""
+
+    inputs: ClassVar[tuple[str, ...] | None] = None
+    prefix: ClassVar[str]
+    models: list[str]
+
+    def expected_tasks(self) -> int:
+        return len(self.models)
+
+    def tasks(self, ctx: StepContext) -> list[str]:
+        done = ctx.done_tasks()
+        return [f"{i:03d}" for i in range(len(self.models)) if f"{i:03d}" not in done]
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        import shutil
+
+        done = ctx.done_tasks()
+        outputs = []
+        for i, name in enumerate(self.models):
+            outputs.append(f"{self.prefix}.{name}.nc")
+            shutil.copyfile(ctx.archive.task_file(ctx.key, f"{i:03d}", ".nc"), ctx.out_dir / outputs[-1])
+        return outputs, {"models": [{k: v for k, v in done[f"{i:03d}"].items() if k not in ("wall_s", "cpu_s")}
+                                    for i in range(len(self.models))]}

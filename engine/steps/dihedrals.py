@@ -1,0 +1,57 @@
+"""``dihedrals``: distributions of a dihedral matched by SMARTS in every molecule of one ion, over
+growing time windows of each production run (how long the angles take to be sampled, Fig. 5)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from engine.step import StepContext, StepFailed, register
+from engine.steps.analysis import RunAnalysis, RunFacts
+
+
+@register
+class Dihedrals(RunAnalysis):
+    kind: ClassVar[str] = "dihedrals"
+    version: ClassVar[int] = 1
+
+    ions: dict[str, str]
+    ion: str
+    smarts: str
+    windows: list[float]
+    bins: int
+
+    def analyse(self, ctx: StepContext, slot: str, facts: RunFacts) -> Any:
+        import numpy as np
+        import xarray as xr
+
+        from engine.analysis.dihedrals import dihedral_distributions, dihedral_quads
+
+        traj, start = self.trajectory(ctx, slot, facts)
+        with traj:
+            try:
+                quads = dihedral_quads(self.smarts, self.ions[self.ion], traj.mol_ids, traj.numbers)
+            except ValueError as exc:
+                raise StepFailed(f"dihedral {self.smarts!r} in {self.ion}: {exc}") from None
+            result = dihedral_distributions(traj, quads, self.windows, self.bins, start=start)
+            span = (traj.n_frames - start) * traj.timestep
+        centres = 0.5 * (result.edges[1:] + result.edges[:-1])
+        return xr.Dataset({
+            "density": (("window", "angle"), result.density, {"units": "1/degree"}),
+            "count": (("window", "angle"), result.count, {"units": "1"}),
+            "n_frames": ("window", np.asarray(result.n_frames), {"units": "1"}),
+            "n_dihedrals": ((), len(quads), {"units": "1", "comment": "matches over all molecules"}),
+            "atoms": (("dihedral", "member"), quads, {"units": "1", "comment": "atom indices of each match"}),
+        }, coords={"angle": ("angle", centres, {"units": "degree"}),
+                   "window": ("window", np.asarray(self.windows), {"units": "1", "comment": "fraction of the run"}),
+                   "window_time": ("window", np.asarray(self.windows) * span, {"units": "fs"})})
+
+    def combine(self, ctx: StepContext, per_run: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import xarray as xr
+
+        facts = {f.name: f for f in self.runs}
+        result = xr.concat([ds.drop_vars("window_time") for ds in per_run.values()], dim="run").assign_coords(
+            run=("run", list(per_run)), temperature=("run", [facts[n].temperature_K for n in per_run], {"units": "K"}))
+        result["window_time"] = (("run", "window"), [ds["window_time"].values for ds in per_run.values()],
+                                 {"units": "fs"})
+        return result, {"n_dihedrals": int(result["n_dihedrals"][0]), "runs": list(per_run),
+                        "windows_fs": result["window_time"].values.tolist()}

@@ -1,0 +1,40 @@
+"""``model_errors``: each named model on the held-out test split of the dataset it was trained on
+(energy, force, stress MAE/RMSE, per-element force errors, parity data), one task per model."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from engine.step import StepContext, StepFailed, TaskResult, register
+from engine.steps.analysis import ModelAnalysis
+
+SUMMARY = ("energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse", "stress_mae", "stress_rmse")
+
+
+@register
+class ModelErrors(ModelAnalysis):
+    """Inputs: ``model000`` with ``data000`` (the dataset it was trained on), ``model001`` ..."""
+
+    kind: ClassVar[str] = "model_errors"
+    version: ClassVar[int] = 1
+    prefix: ClassVar[str] = "errors"
+
+    def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
+        from archive.arrays import write_dataset
+        from engine.model_errors import model_errors
+
+        frames = [f for f in ctx.input_frames(f"data{task_id}") if f.info.get("split") == "test"]
+        name = self.models[int(task_id)]
+        if not frames:
+            raise StepFailed(f"model {name}: its dataset holds no test frames; hold some out with "
+                             "initial_split.n_test")
+        ds = model_errors(ctx.model_dir(f"model{task_id}"), frames, cache_dir=ctx.jax_cache)
+        ds.attrs.update(model=name, model_step=ctx.inputs[f"model{task_id}"], data_step=ctx.inputs[f"data{task_id}"])
+        write_dataset(ctx.archive.task_file(ctx.key, task_id, ".nc"), ds)
+        return TaskResult(summary={"model": name, "n_test": len(frames), **{k: float(ds[k]) for k in SUMMARY},
+                                   "units": {k: ds[k].attrs["units"] for k in SUMMARY}})
+
+    def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        outputs, summary = super().finish(ctx)
+        headline = {f"{row['model']}.test_force_mae_eV_A": row["force_mae"] for row in summary["models"]}
+        return outputs, {**headline, **summary}

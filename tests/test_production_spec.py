@@ -1,0 +1,140 @@
+"""Production runs and analyses in the spec: the grid of steps they resolve to, and located errors
+for names that point nowhere (models, runs, ions, references)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from campaign.loader import SpecError, load_spec
+from engine.graph import build_graph
+from engine.reference_data import compare, load_reference
+from engine.steps.inference_cost import replication
+from tests.conftest import ROOT, tiny_spec
+
+SCHEDULE = """
+sampling:
+  - samplers:
+      md: {temperature: 300 K, n_steps: 10, interval: 5, uncertainty_threshold: null}
+    selection: {kind: random, n: 1}
+final_models:
+  - name: big
+"""
+
+REFERENCES = f"""
+references:
+  rho:
+    file: {ROOT}/references/bmim_bf4_density_experimental.csv
+    quantity: density
+    unit: g/cm^3
+    value_column: density_g_cm3
+    uncertainty_column: uncertainty_g_cm3
+    citation: Harris et al. 2007; Tokuda et al. 2006; Song and Chen 2014
+"""
+
+PRODUCTION = """
+production:
+  runs:
+    nvt:
+      models: [initial, last]
+      temperatures: [298.15 K, 353.15 K]
+      ion_pairs: [2, 4]
+      length: 1 ps
+      interval: 10
+      box: {pack_density: 0.9 g/cm^3, density_reference: rho, compress_steps: 100, nvt: 10 fs}
+    npt: {ensemble: npt, temperatures: [298.15 K], ion_pairs: [2], length: 1 ps, interval: 10}
+"""
+
+
+def spec_with(tmp_path: Path, extra: str) -> Path:
+    spec = tiny_spec(tmp_path / "spec.yaml")
+    spec.write_text(spec.read_text() + SCHEDULE + REFERENCES + PRODUCTION + extra)
+    return spec
+
+
+def test_grid_resolves_to_steps(tmp_path):
+    spec = spec_with(tmp_path, "analyses:\n  rho: {kind: density, runs: [npt], reference: rho}\n"
+                               "  errors: {kind: model_errors}\n")
+    nodes = {node.name: node for node in build_graph(load_spec(spec), base=spec.parent)}
+    runs = [name for name, node in nodes.items() if node.step.kind == "production"]
+    assert len(runs) == 2 * 2 * 2 + 1  # models x temperatures x sizes, plus the NPT run
+    assert "production.nvt.final.big.353.15K.4" in runs
+    point = nodes["production.nvt.initial.298.15K.2"]
+    assert point.inputs == {"model": "train.initial", "start": "production.nvt.initial.298.15K.2.nvt"}
+    assert nodes["production.nvt.initial.298.15K.2.nvt"].inputs["start"] == "production.nvt.initial.298.15K.2.compress"
+    assert nodes["production.nvt.initial.298.15K.2.compress"].inputs["start"] == "production.nvt.initial.2.optimise"
+    assert nodes["production.nvt.initial.2.optimise"].inputs["start"] == "production.nvt.2.pack"
+    # the box is compressed to the measured density at each temperature (mean over the sources)
+    compress = {t: nodes[f"production.nvt.initial.{t}.2.compress"].step.sampler.box.end for t in ("298.15K", "353.15K")}
+    assert compress["298.15K"] < compress["353.15K"]
+    pack = nodes["production.nvt.4.pack"].step
+    assert [ion.count for ion in pack.ions] == [4, 4]
+    assert nodes["analysis.rho"].inputs == {"run000": "production.npt.final.big.298.15K.2"}
+    assert nodes["analysis.rho"].step.reference.at(298.15)
+    assert set(nodes["analysis.errors"].inputs) == {"model000", "data000", "model001", "data001", "model002", "data002"}
+    assert nodes["analysis.errors"].inputs["data002"] == "iter01.dataset"  # final.big trains on the last dataset
+
+
+def test_adding_a_run_changes_no_other_key(tmp_path):
+    one = {n.name: n.key for n in build_graph(load_spec(spec_with(tmp_path, "")), base=tmp_path)}
+    spec = spec_with(tmp_path, "")
+    spec.write_text(spec.read_text().replace("    npt: {", "    hot: {temperatures: [500 K], ion_pairs: [2], length: 1 ps, "
+                                             "interval: 10}\n    npt: {"))
+    two = {n.name: n.key for n in build_graph(load_spec(spec), base=tmp_path)}
+    assert {name: key for name, key in two.items() if name in one} == one
+
+
+@pytest.mark.parametrize("extra, where, message", [
+    ("analyses:\n  rho: {kind: density, runs: [nvt]}\n", "analyses.rho.runs", "NPT runs only"),
+    ("analyses:\n  rho: {kind: density, runs: [gone]}\n", "analyses.rho.runs[0]", "no production run 'gone'"),
+    ("analyses:\n  rho: {kind: density, runs: [npt], reference: nope}\n", "analyses.rho.reference", "no references entry"),
+    ("analyses:\n  d: {kind: diffusion, sites: [{ion: EMIM}]}\n", "analyses.d", "no ion 'EMIM'"),
+    ("analyses:\n  e: {kind: model_errors, models: [ml99]}\n", "analyses.e.models[0]", "no trained model 'ml99'"),
+])
+def test_analysis_errors_are_located(tmp_path, extra, where, message):
+    with pytest.raises(SpecError) as error:
+        load_spec(spec_with(tmp_path, extra))
+    text = str(error.value)
+    assert where in text and message in text, text
+
+
+def test_unknown_production_model_is_located(tmp_path):
+    spec = spec_with(tmp_path, "")
+    spec.write_text(spec.read_text().replace("models: [initial, last]", "models: [initial, ml7]"))
+    with pytest.raises(SpecError) as error:
+        load_spec(spec)
+    assert "production.runs.nvt.models[1]" in str(error.value) and "initial, iter01, final.big" in str(error.value)
+
+
+def test_reference_table_and_comparison():
+    from campaign.spec import ReferenceData
+
+    entry = ReferenceData(file="references/bmim_bf4_density_experimental.csv", quantity="density", unit="g/cm^3",
+                          value_column="density_g_cm3", uncertainty_column="uncertainty_g_cm3", citation="x")
+    table = load_reference("rho", entry, ROOT)
+    at_298 = table.at(298.15)
+    assert sorted(m.value for m in at_298) == [1.2005, 1.2013, 1.202]
+    result = compare(table, 298.15, 1.18, 1.17, 1.19)
+    assert result["available"] and result["deviation_percent"] == pytest.approx(100 * (1.18 / 1.2012667 - 1), abs=1e-4)
+    assert not any(m["inside_ci95"] for m in result["measurements"])
+    assert all(m["inside_ci95"] for m in compare(table, 298.15, 1.2, 1.19, 1.21)["measurements"])
+    assert compare(table, 450.0, 1.0, 0.9, 1.1) == {"available": False, "reason": "rho has no measurement at 450 K"}
+    assert compare(None, 298.15, 1.0, 0.9, 1.1)["available"] is False
+
+
+def test_bad_reference_file_names_line_and_column(tmp_path):
+    from campaign.spec import ReferenceData
+
+    (tmp_path / "d.csv").write_text("T_K,value,uncertainty,source\n300,1.2,,a\n310,oops,,b\n")
+    entry = ReferenceData(file="d.csv", quantity="density", unit="g/cm^3", citation="x")
+    with pytest.raises(ValueError, match="line 3"):
+        load_reference("d", entry, tmp_path)
+    entry = ReferenceData(file="d.csv", quantity="density", unit="g/cm^3", citation="x", value_column="rho")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['rho'\]"):
+        load_reference("d", entry, tmp_path)
+
+
+@pytest.mark.parametrize("factor, triple", [(1, (1, 1, 1)), (2, (1, 1, 2)), (8, (2, 2, 2)), (12, (2, 2, 3)), (7, (1, 1, 7))])
+def test_replication_is_most_cubic(factor, triple):
+    assert replication(factor) == triple
