@@ -45,7 +45,7 @@ class Diffusion(AnalysisBase):
 
     kind: Literal["diffusion"] = "diffusion"
     sites: list[Site] = Field(min_length=1)
-    window: tuple[float, float] = Field(default=(0.2, 0.8), description="fit window as fractions of the longest lag")
+    window: tuple[float, float] = Field(default=(0.2, 0.8), description="fit window as fractions of a time block's length")
     blocks: int = Field(default=5, ge=2, description="independent time blocks for the uncertainty")
     viscosity: float | None = Field(default=None, gt=0, description="Pa s, for the analytic Yeh-Hummer correction")
     reference: str | None = Field(default=None, description="a references entry of D(T) data")
@@ -53,7 +53,7 @@ class Diffusion(AnalysisBase):
     @model_validator(mode="after")
     def _check(self) -> Diffusion:
         if not 0 <= self.window[0] < self.window[1] <= 1:
-            raise ValueError("window: two fractions 0 <= start < end <= 1 of the longest lag")
+            raise ValueError("window: two fractions 0 <= start < end <= 1 of a time block's length")
         return self
 
 
