@@ -4,8 +4,6 @@ over the runs (or models) it names."""
 
 from __future__ import annotations
 
-from functools import reduce
-from math import gcd
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +17,6 @@ def model_node(name: str) -> str:
     return "train.initial" if name == "initial" else f"{name}.train"
 
 
-def formula_unit(spec: CampaignSpec) -> list[int]:
-    """Ions per formula unit (the smallest neutral set): the system's counts over their gcd."""
-    divisor = reduce(gcd, (ion.count for ion in spec.system.ions))
-    return [ion.count // divisor for ion in spec.system.ions]
-
-
 def unit_mass(spec: CampaignSpec) -> float:
     """Mass of one formula unit (amu), from the ions' SMILES."""
     from ase.data import atomic_masses, atomic_numbers
@@ -32,7 +24,7 @@ def unit_mass(spec: CampaignSpec) -> float:
     from engine.guards import template
 
     return sum(n * sum(atomic_masses[atomic_numbers[s]] for s in template(ion.smiles).symbols)
-               for n, ion in zip(formula_unit(spec), spec.system.ions))
+               for n, ion in zip(spec.formula_unit(), spec.system.ions))
 
 
 def _seed(spec: CampaignSpec, name: str) -> int:
@@ -118,7 +110,7 @@ def _pack(spec: CampaignSpec, run: ProductionRun, pairs: int, seed: int, base: P
 
     packing = run.box.pack_density or target_density(spec, run, None, base)
     density = packing if run.box.compress_steps else target_density(spec, run, None, base)
-    ions = [ion.model_copy(update={"count": n * pairs}) for n, ion in zip(formula_unit(spec), spec.system.ions)]
+    ions = [ion.model_copy(update={"count": n * pairs}) for n, ion in zip(spec.formula_unit(), spec.system.ions)]
     return Pack(ions=ions, density=density, packing_density=packing, tolerance=spec.system.packmol_tolerance,
                 seed=seed, contacts=spec.guards.contacts)
 
@@ -235,7 +227,7 @@ def _model_analysis(spec: CampaignSpec, analysis: Any, by_name: dict[str, Node])
     if analysis.kind == "model_errors":
         return ModelErrors(models=models), inputs
     inputs["box"] = "pack"
-    units = formula_unit(spec)
+    units = spec.formula_unit()
     return InferenceCost(models=models, ion_pairs=analysis.ion_pairs, box_pairs=spec.system.ions[0].count // units[0],
                          paths=analysis.paths, d3=spec.d3, d3_cutoffs=analysis.d3_cutoffs, n_steps=analysis.n_steps,
                          warmup=analysis.warmup), inputs

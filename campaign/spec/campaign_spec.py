@@ -182,6 +182,11 @@ class CampaignSpec(Section):
         return [*self._name_problems(), *self._start_problems(), *self._model_problems(), *self._dispersion_problems(),
                 *self._production_problems(), *self._analysis_problems()]
 
+    def formula_unit(self) -> list[int]:
+        """Ions per formula unit (the smallest neutral set): the system's counts over their gcd."""
+        divisor = reduce(gcd, (ion.count for ion in self.system.ions))
+        return [ion.count // divisor for ion in self.system.ions]
+
     def model_names(self) -> list[str]:
         """Names of the trained models, in training order: ``initial`` (with a schedule), each
         training iteration, ``final.<name>``."""
@@ -248,7 +253,7 @@ class CampaignSpec(Section):
                 problems.append(Problem((*where, "runs"), "density is averaged over NPT runs only",
                                         "name the NPT runs in runs"))
             if analysis.kind == "inference_cost":
-                divisor = reduce(gcd, (ion.count for ion in self.system.ions))
+                divisor = self.system.ions[0].count // self.formula_unit()[0]  # formula units in the box
                 for index, pairs in enumerate(analysis.ion_pairs):
                     if pairs % divisor:
                         problems.append(Problem((*where, "ion_pairs", index), f"{pairs} ion pairs is not a whole "
