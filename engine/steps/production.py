@@ -46,9 +46,10 @@ class Production(MD):
         parts = [ctx.archive.task_file(ctx.key, task, ".h5") for task in ran]
         concatenate(ctx.out_dir / TRAJECTORY, parts)
         rows = np.array([row for task in ran for row in done[task]["rows"]], dtype=float)
-        write_dataset(ctx.out_dir / "series.nc", series(rows, self.sampler.timestep))
+        observables = series(rows, self.sampler.timestep)
+        write_dataset(ctx.out_dir / "series.nc", observables)
         ends = ctx.write_frames(read_frames(parts[-1], [-1]), ENDS)
-        observed = series(rows, self.sampler.timestep).sel(step=slice(1, None))  # the frames, not the start
+        observed = observables.sel(step=slice(1, None))  # the frames, not the start
         return [TRAJECTORY, "series.nc", ends], {
             "n_frames": count_frames(ctx.out_dir / TRAJECTORY), "engine": last["engine"],
             "engine_reason": last["engine_reason"], "n_steps": self.sampler.n_steps,
