@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # Debian packages the tests need (command -> package). Missing ones are installed when we can
 # (root with apt-get); otherwise make stops before running anything and prints the command.
-SYSTEM_PACKAGES := cp2k_shell:cp2k
+SYSTEM_PACKAGES := cp2k_shell:cp2k chromium:chromium
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
@@ -35,6 +35,7 @@ system-packages:
 demo: install
 	$(VENV)/bin/campaign run specs/demo.yaml --workers 2
 	$(VENV)/bin/campaign status specs/demo.yaml
+	$(VENV)/bin/campaign report specs/demo.yaml
 
 test: system-packages install
 	$(PY) -m pytest -q --durations=25

@@ -4,6 +4,8 @@ Layout under ``<workdir>/archive``::
 
     index.json                 finished steps {key: {name, kind, record_sha256, finished}} and
                                names {step name: key last finished under that name}
+    campaign.json              the spec as written and the step graph it resolved to, as of the last
+                               `campaign run` (reports tell done / stale / not run from it alone)
     steps/<key>/record.json    parameters, input keys, versions, host, times, output checksums
     steps/<key>/<outputs>      H5MD frames, netCDF arrays, blobs
     steps/<key>/tasks/         per-task results: frames while the step runs, summaries kept;
@@ -58,6 +60,21 @@ class Archive:
     def key_for_name(self, name: str) -> str | None:
         """The key last finished under a step name (to tell a stale step from a new one)."""
         return self.index()["names"].get(name)
+
+    # ----------------------------------------------------------------- campaign
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "campaign.json"
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Record the spec and its step graph (replaced atomically on every run)."""
+        atomic_write_json(self.manifest_path, manifest)
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The spec and step graph of the last run; None before any run."""
+        if not self.manifest_path.exists():
+            return None
+        return json.loads(self.manifest_path.read_text())
 
     # ----------------------------------------------------------------- steps
     def step_dir(self, key: str) -> Path:

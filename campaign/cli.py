@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ err = Console(stderr=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="campaign spec (YAML)", show_default=False)]
 WorkdirOpt = Annotated[
-    Optional[Path], typer.Option("--workdir", "-w", help="work directory [default: ./campaigns/<campaign.name>]")
+    Path | None, typer.Option("--workdir", "-w", help="work directory [default: ./campaigns/<campaign.name>]")
 ]
 
 
@@ -69,7 +69,7 @@ def validate(spec: SpecArg) -> None:
 
 @app.command()
 def schema(
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write it to this file instead")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write it to this file instead")] = None,
 ) -> None:
     """Print the JSON Schema of spec files as written (for editors and the YAML language server)."""
     from campaign.schema import spec_schema
@@ -197,13 +197,22 @@ def run(
     workers: Annotated[int, typer.Option(help="parallel local worker processes for tasks")] = 1,
 ) -> None:
     """Run every step that is not done, in dependency order; a killed run continues where it stopped."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
+    from engine.manifest import campaign_manifest
     from engine.runner import LockedError, run_graph
     from engine.step import StepFailed
 
     loaded = _load(spec)
     nodes = _graph(loaded, spec)
+    manifest = campaign_manifest(loaded, spec, nodes)
     directory = _workdir(loaded, workdir)
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as bars:
@@ -215,7 +224,7 @@ def run(
             bars.update(ids[name], completed=done, total=total)
 
         try:
-            ran = run_graph(nodes, directory, workers, progress)
+            ran = run_graph(nodes, directory, workers, progress, manifest)
         except LockedError as exc:
             err.print(f"refused: {exc}", markup=False)
             raise typer.Exit(3) from None
@@ -311,7 +320,7 @@ def show(
 def verify(
     target: Annotated[Path, typer.Argument(help="spec file or work directory")],
     workdir: WorkdirOpt = None,
-    against: Annotated[Optional[Path], typer.Option(
+    against: Annotated[Path | None, typer.Option(
         "--against", help="another work directory: compare the two archives step by step (by key) and say per "
         "step 'identical' (every output and blob byte for byte) or which outputs differ, in numbers (file and "
         "variable named) or in metadata only; exit 1 unless all are identical. Work directories only for now "
@@ -337,6 +346,56 @@ def verify(
         out.print(f"ok: {n_steps} finished step(s), all checksums match ({archives[0].root})")
         return
     _print_comparison(*archives)
+
+
+def _view(target: Path, workdir: Path | None):
+    """The campaign view of a spec (its graph, computed now) or of a work directory (the graph its
+    last run stored), and the work directory."""
+    from reports.view import CampaignView
+
+    if target.is_dir():
+        directory = target.resolve()
+        manifest = _archive(directory).manifest()
+        if manifest is None:
+            err.print(f"{directory}: no archive/campaign.json (written by `campaign run`); pass the spec instead",
+                      markup=False)
+            raise typer.Exit(2)
+    else:
+        from engine.manifest import campaign_manifest
+
+        loaded = _load(target)
+        directory = _workdir(loaded, workdir)
+        manifest = campaign_manifest(loaded, target, _graph(loaded, target))
+    return CampaignView(_archive(directory), manifest), directory
+
+
+@app.command()
+def report(
+    target: Annotated[Path, typer.Argument(help="spec file or work directory")],
+    workdir: WorkdirOpt = None,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file [default: <workdir>/report.html]")] = None,
+) -> None:
+    """Write the campaign's report: one self-contained HTML file rebuilt from the archive alone
+    (runs no step; figures are cached in <workdir>/report_cache)."""
+    from reports.render import write_report
+
+    view, directory = _view(target, workdir)
+    path = write_report(view, directory / "report_cache", output or directory / "report.html")
+    out.print(f"report: {path}", markup=False)
+
+
+@app.command()
+def figures(
+    target: Annotated[Path, typer.Argument(help="spec file or work directory")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="folder for the figures and tables")],
+    workdir: WorkdirOpt = None,
+) -> None:
+    """Write the paper figures (PDF, PNG, plotted data as CSV) and the tables (CSV, LaTeX)."""
+    from reports.render import write_figure_set
+
+    view, directory = _view(target, workdir)
+    written = write_figure_set(view, directory / "report_cache", output)
+    out.print(f"wrote {len(written)} file(s) to {output}", markup=False)
 
 
 def _print_comparison(ours, theirs) -> None:

@@ -4,6 +4,7 @@ of a computed value and its 95 % interval with the measurements at the same temp
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +70,17 @@ def load_reference(name: str, entry: Any, base: Path) -> ReferenceTable:
 def compare(table: ReferenceTable | None, temperature: float, value: float, low: float, high: float) -> dict[str, Any]:
     """Our ``value`` (95 % interval ``low``..``high``) against the measurements at ``temperature``:
     the deviation from their mean (absolute and %), and per measurement whether it lies inside our
-    interval. ``available: False`` with the reason where there is nothing to compare with."""
+    interval (None where there is no interval). ``available: False`` with the reason where there is nothing to compare with."""
     if table is None:
         return {"available": False, "reason": "no reference data given in the spec"}
     rows = table.at(temperature)
     if not rows:
         return {"available": False, "reason": f"{table.name} has no measurement at {temperature:g} K"}
     mean = sum(row.value for row in rows) / len(rows)
+    decidable = math.isfinite(low) and math.isfinite(high)  # without an interval: neither inside nor outside
     return {
         "available": True, "reference": table.name, "temperature_K": temperature, "reference_mean": mean,
         "unit": table.unit, "deviation": value - mean, "deviation_percent": 100 * (value - mean) / mean,
         "measurements": [{"value": row.value, "uncertainty": row.uncertainty, "source": row.source,
-                          "inside_ci95": bool(low <= row.value <= high)} for row in rows],
+                          "inside_ci95": bool(low <= row.value <= high) if decidable else None} for row in rows],
     }

@@ -121,12 +121,16 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress) 
     archive.journal(node.key, {"event": "step_done", "time": time.time()})
 
 
-def run_graph(nodes: list[Node], workdir: Path, workers: int, progress: Progress) -> list[str]:
-    """Run every node not yet done, in order, under the work-directory lock; returns names run."""
+def run_graph(nodes: list[Node], workdir: Path, workers: int, progress: Progress,
+              manifest: dict | None = None) -> list[str]:
+    """Run every node not yet done, in order, under the work-directory lock; returns names run.
+    ``manifest`` (engine.manifest) is stored in the archive first, for reports."""
     ran = []
     with workdir_lock(workdir):
         archive = Archive(workdir / "archive")
         archive.sweep_temporaries()
+        if manifest is not None:
+            archive.write_manifest(manifest)
         executor = make_executor(workers)
         try:
             for node in nodes:

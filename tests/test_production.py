@@ -22,7 +22,8 @@ from archive.arrays import NUMERIC_KINDS, read_dataset
 from archive.frames import read_frames
 from archive.store import Archive
 from engine.runner import run_graph
-from tests.conftest import ROOT, nodes_until, trained_spec
+from tests.chromium import find_browser, open_report
+from tests.conftest import ROOT, nodes_until, run_cli, trained_spec
 from tests.test_production_spec import REFERENCES
 
 pytestmark = pytest.mark.slow
@@ -204,3 +205,16 @@ def test_killed_production_resumes_bit_identical(trained, tmp_path):
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
         np.testing.assert_array_equal(a.get_velocities(), b.get_velocities())
+
+
+@pytest.mark.skipif(find_browser() is None, reason="needs Debian chromium (.ci/run installs it)")
+def test_report_draws_every_result_figure_in_chromium(produced, tmp_path):
+    spec, archive, _ = produced
+    result = run_cli("report", spec, "--workdir", archive.root.parent, "--out", tmp_path / "report.html")
+    assert result.returncode == 0, result.stderr
+    _, figures = open_report(tmp_path / "report.html", find_browser())
+    for name in ("fig1_parity", "fig2_inference_cost", "fig3_rdf", "fig5_dihedrals", "fig6_arrhenius", "fig7_density",
+                 "learning_curves"):
+        drawn = figures[name]
+        assert drawn["missing"] is None and drawn["width"] > 100 and drawn["height"] > 100 and drawn["paths"] > 5, drawn
+    assert "Not available" in figures["lotf_conditions"]["missing"]  # iteration 1 was left out of this archive

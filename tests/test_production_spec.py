@@ -119,6 +119,8 @@ def test_reference_table_and_comparison():
     assert result["available"] and result["deviation_percent"] == pytest.approx(100 * (1.18 / 1.2012667 - 1), abs=1e-4)
     assert not any(m["inside_ci95"] for m in result["measurements"])
     assert all(m["inside_ci95"] for m in compare(table, 298.15, 1.2, 1.19, 1.21)["measurements"])
+    no_interval = compare(table, 298.15, 1.2, float("nan"), float("nan"))  # no plateau: neither inside nor outside
+    assert no_interval["available"] and all(m["inside_ci95"] is None for m in no_interval["measurements"])
     assert compare(table, 450.0, 1.0, 0.9, 1.1) == {"available": False, "reason": "rho has no measurement at 450 K"}
     assert compare(None, 298.15, 1.0, 0.9, 1.1)["available"] is False
 

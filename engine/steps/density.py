@@ -13,7 +13,7 @@ from engine.steps.analysis import RunAnalysis, RunFacts
 @register
 class Density(RunAnalysis):
     kind: ClassVar[str] = "density"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
 
     def analyse(self, ctx: StepContext, slot: str, facts: RunFacts) -> Any:
         import numpy as np

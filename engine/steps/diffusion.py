@@ -19,7 +19,7 @@ MIN_POINTS = 3
 @register
 class Diffusion(RunAnalysis):
     kind: ClassVar[str] = "diffusion"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
 
     ions: dict[str, str]
     sites: list[Site]
