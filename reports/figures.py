@@ -511,12 +511,14 @@ def _density_note(c: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- LotF and training
 def _over_steps(view: Any, kind: str, fig_id: str, title: str,
                 build: Callable[[Any, list[str]], Built]) -> list[Plot | Missing]:
-    """One figure over every finished step of ``kind``; unfinished ones are named in the caption."""
-    names = view.names(kind=kind)
+    """One figure over every finished step of ``kind`` outside production (box preparation runs md
+    steps too); unfinished ones are named in the caption."""
+    every = [n for n in view.names(kind=kind, done=False) if not view.step(n).group.startswith("production")]
+    names = [n for n in every if view.done(n)]
     if not names:
         return [Missing(fig_id, title, f"no finished {kind} step: {_unfinished(view, kind)}")]
     built = build(view, names)
-    late = [n for n in view.names(kind=kind, done=False) if not view.done(n)]
+    late = [n for n in every if not view.done(n)]
     if late and not isinstance(built, str):
         built = (built[0], f"{built[1]} Not finished: {', '.join(late)}.", built[2])
     return [_plot(view, fig_id, title, names, built)]

@@ -216,31 +216,27 @@ def comparisons(view: CampaignView) -> list[str]:
     """Every comparison with reference data as a sentence with numbers, and a line for each
     analysis whose comparison is not available (no reference data, or not finished)."""
     lines = []
-    for name in view.names(kind="density", done=False):
-        ds = view.dataset(name, "result.nc")
-        if ds is None:
-            lines.append(f"{name}: not available (the analysis has not finished)")
-            continue
-        for item in json.loads(ds.attrs.get("comparisons", "[]")):
-            lines.append(_density_sentence(name, item))
-    for name in view.names(kind="diffusion", done=False):
-        ds = view.dataset(name, "result.nc")
-        if ds is None:
-            lines.append(f"{name}: not available (the analysis has not finished)")
-            continue
-        for item in json.loads(ds.attrs.get("comparisons", "[]")):
-            if not item.get("available"):
-                lines.append(f"{name}: comparison not available ({item.get('reason', 'no reference data')})")
+    for kind, sentence in (("density", _density_sentence), ("diffusion", _diffusion_sentence)):
+        for name in view.names(kind=kind, done=False):
+            ds = view.dataset(name, "result.nc")
+            if ds is None:
+                lines.append(f"{name}: not available (the analysis is {view.step(name).state})")
                 continue
-            inside = [m["inside_ci95"] for m in item["measurements"]]
-            corrected = "finite-size corrected " if item["finite_size_corrected"] else ""
-            verdict = ("no 95 % CI, so inside or outside cannot be decided" if None in inside
-                       else f"{sum(inside)} of {len(inside)} reference values inside the 95 % CI")
-            lines.append(f"{name}: {corrected}D of {item['site']} in {item['run']} at {item['temperature_K']:g} K: "
-                         f"{item['deviation_percent']:+.1f} % from {item['reference']} ({verdict})")
+            lines += [sentence(name, item) for item in json.loads(ds.attrs.get("comparisons", "[]"))]
     for name in view.names(kind="rdf", done=False):
         lines.append(f"{name}: comparison not available (the spec format has no RDF reference data)")
     return lines
+
+
+def _diffusion_sentence(name: str, item: dict[str, Any]) -> str:
+    if not item.get("available"):
+        return f"{name}: comparison not available ({item.get('reason', 'no reference data')})"
+    inside = [m["inside_ci95"] for m in item["measurements"]]
+    corrected = "finite-size corrected " if item["finite_size_corrected"] else ""
+    verdict = ("no 95 % CI, so inside or outside cannot be decided" if None in inside
+               else f"{sum(inside)} of {len(inside)} reference values inside the 95 % CI")
+    return (f"{name}: {corrected}D of {item['site']} in {item['run']} at {item['temperature_K']:g} K: "
+            f"{item['deviation_percent']:+.1f} % from {item['reference']} ({verdict})")
 
 
 def _density_sentence(name: str, item: dict[str, Any]) -> str:
