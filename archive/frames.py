@@ -15,7 +15,9 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import ase
 import h5py
@@ -188,10 +190,21 @@ def write_frames(path: str | os.PathLike[str], frames: Sequence[ase.Atoms], *, a
         _write_observables(f, frames, infos, kinds)
 
 
-def count_frames(path: str | os.PathLike[str]) -> int:
-    """Number of frames, from the species dataset's shape (no data read)."""
-    with h5py.File(path, "r") as f:
-        return f[SPECIES].shape[0]
+@contextmanager
+def _opened(source: str | os.PathLike[str] | h5py.Group) -> Iterator[h5py.Group]:
+    """An H5MD file's root: the group given (e.g. inside a campaign export), or the file opened."""
+    if isinstance(source, h5py.Group):
+        yield source
+    else:
+        with h5py.File(source, "r") as f:
+            yield f
+
+
+def count_frames(source: str | os.PathLike[str] | h5py.Group) -> int:
+    """Number of frames, from the species dataset's shape (no data read); ``source``: a path or an
+    H5MD group."""
+    with _opened(source) as f:
+        return f[SPECIES[1:]].shape[0]
 
 
 def _info_value(value: Any, kind: str | None) -> Any:
@@ -203,10 +216,11 @@ def _info_value(value: Any, kind: str | None) -> Any:
     return {"bool": bool, "int": int}.get(kind, float)(value)
 
 
-def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = None) -> list[ase.Atoms]:
-    """Frames (all, or those at ``indices``) with labels on a SinglePointCalculator and info restored."""
-    with h5py.File(path, "r") as f:
-        n = f[SPECIES].shape[0]
+def read_frames(source: str | os.PathLike[str] | h5py.Group, indices: Sequence[int] | None = None) -> list[ase.Atoms]:
+    """Frames (all, or those at ``indices``) with labels on a SinglePointCalculator and info restored;
+    ``source``: a path or an H5MD group (its element paths are taken relative to it)."""
+    with _opened(source) as f:
+        n = f[SPECIES[1:]].shape[0]
         wanted = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
         wanted = np.where(wanted < 0, wanted + n, wanted)
         if wanted.size and (wanted.min() < 0 or wanted.max() >= n):
@@ -214,17 +228,17 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
         rows, order = np.unique(wanted, return_inverse=True)
 
         def column(name: str) -> np.ndarray:
-            dataset = f[name]
+            dataset = f[name[1:]]
             dataset = dataset.asstr() if h5py.check_string_dtype(dataset.dtype) else dataset
             return dataset[()] if len(rows) == n else dataset[rows]
 
         species = column(SPECIES)
         positions, cells, pbcs = (column(f"{PARTICLES}/{p}/value") for p in ("position", "box/edges", "box/pbc"))
-        labels = {name: column(f"{p}/value") for name, (p, _, _) in LABELS.items() if p in f}
-        ids = {name: column(f"{p}/value") for name, p in ATOM_IDS.items() if p in f}
-        velocity = column(f"{VELOCITY}/value") if VELOCITY in f else None
+        labels = {name: column(f"{p}/value") for name, (p, _, _) in LABELS.items() if p[1:] in f}
+        ids = {name: column(f"{p}/value") for name, p in ATOM_IDS.items() if p[1:] in f}
+        velocity = column(f"{VELOCITY}/value") if VELOCITY[1:] in f else None
         infos = {}
-        for key, group in f[OBSERVABLES].items() if OBSERVABLES in f else ():
+        for key, group in f[OBSERVABLES[1:]].items() if OBSERVABLES[1:] in f else ():
             if group.attrs.get(ORIGIN) == "info":
                 infos[key] = (column(f"{OBSERVABLES}/{key}/value"), group.attrs.get(INFO_TYPE))
 

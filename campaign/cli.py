@@ -1,4 +1,4 @@
-"""The ``campaign`` command: validate, plan, run, inspect and verify a campaign.
+"""The ``campaign`` command: validate, plan, run, inspect, verify, export and publish a campaign.
 
 Spec errors exit with code 2 and no traceback; a failed step exits with 1 and says why; a busy
 work directory exits with 3. Heavy science libraries are imported only by steps that run.
@@ -318,16 +318,18 @@ def show(
 
 @app.command()
 def verify(
-    target: Annotated[Path, typer.Argument(help="spec file or work directory")],
+    target: Annotated[Path, typer.Argument(help="spec file, work directory or export file (campaign export)")],
     workdir: WorkdirOpt = None,
     against: Annotated[Path | None, typer.Option(
         "--against", help="another work directory: compare the two archives step by step (by key) and say per "
         "step 'identical' (every output and blob byte for byte) or which outputs differ, in numbers (file and "
-        "variable named) or in metadata only; exit 1 unless all are identical. Work directories only for now "
-        "(one-file exports come later)")] = None,
+        "variable named) or in metadata only; exit 1 unless all are identical. Work directories only")] = None,
 ) -> None:
-    """Recompute every stored checksum of finished steps (exit 1 on any problem); with --against,
-    then compare with another campaign's archive step by step."""
+    """Recompute every stored checksum of finished steps, or of every dataset of an export file (exit 1
+    on any problem, naming it); with --against, then compare with another campaign's archive step by step."""
+    if target.is_file() and _is_hdf5(target):
+        _verify_export(target, against)
+        return
     directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
     archives = [_archive(directory)]
     if against is not None:
@@ -346,6 +348,119 @@ def verify(
         out.print(f"ok: {n_steps} finished step(s), all checksums match ({archives[0].root})")
         return
     _print_comparison(*archives)
+
+
+def _is_hdf5(path: Path) -> bool:
+    from archive.compare import HDF5_MAGIC
+
+    with open(path, "rb") as handle:
+        return handle.read(len(HDF5_MAGIC)) == HDF5_MAGIC
+
+
+def _verify_export(path: Path, against: Path | None) -> None:
+    """Check every checksum of an export file and its split files; exit 1 naming each damaged object."""
+    from archive.export import verify_export
+
+    if against is not None:
+        err.print("--against compares work directories, not export files", markup=False)
+        raise typer.Exit(2)
+    try:
+        problems = verify_export(path)
+    except ValueError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    if problems:
+        for problem in problems:
+            err.print(f"problem: {problem}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    out.print(f"ok: every dataset and split file matches its checksum ({path})", markup=False)
+
+
+@app.command("export")
+def export_cmd(
+    target: Annotated[Path, typer.Argument(help="spec file or work directory")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="the HDF5 file to write (.h5)", show_default=False)],
+    workdir: WorkdirOpt = None,
+    split_trajectories: Annotated[bool, typer.Option(
+        "--split-trajectories", help="write each trajectory.h5 to its own file beside the export "
+        "(<stem>.<key>.trajectory.h5, a plain H5MD copy), linked from it")] = False,
+) -> None:
+    """Write the whole campaign to one HDF5 file: every finished step (record and outputs), the blobs,
+    the spec and step graph, and <workdir>/report.html and the report's figure PDFs (newest of
+    <workdir>/report_cache/*/<figure>/figure.pdf) where present; every dataset checksummed
+    (campaign verify FILE.h5)."""
+    from archive.export import export
+    from archive.store import ArchiveError
+
+    directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
+    archive = _archive(directory)
+    if not archive.index_path.exists():
+        err.print(f"no archive in {directory} (expected archive/index.json)", markup=False)
+        raise typer.Exit(2)
+    try:
+        path = export(archive.root, output, report_files=_report_files(directory),
+                      split_trajectories=split_trajectories)
+    except ArchiveError as exc:
+        err.print(f"not exported: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    n_steps = len(archive.index()["steps"])
+    out.print(f"exported {n_steps} step(s) to {path} ({path.stat().st_size / 2**20:.1f} MiB)", markup=False)
+
+
+@app.command("publish")
+def publish_cmd(
+    target: Annotated[Path, typer.Argument(help="spec file or work directory")],
+    url: Annotated[str, typer.Option("--url", help="the Dataverse, e.g. https://darus.uni-stuttgart.de",
+                                     show_default=False)],
+    collection: Annotated[str, typer.Option("--collection", help="the collection's alias", show_default=False)],
+    workdir: WorkdirOpt = None,
+    release: Annotated[bool, typer.Option("--release", help="publish the draft as a new major version "
+                                          "(otherwise it stays a draft to review)")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="write the requests to <workdir>/publish/dry-run.json "
+                                          "(token redacted) and send nothing")] = False,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="read the API token from this file "
+                                                    "[default: env DATAVERSE_API_TOKEN]")] = None,
+) -> None:
+    """Deposit the campaign in a Dataverse collection (e.g. DaRUS): export it with split trajectories to
+    <workdir>/publish/, create a draft dataset with the spec's campaign.citation (or a new draft version
+    of the dataset deposited before), upload the files the draft lacks, and publish with --release.
+    A rerun after a failure resumes where it stopped."""
+    import os
+
+    from publish.dataverse import token_from
+    from publish.deposit import PublishError, publish
+
+    directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
+    try:
+        token = token_from(os.environ, token_file)
+    except ValueError as exc:
+        if not dry_run or token_file is not None:
+            err.print(str(exc), markup=False)
+            raise typer.Exit(2) from None
+        token = None
+    try:
+        deposit = publish(directory, url, collection, token, release=release, dry_run=dry_run,
+                          report_files=_report_files(directory))
+    except PublishError as exc:
+        err.print(f"not published: {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    if deposit.dry_run is not None:
+        out.print(f"dry run: {len(deposit.files)} file(s), requests written to {deposit.dry_run}; nothing sent",
+                  markup=False)
+        return
+    action = "created" if deposit.created else "updated"
+    out.print(f"{action} {deposit.persistent_id} in {collection} at {url}: uploaded {len(deposit.uploaded)}, "
+              f"replaced {len(deposit.replaced)}, unchanged {len(deposit.unchanged)} file(s); version "
+              f"{deposit.version}" + ("" if deposit.released or deposit.version != "DRAFT"
+                                      else " (review it, then publish with --release)"), markup=False, soft_wrap=True)
+
+
+def _report_files(directory: Path) -> dict[str, Path]:
+    """report.html and the newest PDF of each figure in the report cache, where present."""
+    files = {"report.html": directory / "report.html"} if (directory / "report.html").is_file() else {}
+    for pdf in sorted(directory.glob("report_cache/*/*/figure.pdf"), key=lambda path: path.stat().st_mtime):
+        files[f"figures/{pdf.parent.name}.pdf"] = pdf
+    return files
 
 
 def _view(target: Path, workdir: Path | None):

@@ -1,7 +1,7 @@
 """The campaign manifest: the spec as written and the step graph it resolves to, as plain JSON.
 
 `campaign run` stores it in the archive so that reports can tell done, stale and not-run steps
-and show the spec on any machine, from the archive alone.
+and show the spec on any machine, and provenance and deposits can cite it, from the archive alone.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def campaign_manifest(spec: CampaignSpec, path: Path, nodes: list[Node]) -> dict
         "name": info.name,
         "description": info.description,
         "authors": [author.model_dump(mode="json") for author in info.authors],
+        "citation": info.citation.model_dump(mode="json") if info.citation else None,
         "seed": info.seed,
         "spec_file": Path(path).name,
         "spec_text": text,

@@ -1,0 +1,265 @@
+"""A small client for the Dataverse native API: the few requests a deposit needs.
+
+Written on the standard library (``http.client``) rather than pyDataverse 0.3.5 and dvuploader
+0.3.3: installing those into this environment would downgrade typer (to 0.15), click (to 8.1) and
+rich (to 13.9), which the ``campaign`` command uses, and add httpx, anyio, aiofiles, tenacity and
+nest-asyncio for what are seven plain requests here. Streaming a multipart upload ourselves also
+lets an interrupted upload be reported file by file.
+
+Requests (``X-Dataverse-key`` carries the API token; it is never put in a URL, message or file):
+
+* ``GET  /api/dataverses/{alias}/metadatablocks``                 the collection's metadata blocks
+* ``POST /api/dataverses/{alias}/datasets``                       create a dataset (a draft)
+* ``GET  /api/datasets/:persistentId/?persistentId=PID``          the dataset and its latest version
+* ``GET  /api/datasets/:persistentId/versions/:latest/files?persistentId=PID``  its files
+* ``PUT  /api/datasets/:persistentId/versions/:draft?persistentId=PID``  the draft's metadata (makes a
+  new draft from a released version)
+* ``POST /api/datasets/:persistentId/add?persistentId=PID``       add a file (multipart: file, jsonData)
+* ``POST /api/files/{id}/replace``                                replace a released file (multipart)
+* ``DELETE /api/files/{id}``                                      take a file out of the draft (Dataverse
+  refuses to replace a file that was never published)
+* ``POST /api/datasets/:persistentId/actions/:publish?persistentId=PID&type=major``  publish
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+CHUNK = 1 << 20
+
+
+class DataverseError(Exception):
+    """The server refused a request or could not be reached (``status``: the HTTP status, if any)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class ConnectionLost(DataverseError):
+    """The connection dropped or timed out before the server answered."""
+
+
+class InsecureURL(ValueError):
+    """The API token would travel unencrypted to another machine."""
+
+
+def check_url(url: str) -> str:
+    """``url`` without a trailing slash; InsecureURL unless https, or http to this machine."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InsecureURL(f"not a server URL: {url!r} (expected https://HOST)")
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        raise InsecureURL(f"refusing to send the API token over plain http to {parts.hostname}: use https://")
+    return url.rstrip("/")
+
+
+@dataclass
+class Upload:
+    """A file sent as multipart/form-data with its ``jsonData``."""
+
+    path: Path
+    json_data: dict[str, Any]
+    boundary: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def parts(self) -> tuple[bytes, bytes]:
+        head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"jsonData\"\r\n"
+                f"Content-Type: application/json\r\n\r\n{json.dumps(self.json_data)}\r\n"
+                f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{self.path.name}\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        return head, f"\r\n--{self.boundary}--\r\n".encode()
+
+    def length(self) -> int:
+        head, tail = self.parts()
+        return len(head) + self.path.stat().st_size + len(tail)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # with the query
+    body: dict[str, Any] | None = None
+    upload: Upload | None = None
+
+
+class Client:
+    """Requests to the Dataverse at ``url`` with ``token``; each answer's ``data`` or a DataverseError."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 300.0):
+        self.url = check_url(url)
+        self.token = token
+        self.timeout = timeout
+
+    # the endpoints
+    def blocks(self, alias: str) -> list[str]:
+        """The names of the metadata blocks collection ``alias`` offers."""
+        try:
+            data = self.send(Request("GET", f"/api/dataverses/{alias}/metadatablocks"))
+        except DataverseError as exc:
+            if exc.status == 404:
+                raise DataverseError(f"no collection '{alias}' at {self.url}", 404) from None
+            raise
+        return [block["name"] for block in data]
+
+    def create_dataset(self, alias: str, body: dict[str, Any]) -> str:
+        """Create a dataset (a draft) in collection ``alias``; its persistent id."""
+        try:
+            data = self.send(Request("POST", f"/api/dataverses/{alias}/datasets", body=body))
+        except DataverseError as exc:
+            if exc.status == 404:
+                raise DataverseError(f"no collection '{alias}' at {self.url}", 404) from None
+            raise
+        return data["persistentId"]
+
+    def latest_version(self, pid: str) -> dict[str, Any]:
+        return self.send(Request("GET", _pid("/api/datasets/:persistentId/", pid)))["latestVersion"]
+
+    def files(self, pid: str) -> list[dict[str, Any]]:
+        return self.send(Request("GET", _pid("/api/datasets/:persistentId/versions/:latest/files", pid)))
+
+    def update_metadata(self, pid: str, version: dict[str, Any]) -> dict[str, Any]:
+        return self.send(Request("PUT", _pid("/api/datasets/:persistentId/versions/:draft", pid), body=version))
+
+    def add_file(self, pid: str, path: Path, json_data: dict[str, Any]) -> dict[str, Any]:
+        data = self.send(Request("POST", _pid("/api/datasets/:persistentId/add", pid), upload=Upload(path, json_data)))
+        return data["files"][0]
+
+    def replace_file(self, file_id: int, path: Path, json_data: dict[str, Any]) -> dict[str, Any]:
+        data = self.send(Request("POST", f"/api/files/{file_id}/replace", upload=Upload(path, json_data)))
+        return data["files"][0]
+
+    def delete_file(self, file_id: int) -> Any:
+        return self.send(Request("DELETE", f"/api/files/{file_id}"))
+
+    def publish(self, pid: str) -> dict[str, Any]:
+        return self.send(Request("POST", _pid("/api/datasets/:persistentId/actions/:publish", pid, type="major")))
+
+    # the transport
+    def headers(self, request: Request) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token is not None:
+            headers["X-Dataverse-key"] = self.token
+        if request.body is not None:
+            headers["Content-Type"] = "application/json"
+        elif request.upload is not None:
+            headers["Content-Type"] = f"multipart/form-data; boundary={request.upload.boundary}"
+        return headers
+
+    def send(self, request: Request) -> Any:
+        """Send ``request``; the answer's ``data`` (DataverseError on an error status or a lost connection)."""
+        parts = urlsplit(self.url)
+        if parts.scheme == "https":
+            connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout,
+                                                     context=ssl.create_default_context())
+        else:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        path = parts.path.rstrip("/") + request.path
+        try:
+            connection.putrequest(request.method, path, skip_accept_encoding=True)
+            headers = self.headers(request)
+            payload = json.dumps(request.body).encode() if request.body is not None else b""
+            headers["Content-Length"] = str(request.upload.length() if request.upload else len(payload))
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            if request.upload is not None:
+                head, tail = request.upload.parts()
+                connection.send(head)
+                with open(request.upload.path, "rb") as handle:
+                    while block := handle.read(CHUNK):
+                        connection.send(block)
+                connection.send(tail)
+            elif payload:
+                connection.send(payload)
+            response = connection.getresponse()
+            status, raw = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ConnectionLost(self._clean(f"{request.method} {request.path}: the connection to {parts.hostname} "
+                                             f"was lost ({type(exc).__name__}: {exc})")) from None
+        finally:
+            connection.close()
+        try:
+            answer = json.loads(raw) if raw else {}
+        except ValueError:
+            answer = {"message": raw[:200].decode(errors="replace")}
+        if 200 <= status < 300:
+            return answer.get("data", answer) if isinstance(answer, dict) else answer
+        raise DataverseError(self._clean(self._message(request, status, answer)), status)
+
+    def _message(self, request: Request, status: int, answer: Any) -> str:
+        message = " ".join(str(answer.get("message", "") if isinstance(answer, dict) else answer).split())
+        if status == 401:
+            return "the server refused the API token (401): check DATAVERSE_API_TOKEN"
+        if status == 400:
+            return f"the server rejected {request.method} {request.path.split('?')[0]} (400): {message or 'bad request'}"
+        return f"{request.method} {request.path.split('?')[0]} failed ({status}): {message or 'no message'}"
+
+    def _clean(self, text: str) -> str:
+        """``text`` without the token (should a server or library ever echo it)."""
+        return text.replace(self.token, "***") if self.token else text
+
+
+class DryRun(Client):
+    """Records each request (token redacted) instead of sending it, and answers as an empty server
+    would: the collection offers the citation block only and no dataset holds any file yet."""
+
+    def __init__(self, url: str, token: str | None):
+        super().__init__(url, token)
+        self.requests: list[dict[str, Any]] = []
+
+    def send(self, request: Request) -> Any:
+        headers = {name: "***" if name == "X-Dataverse-key" else value for name, value in self.headers(request).items()}
+        entry: dict[str, Any] = {"method": request.method, "url": self.url + request.path, "headers": headers}
+        if request.body is not None:
+            entry["json"] = request.body
+        if request.upload is not None:
+            from publish.deposit import checksums
+
+            path = request.upload.path
+            entry["multipart"] = {"jsonData": request.upload.json_data,
+                                  "file": {"name": path.name, "size": path.stat().st_size, **checksums(path)}}
+        self.requests.append(entry)
+        path = request.path.split("?")[0]
+        if path.endswith("/metadatablocks"):
+            return [{"name": "citation"}]
+        if path.endswith("/datasets") and request.method == "POST":
+            return {"id": 0, "persistentId": "(assigned by the server)"}
+        if path == "/api/datasets/:persistentId/":
+            return {"latestVersion": {"versionState": "DRAFT"}}
+        if path.endswith("/files"):
+            return []
+        if path.endswith(("/add", "/replace")):
+            return {"files": [{"dataFile": {"id": 0, "checksum": {"type": "SHA-256",
+                                                                  "value": entry["multipart"]["file"]["sha256"]}}}]}
+        return {}
+
+
+def _pid(path: str, pid: str, **extra: str) -> str:
+    return f"{path}?{urlencode({'persistentId': pid, **extra})}"
+
+
+def token_from(env: dict[str, str] | os._Environ[str], token_file: Path | None) -> str:
+    """The API token from ``token_file`` or env DATAVERSE_API_TOKEN (ValueError, naming the source only)."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the token file {token_file}: {exc.strerror}") from None
+        source = f"the token file {token_file}"
+    else:
+        token = env.get("DATAVERSE_API_TOKEN", "").strip()
+        source = "DATAVERSE_API_TOKEN"
+    if not token:
+        raise ValueError(f"no API token: {source} is empty or unset (set DATAVERSE_API_TOKEN or pass --token-file)")
+    if any(ord(c) < 33 or ord(c) == 127 for c in token):
+        raise ValueError(f"the API token in {source} contains spaces or control characters")
+    return token

@@ -1,0 +1,303 @@
+"""`campaign publish` against a stand-in Dataverse (tests/dataverse_server.py): a full deposit,
+resuming after a dropped upload, a new version of the same dataset, dry runs, the token kept out of
+every file and output, and the one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from ase.build import bulk
+
+from archive.frames import write_frames
+from archive.store import Archive
+from publish.deposit import PublishError, publish
+from publish.metadata import MetadataError, dataset_json
+from tests.conftest import run_cli
+from tests.dataverse_server import Dataverse
+from tests.test_export import frame, key
+
+TOKEN = "d3adb33f-0000-4a4a-9c9c-5ecre7t0ken1"
+CITATION = {
+    "title": "Tiny [BMIM][BF4] campaign",
+    "authors": [{"name": "Ada Lovelace", "orcid": "0000-0002-1825-0097", "affiliation": "University of Stuttgart",
+                 "email": None},
+                {"name": "Alan Turing", "orcid": None, "affiliation": None, "email": None}],
+    "contact": {"name": "Ada Lovelace", "email": "ada@example.org"},
+    "description": "A learning-on-the-fly campaign for a tiny ionic liquid box.",
+    "keywords": ["ionic liquids", "machine-learned potentials"],
+    "license": "CC-BY-4.0",
+    "related_publication": {"doi": "10.1039/D4FD00025K", "citation": "F. Zills et al., Faraday Discuss., 2024"},
+    "funding": [{"agency": "DFG", "grant": "EXC 2075"}],
+}
+IONS = [{"name": "BMIM", "smiles": "CCCCn1cc[n+](C)c1", "count": 1}, {"name": "BF4", "smiles": "F[B-](F)(F)F", "count": 1}]
+
+
+def sampler(ensemble: str, temperature: float) -> dict:
+    return {"ensemble": ensemble, "temperature": {"start": temperature, "end": None, "amplitude": 0},
+            "pressure": 6.3242090697e-07, "kind": "md"}
+
+
+def step(archive: Archive, name: str, kind: str, params: dict, *, trajectory: bool, finished: str) -> str:
+    """Commit a step with ``params`` and, with ``trajectory``, a 4-frame trajectory.h5."""
+    digest = key(name + finished)
+    outputs = []
+    if trajectory:
+        frames = [frame(bulk("NaCl", "rocksalt", a=5.64, cubic=True)) for _ in range(4)]
+        write_frames(archive.step_dir(digest) / "trajectory.h5", frames, velocities=True)
+        outputs = ["trajectory.h5"]
+    record = {"kind": kind, "params": params, "inputs": {}, "started": finished, "finished": finished,
+              "software": {"python": "3.11.7"}, "blobs": {}}
+    archive.commit(digest, name, record, outputs)
+    return digest
+
+
+def campaign(workdir: Path, citation: dict | None = CITATION) -> Path:
+    """A work directory with a molecules step and two production runs (trajectories) and a manifest."""
+    archive = Archive(workdir / "archive")
+    keys = {"molecules": step(archive, "molecules", "molecules", {"ions": IONS}, trajectory=False,
+                              finished="2026-01-01T00:00:00+00:00"),
+            "production.npt.300K": step(archive, "production.npt.300K", "production",
+                                        {"sampler": sampler("npt", 300.0)}, trajectory=True,
+                                        finished="2026-01-01T00:00:01+00:00"),
+            "production.nvt.350K": step(archive, "production.nvt.350K", "production",
+                                        {"sampler": sampler("nvt", 350.0)}, trajectory=True,
+                                        finished="2026-01-01T00:00:02+00:00")}
+    archive.write_manifest({"format": 1, "name": "tiny", "description": "", "authors": [], "citation": citation,
+                            "seed": 0, "key": "0" * 64, "spec_file": "spec.yaml",
+                            "spec_text": "campaign:\n  name: tiny\n", "spec_sha256": "0" * 64,
+                            "steps": [{"name": name, "key": digest, "kind": "md", "inputs": {}, "notes": ""}
+                                      for name, digest in keys.items()]})
+    return workdir
+
+
+@pytest.fixture
+def server():
+    dataverse = Dataverse(TOKEN)
+    url = dataverse.start()
+    dataverse.url = url
+    yield dataverse
+    dataverse.stop()
+
+
+def fields(version: dict, block: str = "citation") -> dict:
+    return {f["typeName"]: f for f in version["metadataBlocks"][block]["fields"]}
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("checksum_type", ["MD5", "SHA-256"])
+def test_full_publish(tmp_path, server, checksum_type):
+    server.checksum_type = checksum_type
+    server.collections["ilcampaign"] = ["citation", "process"]
+    workdir = campaign(tmp_path / "work")
+    deposit = publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert deposit.created and deposit.version == "DRAFT" and not deposit.released
+    assert deposit.files[0].name == "tiny.h5" and len(deposit.files) == 3  # + 2 split trajectories
+    assert sorted(deposit.uploaded) == sorted(p.name for p in deposit.files)
+    assert not any("actions/:publish" in path for _, path in server.log)  # no --release: a draft only
+    (dataset,) = server.datasets.values()
+    (version,) = dataset["versions"]
+    algorithm = {"MD5": "md5", "SHA-256": "sha256"}[checksum_type]
+    for path in deposit.files:
+        (stored,) = [f for f in version["files"] if f["label"] == path.name]
+        assert stored["content"] == path.read_bytes()
+        assert stored["dataFile"]["checksum"] == {"type": checksum_type,
+                                                  "value": hashlib.new(algorithm, path.read_bytes()).hexdigest()}
+        assert stored["directoryLabel"] == "tiny" and stored["description"]
+    citation = fields(version)
+    assert citation["title"]["value"] == CITATION["title"]
+    ada, alan = citation["author"]["value"]
+    assert ada["authorName"]["value"] == "Ada Lovelace" and ada["authorIdentifier"]["value"] == "0000-0002-1825-0097"
+    assert ada["authorIdentifierScheme"]["value"] == "ORCID" and "authorIdentifier" not in alan
+    assert ada["authorAffiliation"]["value"] == "University of Stuttgart"
+    assert citation["datasetContact"]["value"][0]["datasetContactEmail"]["value"] == "ada@example.org"
+    assert citation["dsDescription"]["value"][0]["dsDescriptionValue"]["value"] == CITATION["description"]
+    assert citation["subject"] == {"typeName": "subject", "multiple": True, "typeClass": "controlledVocabulary",
+                                   "value": ["Chemistry"]}
+    assert [k["keywordValue"]["value"] for k in citation["keyword"]["value"]] == CITATION["keywords"]
+    (publication,) = citation["publication"]["value"]
+    assert publication["publicationIDType"]["value"] == "doi"
+    assert publication["publicationIDNumber"]["value"] == "10.1039/D4FD00025K"
+    assert citation["grantNumber"]["value"][0]["grantNumberValue"]["value"] == "EXC 2075"
+    assert version["license"]["name"] == "CC BY 4.0"
+    process = json.dumps(version["metadataBlocks"]["process"])  # offered by the collection, so sent
+    for text in ("SMILES CCCCn1cc[n+](C)c1", "SMILES F[B-](F)(F)F", '"300"', '"350"', "machine-learned potential"):
+        assert text in process
+    assert '"1.01325"' in process  # the NPT run's pressure in bar
+
+    released = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert released.persistent_id == deposit.persistent_id and not released.created
+    assert released.uploaded == [] and released.replaced == [] and len(released.unchanged) == 3
+    assert released.released and released.version == "1.0"
+    assert dataset["versions"][-1]["versionState"] == "RELEASED" and len(server.datasets) == 1
+
+
+def test_collection_without_the_process_block_gets_citation_only(tmp_path, server):
+    publish(campaign(tmp_path / "work"), server.url, "ilcampaign", TOKEN)
+    (dataset,) = server.datasets.values()
+    assert set(dataset["versions"][0]["metadataBlocks"]) == {"citation"}
+
+
+def test_rerun_after_a_dropped_upload_sends_only_the_missing_files(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    server.drop_upload(2)
+    with pytest.raises(PublishError) as failed:
+        publish(workdir, server.url, "ilcampaign", TOKEN)
+    message = str(failed.value)
+    assert failed.value.exit_code == 1 and "\n" not in message
+    assert "uploaded: tiny.h5;" in message and "run the same command again to resume" in message
+    not_uploaded = message.split("not uploaded: ")[1].split(";")[0].split(", ")
+    assert len(not_uploaded) == 2 and all(name.endswith(".trajectory.h5") for name in not_uploaded)
+    (pid,) = server.datasets
+    assert [f["label"] for f in server.datasets[pid]["versions"][-1]["files"]] == ["tiny.h5"]
+
+    server.log.clear()
+    deposit = publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert deposit.persistent_id == pid and not deposit.created and len(server.datasets) == 1
+    assert sorted(deposit.uploaded) == sorted(not_uploaded) and deposit.unchanged == ["tiny.h5"]
+    assert sum(path.endswith("/add") for _, path in server.log) == 2
+    assert not any(method == "POST" and path.endswith("/datasets") for method, path in server.log)
+    (version,) = server.datasets[pid]["versions"]
+    assert sorted(f["label"] for f in version["files"]) == sorted(p.name for p in deposit.files)
+    assert all(f["dataFile"]["md5"] == md5(workdir / "publish" / f["label"]) for f in version["files"])
+
+
+def test_a_changed_campaign_becomes_a_new_version_of_the_same_dataset(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    first = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert first.version == "1.0"
+    step(Archive(workdir / "archive"), "production.nvt.400K", "production", {"sampler": sampler("nvt", 400.0)},
+         trajectory=True, finished="2026-01-02T00:00:00+00:00")
+    server.log.clear()
+    second = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert [path.rsplit("/", 1)[1] for _, path in server.log if "/api/files/" in path] == ["replace"]  # lineage
+    assert second.persistent_id == first.persistent_id and len(server.datasets) == 1 and not second.created
+    assert second.replaced == ["tiny.h5"] and len(second.uploaded) == 1 and len(second.unchanged) == 2
+    assert second.version == "2.0"
+    versions = server.datasets[first.persistent_id]["versions"]
+    assert [(v["versionState"], v["versionNumber"]) for v in versions] == [("RELEASED", 1), ("RELEASED", 2)]
+    assert len(versions[0]["files"]) == 3 and len(versions[1]["files"]) == 4
+    again = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)  # nothing changed: nothing new
+    assert again.version == "2.0" and not again.released and len(versions) == 2
+
+
+def test_dry_run_and_the_token_stays_out_of_every_file_and_output(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    env_token = {"DATAVERSE_API_TOKEN": TOKEN}
+    dry = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign", "--dry-run"], env_token)
+    assert dry.returncode == 0, dry.stderr
+    assert server.log == []  # nothing sent
+    requests = json.loads((workdir / "publish" / "dry-run.json").read_text())["requests"]
+    assert [(r["method"], r["url"].split("?")[0].removeprefix(server.url)) for r in requests] == [
+        ("GET", "/api/dataverses/ilcampaign/metadatablocks"), ("POST", "/api/dataverses/ilcampaign/datasets"),
+        ("GET", "/api/datasets/:persistentId/versions/:latest/files"),
+        *[("POST", "/api/datasets/:persistentId/add")] * 3]
+    assert all(r["headers"]["X-Dataverse-key"] == "***" for r in requests)
+    assert requests[1]["json"]["datasetVersion"]["metadataBlocks"]["citation"]["fields"][0]["value"] == CITATION["title"]
+    uploads = [r["multipart"]["file"] for r in requests[3:]]
+    for upload in uploads:
+        path = workdir / "publish" / upload["name"]
+        assert upload["size"] == path.stat().st_size and upload["md5"] == md5(path)
+        assert upload["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    real = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign", "--release",
+                 "--token-file", token_file], {})
+    assert real.returncode == 0, real.stderr
+    assert "version 1.0" in real.stdout and len(server.datasets) == 1
+    server.fail_next("/add", 500, "disk full")  # a failed run's output too
+    step(Archive(workdir / "archive"), "production.nvt.400K", "production", {"sampler": sampler("nvt", 400.0)},
+         trajectory=True, finished="2026-01-02T00:00:00+00:00")
+    failed = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign"], env_token)
+    assert failed.returncode == 1 and "disk full" in failed.stderr
+    for run in (dry, real, failed):
+        assert TOKEN not in run.stdout + run.stderr
+    files = [path for path in workdir.rglob("*") if path.is_file()]
+    assert len(files) > 8 and any(path.suffix == ".h5" for path in files)
+    assert not [path for path in files if TOKEN.encode() in path.read_bytes()]
+
+
+def test_errors_are_one_clear_line(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    with pytest.raises(PublishError) as refused:
+        publish(workdir, server.url, "ilcampaign", "not-the-token")
+    assert str(refused.value) == "the server refused the API token (401): check DATAVERSE_API_TOKEN"
+    with pytest.raises(PublishError) as unknown:
+        publish(workdir, server.url, "nope", TOKEN)
+    assert str(unknown.value) == f"no collection 'nope' at {server.url}" and unknown.value.exit_code == 1
+    server.fail_next("/datasets", 400, "Validation Failed: Point of Contact E-mail is required. "
+                     "(field datasetContactEmail)")
+    with pytest.raises(PublishError) as rejected:
+        publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert "(400): Validation Failed: Point of Contact E-mail is required. (field datasetContactEmail)" in str(
+        rejected.value)
+    mit = campaign(tmp_path / "mit", {**CITATION, "license": "MIT"})  # the server knows no MIT license
+    with pytest.raises(PublishError) as license_:
+        publish(mit, server.url, "ilcampaign", TOKEN)
+    assert "(400): Invalid license: MIT" in str(license_.value)
+    for message in (refused, unknown, rejected, license_):
+        assert "\n" not in str(message.value) and TOKEN not in str(message.value)
+    assert server.datasets == {}
+
+    with pytest.raises(PublishError) as plain:
+        publish(workdir, "http://darus.example.org", "ilcampaign", TOKEN)
+    assert plain.value.exit_code == 2 and "refusing to send the API token over plain http" in str(plain.value)
+    http_cli = _cli(["publish", workdir, "--url", "http://darus.example.org", "--collection", "x"],
+                    {"DATAVERSE_API_TOKEN": TOKEN})
+    no_token = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign"], {})
+    wrong = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign"],
+                 {"DATAVERSE_API_TOKEN": "wrong"})
+    assert (http_cli.returncode, no_token.returncode, wrong.returncode) == (2, 2, 1)
+    assert "DATAVERSE_API_TOKEN" in no_token.stderr
+    assert "the server refused the API token (401): check DATAVERSE_API_TOKEN" in wrong.stderr
+
+
+def test_missing_metadata_names_each_field_and_the_spec_entry(tmp_path, server):
+    manifest = {"name": "tiny", "description": "", "authors": [], "citation": None}
+    with pytest.raises(MetadataError) as missing:
+        dataset_json(manifest)
+    assert [m.split(":")[0] for m in missing.value.missing] == ["title", "author", "contact with email",
+                                                                "description"]
+    for entry in ("campaign.citation.title", "campaign.citation.authors", "campaign.citation.contact",
+                  "campaign.citation.description"):
+        assert entry in str(missing.value)
+    no_contact = {**CITATION, "contact": None}  # an author's email stands in for the contact
+    assert "contact" in str(pytest.raises(MetadataError, dataset_json, {**manifest, "citation": no_contact}).value)
+    body = dataset_json({**manifest, "citation": {**no_contact, "authors": [{"name": "A", "email": "a@b.org"}]}})
+    assert '"a@b.org"' in json.dumps(body)
+    bare = _cli(["publish", campaign(tmp_path / "bare", None), "--url", server.url, "--collection", "ilcampaign"],
+                {"DATAVERSE_API_TOKEN": TOKEN})
+    assert bare.returncode == 2 and "campaign.citation.title" in bare.stderr and server.log == []
+
+
+def _cli(args: list, env: dict) -> object:
+    saved = {name: os.environ.pop(name, None) for name in ("DATAVERSE_API_TOKEN",)}
+    os.environ.update(env)
+    try:
+        return run_cli(*args)
+    finally:
+        for name in env:
+            os.environ.pop(name, None)
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+
+
+def test_a_change_before_release_swaps_the_file_in_the_same_draft(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    first = publish(workdir, server.url, "ilcampaign", TOKEN)
+    step(Archive(workdir / "archive"), "production.nvt.400K", "production", {"sampler": sampler("nvt", 400.0)},
+         trajectory=True, finished="2026-01-02T00:00:00+00:00")
+    server.log.clear()
+    second = publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert second.persistent_id == first.persistent_id and second.version == "DRAFT"
+    assert second.replaced == ["tiny.h5"] and len(second.uploaded) == 1 and len(second.unchanged) == 2
+    assert [method for method, path in server.log if "/api/files/" in path] == ["DELETE"]  # never published
+    (version,) = server.datasets[first.persistent_id]["versions"]
+    assert len(version["files"]) == 4
+    assert all(f["content"] == (workdir / "publish" / f["label"]).read_bytes() for f in version["files"])
