@@ -9,6 +9,7 @@ unless a variable's encoding asks otherwise.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import xarray as xr
 
@@ -24,17 +25,22 @@ def write_dataset(path: str | os.PathLike[str], ds: xr.Dataset) -> None:
     for name, variable in ds.variables.items():
         if variable.dtype.kind in NUMERIC_KINDS and "units" not in variable.attrs:
             raise ValueError(f"variable {name!r} has no 'units' attribute (use '1' if dimensionless)")
-    import h5netcdf
-    from xarray.backends import H5NetCDFStore
-
     from archive.hdf5 import create
 
     with atomic_path(path) as tmp, create(tmp, track_order=True) as f:
-        store = H5NetCDFStore(h5netcdf.File(f, "w"), mode="w")
-        try:
-            ds.dump_to_store(store)
-        finally:
-            store.close()
+        dump(f, ds, mode="w")
+
+
+def dump(f: Any, ds: xr.Dataset, *, mode: str, group: str | None = None) -> None:
+    """Write ``ds`` as netCDF into the open h5py file ``f`` (at ``group``), through h5netcdf's store."""
+    import h5netcdf
+    from xarray.backends import H5NetCDFStore
+
+    store = H5NetCDFStore(h5netcdf.File(f, mode), group=group, mode=mode)
+    try:
+        ds.dump_to_store(store)
+    finally:
+        store.close()
 
 
 def read_dataset(path: str | os.PathLike[str]) -> xr.Dataset:

@@ -231,16 +231,11 @@ def _put_netcdf(f: h5py.File, where: str, source: Path) -> None:
     """A netCDF file as the netCDF group ``where``, its variables and attributes as stored (not
     decoded: no CF round trip). h5netcdf scans the whole file on opening it for writing: cheap while
     the export holds little else."""
-    import h5netcdf
     import xarray as xr
-    from xarray.backends import H5NetCDFStore
 
-    ds = xr.load_dataset(source, engine="h5netcdf", decode_cf=False)
-    store = H5NetCDFStore(h5netcdf.File(f, "a"), group=where, mode="a")
-    try:
-        ds.dump_to_store(store)
-    finally:
-        store.close()
+    from archive.arrays import dump
+
+    dump(f, xr.load_dataset(source, engine="h5netcdf", decode_cf=False), mode="a", group=where)
 
 
 def _put_bytes(group: h5py.Group, name: str, source: Path) -> None:
