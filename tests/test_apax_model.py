@@ -178,3 +178,31 @@ def test_bal_picks_distinct_frames_spread_wider_than_random_picks(trained, label
     rngs = [np.random.default_rng(seed) for seed in range(10)]
     wider = [min_pairwise_distance(result.features_pool[rng.choice(len(pool), n + 2, replace=False)]) for rng in rngs]
     assert picked >= max(wider) / 2 * (1 - 1e-5)
+
+
+@pytest.mark.parametrize("n_models", [1, 2])
+def test_jitted_create_params_equals_apax_bit_for_bit(box, n_models, tmp_path):
+    """The compiled parameter initialisation gives apax's parameters exactly (same seed, same model)."""
+    import jax
+    from apax.config import Config
+    from apax.train.checkpoints import create_params
+    from apax.data.preprocessing import compute_nl
+
+    from engine.apax_training import apax_config, jitted_create_params
+
+    config = Config.model_validate(apax_config(tiny_model(), train_path=tmp_path / "train.extxyz",
+                                               valid_path=tmp_path / "valid.extxyz", directory=tmp_path,
+                                               n_train=1, n_valid=1))
+    builder = config.model.get_builder()(config.model.model_dump())
+    elements = np.zeros(119)
+    model = builder.build_energy_derivative_model(scale=elements + 1.0, shift=elements, apply_mask=True,
+                                                  init_box=np.asarray(box.cell.array))
+    idx, offsets = compute_nl(box.positions, box.cell.array, R_MAX)
+    sample = tuple(jax.numpy.asarray(x) for x in (box.positions, box.numbers, idx, box.cell.array, offsets))
+    key = jax.random.PRNGKey(7)
+    expected, expected_key = create_params(model, key, sample, n_models)
+    params, next_key = jitted_create_params(model, key, sample, n_models)
+    leaves, expected_leaves = jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(expected)
+    assert len(leaves) == len(expected_leaves) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(leaves, expected_leaves))
+    assert np.array_equal(next_key, expected_key)
