@@ -18,7 +18,10 @@ Layout of the export::
     /report/<name>            the report files given, as their bytes (uint8)
 
 Every dataset carries an attr ``sha256`` over its values' bytes (read block by block; variable-length
-strings length-prefixed), so ``verify_export`` finds damage anywhere and names it.
+strings length-prefixed), and every group and dataset (the root too) an attr ``attrs_sha256`` over its
+other attributes (units, names, H5MD and netCDF attributes: each one's name, type, shape and value, in
+name order; references by the path they point to), so ``verify_export`` finds damage anywhere, in values
+or in attributes, and names it. Exports of format 1 had no ``attrs_sha256``: they are read, not verified.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ from archive.atomic import atomic_path, sha256_file
 from archive.hdf5 import create
 from archive.store import Archive, ArchiveError
 
-FORMAT = "ilcampaign-export 1"
+FORMAT = "ilcampaign-export 2"
+OLD_FORMATS = ("ilcampaign-export 1",)  # read by archive.open, refused by verify_export (attributes not checksummed)
+CHECKSUMS = ("sha256", "attrs_sha256")  # the attrs the export adds: left out of attrs_sha256 and of what is read
 BLOCK = 1 << 22  # bytes read at a time when checksumming
 CHUNK = 1 << 20  # chunk of opaque (uint8) datasets
 SPLIT = "campaign/split.json"
@@ -108,9 +113,13 @@ def verify_export(path: str | os.PathLike[str]) -> list[str]:
     except OSError as exc:
         return [f"{path}: unreadable ({exc})"]
     with f:
-        if f.attrs.get("format") != FORMAT:
+        found = f.attrs.get("format")
+        if found in OLD_FORMATS:
+            raise ValueError(f"{path} is a campaign export of the older format {found!r}, whose checksums do not cover "
+                             f"attributes: export the campaign again to verify it ({FORMAT!r})")
+        if found != FORMAT:
             raise ValueError(f"{path} is not a campaign export (no format attribute {FORMAT!r})")
-        problems = _check_datasets(f) + _check_complete(f)
+        problems = _check_datasets(f) + _check_attributes(f) + _check_complete(f)
         split = json.loads(f[SPLIT][()]) if SPLIT in f and _intact(f[SPLIT]) else {}
         for where, entry in split.items():
             file = path.with_name(entry["file"])
@@ -151,15 +160,67 @@ def _update(digest: Any, dataset: h5py.Dataset, values: Any) -> None:
             value = value.tobytes()
         elif not isinstance(value, bytes):
             raise TypeError(f"cannot checksum {dataset.name}: values of type {type(value).__name__}")
-        digest.update(len(value).to_bytes(8, "little") + value)
+        digest.update(_framed(value))
+
+
+def attrs_sha256(obj: h5py.Group | h5py.Dataset) -> str:
+    """Hex SHA-256 of an object's attributes but the CHECKSUMS: each one's name, type, shape and value, by name."""
+    digest = hashlib.sha256()
+    for name in sorted(set(obj.attrs) - set(CHECKSUMS)):
+        attr = obj.attrs.get_id(name)
+        digest.update(_framed(name.encode()) + _framed(f"{_type(attr.dtype)} {attr.shape}".encode())
+                      + _encode(obj.file, obj.attrs[name]))
+    return digest.hexdigest()
+
+
+def _type(dtype: np.dtype) -> str:
+    """A dtype as text, h5py's string, variable-length and reference types spelt out (not numpy's ``object``)."""
+    if dtype.names:
+        return "{" + ",".join(f"{name}:{_type(dtype.fields[name][0])}" for name in dtype.names) + "}"
+    if (string := h5py.check_string_dtype(dtype)) is not None:
+        return f"string({string.encoding},{string.length})"
+    if (vlen := h5py.check_vlen_dtype(dtype)) is not None:
+        return f"vlen({_type(np.dtype(vlen))})"
+    if h5py.check_ref_dtype(dtype) is not None:
+        return "reference"
+    return dtype.str
+
+
+def _encode(f: h5py.File, value: Any) -> bytes:
+    """An attribute value as length-prefixed bytes: numbers as their bytes, text as UTF-8, a reference
+    as the path it points to, records and arrays of such values element by element."""
+    if isinstance(value, h5py.Reference):
+        content = f[value].name.encode() if value else b""
+    elif isinstance(value, str):
+        content = value.encode()
+    elif isinstance(value, bytes):
+        content = value
+    elif isinstance(value, h5py.Empty):
+        content = b""
+    elif isinstance(value, np.void) and value.dtype.names:
+        content = b"".join(_encode(f, value[name]) for name in value.dtype.names)
+    elif isinstance(value, np.ndarray) and value.dtype.hasobject:
+        content = b"".join(_encode(f, item) for item in value.ravel())
+    else:
+        content = np.ascontiguousarray(value).tobytes()
+    return _framed(content)
+
+
+def _framed(content: bytes) -> bytes:
+    """``content`` prefixed with its length (8 bytes, little-endian), so that concatenations are unambiguous."""
+    return len(content).to_bytes(8, "little") + content
 
 
 def _stamp(f: h5py.File) -> None:
-    """Give every dataset its ``sha256`` attr (external links are not followed)."""
+    """Give every dataset its ``sha256`` attr, then every object its ``attrs_sha256`` (external links are
+    not followed)."""
     def visit(_: str, obj: Any) -> None:
         if isinstance(obj, h5py.Dataset):
             obj.attrs["sha256"] = dataset_sha256(obj)
+        if isinstance(obj, (h5py.Group, h5py.Dataset)):
+            obj.attrs["attrs_sha256"] = attrs_sha256(obj)
 
+    visit("", f)
     f.visititems(visit)
 
 
@@ -181,6 +242,29 @@ def _check_datasets(f: h5py.File) -> list[str]:
         elif found != expected:
             problems.append(f"{_label(f, name)}/{name}: checksum mismatch")
 
+    f.visititems(visit)
+    return problems
+
+
+def _check_attributes(f: h5py.File) -> list[str]:
+    """Every group and dataset whose attributes no longer match its ``attrs_sha256`` (or cannot be read)."""
+    problems = []
+
+    def visit(name: str, obj: Any) -> None:
+        if not isinstance(obj, (h5py.Group, h5py.Dataset)):
+            return
+        expected = obj.attrs.get("attrs_sha256")
+        try:
+            found = attrs_sha256(obj)
+        except (OSError, TypeError, ValueError) as exc:
+            problems.append(f"{_label(f, name)}/{name}: attributes unreadable ({exc})")
+            return
+        if expected is None:
+            problems.append(f"{_label(f, name)}/{name}: no attributes checksum")
+        elif found != expected:
+            problems.append(f"{_label(f, name)}/{name}: attributes changed")
+
+    visit("", f)
     f.visititems(visit)
     return problems
 
@@ -208,11 +292,21 @@ def _intact(dataset: h5py.Dataset) -> bool:
 
 
 def _label(f: h5py.File, name: str) -> str:
-    """``"<step name> (<key[:12]>): "`` for an object under /steps/<key>, else ``""``."""
+    """``"<step name> (<key[:12]>): "`` for an object under /steps/<key> (the group too), else ``""``."""
     parts = name.strip("/").split("/")
     if len(parts) < 2 or parts[0] != "steps":
         return ""
-    return f"{f['steps'][parts[1]].attrs.get('name', '?')} ({parts[1][:12]}): "
+    return f"{_step_name(f['steps'][parts[1]])} ({parts[1][:12]}): "
+
+
+def _step_name(group: h5py.Group) -> str:
+    """A step's name: its group's attr while the group's attributes are intact, else its record's while
+    that is intact, else ``?``."""
+    if attrs_sha256(group) == group.attrs.get("attrs_sha256"):
+        return group.attrs.get("name", "?")
+    if "record.json" in group and _intact(group["record.json"]):
+        return json.loads(group["record.json"][()]).get("name", "?")
+    return "?"
 
 
 def _put_output(group: h5py.Group, filename: str, source: Path) -> None:

@@ -171,7 +171,10 @@ def _reference_programs(crate: ROCrate, record: dict[str, Any]) -> list[Software
             version = record["software"].get("tblite", "unknown")
             identifier, name = f"#reference-tblite-{version}-{setting['method']}", f"tblite {setting['method']}"
             properties = {"softwareVersion": version, "url": "https://github.com/tblite/tblite"}
-        else:  # records do not hold CP2K's version
+        elif version := record["software"].get("cp2k"):  # recorded by the steps that ran CP2K
+            identifier, name = f"#reference-cp2k-{version}-{setting['functional']}", f"CP2K {setting['functional']}"
+            properties = {"softwareVersion": version, "url": "https://www.cp2k.org"}
+        else:  # a record from before CP2K's version was recorded
             identifier, name = f"#reference-cp2k-{setting['functional']}", f"CP2K {setting['functional']}"
             properties = {"url": "https://www.cp2k.org", "description": "CP2K version not recorded in the archive"}
         programs[identifier] = crate.get(identifier) or crate.add(

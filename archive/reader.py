@@ -133,11 +133,11 @@ class _Export:
     """Reading an export file (opened per call, so it is never held open)."""
 
     def __init__(self, path: Path, cache_dir: Path):
-        from archive.export import FORMAT
+        from archive.export import FORMAT, OLD_FORMATS
 
         self.path, self.cache_dir = path, cache_dir
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
+            if f.attrs.get("format") not in (FORMAT, *OLD_FORMATS):
                 raise ValueError(f"{path} is an HDF5 file but no campaign export")
 
     def index(self) -> dict[str, Any]:
@@ -161,12 +161,15 @@ class _Export:
             return read_frames(f[f"steps/{key}/{filename}"])
 
     def dataset(self, key: str, filename: str) -> xr.Dataset:
-        """The netCDF group, less the export's ``sha256`` attrs."""
+        """The netCDF group, less the export's checksum attrs."""
         import xarray as xr
 
+        from archive.export import CHECKSUMS
+
         ds = xr.load_dataset(self.path, group=f"steps/{key}/{filename}", engine="h5netcdf")
-        for variable in ds.variables.values():
-            variable.attrs.pop("sha256", None)
+        for attrs in (ds.attrs, *(variable.attrs for variable in ds.variables.values())):
+            for name in CHECKSUMS:
+                attrs.pop(name, None)
         return ds
 
     def trajectory_path(self, key: str, filename: str) -> Path:

@@ -2,7 +2,9 @@
 
 ``make_calculator`` builds the ASE calculator for a spec's reference section; ``compute`` runs
 one single point and turns every failure (SCF not converged, crash, NaN) into
-:class:`ReferenceFailure`, so callers can record it and go on. The CP2K input is generated
+:class:`ReferenceFailure`, so callers can record it and go on. ``reference_software`` gives the
+version of CP2K (an external program, so not among the Python packages a record lists) that the
+steps running it put into their records. The CP2K input is generated
 entirely by :func:`cp2k_input` (ASE only adds coordinates, cell, project name, stress switch).
 
 CP2K 2023.1 only *warns* when the SCF does not converge (later versions abort), so the CP2K
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,33 @@ def make_calculator(reference: XTB | CP2K, *, charge: int = 0, workdir: Path) ->
     # exec: the shell's pid is CP2K's, so killing it after a failure kills CP2K itself
     command = f"cd {shlex.quote(str(workdir))} && exec env OMP_NUM_THREADS={reference.threads} {reference.command}"
     return _cp2k_class()(reference, charge, command=command, label=str(workdir / "cp2k"))
+
+
+def reference_software(settings: Iterable[XTB | CP2K]) -> dict[str, str]:
+    """``{"cp2k": version}`` where CP2K runs some of ``settings``, for the step's record (tblite, a Python
+    package, is in every record already); several versions (retry settings with other commands) joined."""
+    versions = sorted({cp2k_version(setting.command) for setting in settings if isinstance(setting, CP2K)} - {None})
+    return {"cp2k": ", ".join(versions)} if versions else {}
+
+
+@cache
+def cp2k_version(command: str) -> str | None:
+    """The version of the CP2K that ``command`` (as a reference's ``command`` runs it) reports with
+    ``--version``; None if it cannot say. Cached per command: the banner costs a process start."""
+    import subprocess
+
+    try:
+        result = subprocess.run(f"exec env OMP_NUM_THREADS=1 {command} --version", shell=True, check=False,
+                                capture_output=True, stdin=subprocess.DEVNULL, text=True, errors="replace", timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_cp2k_version(result.stdout)
+
+
+def parse_cp2k_version(banner: str) -> str | None:
+    """The version in CP2K's ``--version`` banner (its line `` CP2K version 2023.1``), or None."""
+    match = re.search(r"^\s*CP2K version (\S+)", banner, re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def compute(atoms: Any, calculator: Any) -> dict[str, np.ndarray | float]:

@@ -9,8 +9,13 @@ lets an interrupted upload be reported file by file.
 Requests (``X-Dataverse-key`` carries the API token; it is never put in a URL, message or file):
 
 * ``GET  /api/dataverses/{alias}/metadatablocks``                 the collection's metadata blocks
+* ``GET  /api/dataverses/{alias}/contents``                       its datasets (drafts too, for their
+  owner's token): their latest versions' ``otherId`` finds the dataset of a create request whose
+  answer was lost (the Search API would take one request, but its index is filled asynchronously
+  and may miss a dataset created a moment ago)
 * ``POST /api/dataverses/{alias}/datasets``                       create a dataset (a draft)
 * ``GET  /api/datasets/:persistentId/?persistentId=PID``          the dataset and its latest version
+* ``GET  /api/datasets/:persistentId/locks?persistentId=PID``     its locks (empty: none)
 * ``GET  /api/datasets/:persistentId/versions/:latest/files?persistentId=PID``  its files
 * ``PUT  /api/datasets/:persistentId/versions/:draft?persistentId=PID``  the draft's metadata (makes a
   new draft from a released version)
@@ -19,6 +24,12 @@ Requests (``X-Dataverse-key`` carries the API token; it is never put in a URL, m
 * ``DELETE /api/files/{id}``                                      take a file out of the draft (Dataverse
   refuses to replace a file that was never published)
 * ``POST /api/datasets/:persistentId/actions/:publish?persistentId=PID&type=major``  publish
+
+A write the server accepts but goes on with (202 Accepted, ``WORKFLOW_IN_PROGRESS``: a publication
+finalised in the background while the dataset holds a ``finalizePublication`` lock) returns once the
+dataset's locks are gone; a write refused because the dataset is locked (403 "Dataset cannot be
+edited due to dataset lock.") is sent once more when they are gone. Either wait ends with a
+DataverseError after ``lock_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import http.client
 import json
 import os
 import ssl
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,35 +101,41 @@ class Request:
     path: str  # with the query
     body: dict[str, Any] | None = None
     upload: Upload | None = None
+    dataset: str | None = None  # the persistent id of the dataset a write changes (waited for while locked)
 
 
 class Client:
     """Requests to the Dataverse at ``url`` with ``token``; each answer's ``data`` or a DataverseError."""
 
-    def __init__(self, url: str, token: str | None, *, timeout: float = 300.0):
+    poll = 2.0  # seconds between two looks at a locked dataset's locks
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 300.0, lock_timeout: float = 600.0):
         self.url = check_url(url)
         self.token = token
         self.timeout = timeout
+        self.lock_timeout = lock_timeout
 
     # the endpoints
     def blocks(self, alias: str) -> list[str]:
         """The names of the metadata blocks collection ``alias`` offers."""
-        try:
-            data = self.send(Request("GET", f"/api/dataverses/{alias}/metadatablocks"))
-        except DataverseError as exc:
-            if exc.status == 404:
-                raise DataverseError(f"no collection '{alias}' at {self.url}", 404) from None
-            raise
+        data = self._in_collection(alias, Request("GET", f"/api/dataverses/{alias}/metadatablocks"))
         return [block["name"] for block in data]
+
+    def find_dataset(self, alias: str, agency: str, value: str) -> tuple[str, dict[str, Any]] | None:
+        """(persistent id, latest version) of the dataset in collection ``alias`` whose latest version's
+        citation has the other id ``agency``/``value``; None if none has."""
+        for item in self._in_collection(alias, Request("GET", f"/api/dataverses/{alias}/contents")):
+            if item.get("type") != "dataset":
+                continue
+            pid = f"{item['protocol']}:{item['authority']}{item.get('separator', '/')}{item['identifier']}"
+            version = self.latest_version(pid)
+            if (agency, value) in _other_ids(version):
+                return pid, version
+        return None
 
     def create_dataset(self, alias: str, body: dict[str, Any]) -> str:
         """Create a dataset (a draft) in collection ``alias``; its persistent id."""
-        try:
-            data = self.send(Request("POST", f"/api/dataverses/{alias}/datasets", body=body))
-        except DataverseError as exc:
-            if exc.status == 404:
-                raise DataverseError(f"no collection '{alias}' at {self.url}", 404) from None
-            raise
+        data = self._in_collection(alias, Request("POST", f"/api/dataverses/{alias}/datasets", body=body))
         return data["persistentId"]
 
     def latest_version(self, pid: str) -> dict[str, Any]:
@@ -126,22 +144,48 @@ class Client:
     def files(self, pid: str) -> list[dict[str, Any]]:
         return self.send(Request("GET", _pid("/api/datasets/:persistentId/versions/:latest/files", pid)))
 
+    def locks(self, pid: str) -> list[dict[str, Any]]:
+        return self.send(Request("GET", _pid("/api/datasets/:persistentId/locks", pid)))
+
     def update_metadata(self, pid: str, version: dict[str, Any]) -> dict[str, Any]:
-        return self.send(Request("PUT", _pid("/api/datasets/:persistentId/versions/:draft", pid), body=version))
+        return self.send(Request("PUT", _pid("/api/datasets/:persistentId/versions/:draft", pid), body=version,
+                                 dataset=pid))
 
     def add_file(self, pid: str, path: Path, json_data: dict[str, Any]) -> dict[str, Any]:
-        data = self.send(Request("POST", _pid("/api/datasets/:persistentId/add", pid), upload=Upload(path, json_data)))
+        data = self.send(Request("POST", _pid("/api/datasets/:persistentId/add", pid), upload=Upload(path, json_data),
+                                 dataset=pid))
         return data["files"][0]
 
-    def replace_file(self, file_id: int, path: Path, json_data: dict[str, Any]) -> dict[str, Any]:
-        data = self.send(Request("POST", f"/api/files/{file_id}/replace", upload=Upload(path, json_data)))
+    def replace_file(self, pid: str, file_id: int, path: Path, json_data: dict[str, Any]) -> dict[str, Any]:
+        data = self.send(Request("POST", f"/api/files/{file_id}/replace", upload=Upload(path, json_data), dataset=pid))
         return data["files"][0]
 
-    def delete_file(self, file_id: int) -> Any:
-        return self.send(Request("DELETE", f"/api/files/{file_id}"))
+    def delete_file(self, pid: str, file_id: int) -> Any:
+        return self.send(Request("DELETE", f"/api/files/{file_id}", dataset=pid))
 
     def publish(self, pid: str) -> dict[str, Any]:
-        return self.send(Request("POST", _pid("/api/datasets/:persistentId/actions/:publish", pid, type="major")))
+        return self.send(Request("POST", _pid("/api/datasets/:persistentId/actions/:publish", pid, type="major"),
+                                 dataset=pid))
+
+    def wait_unlocked(self, pid: str) -> None:
+        """Return once dataset ``pid`` has no locks, looking every ``poll`` seconds; DataverseError naming
+        the locks after ``lock_timeout`` seconds."""
+        deadline = time.monotonic() + self.lock_timeout
+        while locks := self.locks(pid):
+            if time.monotonic() >= deadline:
+                kinds = ", ".join(sorted({lock.get("lockType", "?") for lock in locks}))
+                raise DataverseError(self._clean(f"the dataset {pid} is still locked ({kinds}) after "
+                                                 f"{self.lock_timeout:g} s; run the same command again later"))
+            time.sleep(self.poll)
+
+    def _in_collection(self, alias: str, request: Request) -> Any:
+        """Send a request about collection ``alias``; a 404 names the collection."""
+        try:
+            return self.send(request)
+        except DataverseError as exc:
+            if exc.status == 404:
+                raise DataverseError(f"no collection '{alias}' at {self.url}", 404) from None
+            raise
 
     # the transport
     def headers(self, request: Request) -> dict[str, str]:
@@ -155,7 +199,20 @@ class Client:
         return headers
 
     def send(self, request: Request) -> Any:
-        """Send ``request``; the answer's ``data`` (DataverseError on an error status or a lost connection)."""
+        """Send ``request``; the answer's ``data`` (DataverseError on an error status or a lost connection).
+        A write to a locked dataset is waited for (see the module's docstring)."""
+        status, answer = self._exchange(request)
+        if status == 403 and request.dataset and "lock" in str(_field(answer, "message")).lower():
+            self.wait_unlocked(request.dataset)
+            status, answer = self._exchange(request)
+        if not 200 <= status < 300:
+            raise DataverseError(self._clean(self._message(request, status, answer)), status)
+        if status == 202 and request.dataset:
+            self.wait_unlocked(request.dataset)
+        return _field(answer, "data", answer)
+
+    def _exchange(self, request: Request) -> tuple[int, Any]:
+        """One request and its answer: (HTTP status, parsed JSON); ConnectionLost if no answer came."""
         parts = urlsplit(self.url)
         if parts.scheme == "https":
             connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout,
@@ -188,12 +245,9 @@ class Client:
         finally:
             connection.close()
         try:
-            answer = json.loads(raw) if raw else {}
+            return status, json.loads(raw) if raw else {}
         except ValueError:
-            answer = {"message": raw[:200].decode(errors="replace")}
-        if 200 <= status < 300:
-            return answer.get("data", answer) if isinstance(answer, dict) else answer
-        raise DataverseError(self._clean(self._message(request, status, answer)), status)
+            return status, {"message": raw[:200].decode(errors="replace")}
 
     def _message(self, request: Request, status: int, answer: Any) -> str:
         message = " ".join(str(answer.get("message", "") if isinstance(answer, dict) else answer).split())
@@ -210,13 +264,17 @@ class Client:
 
 class DryRun(Client):
     """Records each request (token redacted) instead of sending it, and answers as an empty server
-    would: the collection offers the citation block only and no dataset holds any file yet."""
+    would: the collection offers the citation block only and holds no dataset yet."""
 
     def __init__(self, url: str, token: str | None):
         super().__init__(url, token)
         self.requests: list[dict[str, Any]] = []
 
-    def send(self, request: Request) -> Any:
+    def _exchange(self, request: Request) -> tuple[int, Any]:
+        return 200, self._answer(request)
+
+    def _answer(self, request: Request) -> Any:
+        """Record ``request``; the answer an empty server would give."""
         headers = {name: "***" if name == "X-Dataverse-key" else value for name, value in self.headers(request).items()}
         entry: dict[str, Any] = {"method": request.method, "url": self.url + request.path, "headers": headers}
         if request.body is not None:
@@ -231,6 +289,8 @@ class DryRun(Client):
         path = request.path.split("?")[0]
         if path.endswith("/metadatablocks"):
             return [{"name": "citation"}]
+        if path.endswith("/contents"):
+            return []
         if path.endswith("/datasets") and request.method == "POST":
             return {"id": 0, "persistentId": "(assigned by the server)"}
         if path == "/api/datasets/:persistentId/":
@@ -245,6 +305,18 @@ class DryRun(Client):
 
 def _pid(path: str, pid: str, **extra: str) -> str:
     return f"{path}?{urlencode({'persistentId': pid, **extra})}"
+
+
+def _field(answer: Any, name: str, default: Any = "") -> Any:
+    """``answer[name]`` where the answer is a JSON object that has it, else ``default``."""
+    return answer.get(name, default) if isinstance(answer, dict) else default
+
+
+def _other_ids(version: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (agency, value) pairs of a dataset version's citation field ``otherId``."""
+    fields = version.get("metadataBlocks", {}).get("citation", {}).get("fields", [])
+    return {(entry.get("otherIdAgency", {}).get("value"), entry.get("otherIdValue", {}).get("value"))
+            for field in fields if field.get("typeName") == "otherId" for entry in field.get("value", [])}
 
 
 def token_from(env: dict[str, str] | os._Environ[str], token_file: Path | None) -> str:

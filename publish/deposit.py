@@ -1,12 +1,15 @@
 """Deposit a campaign in a Dataverse collection: export, describe, upload what is missing, publish.
 
 ``publish`` exports the campaign to ``<workdir>/publish/<name>.h5`` (trajectories split off beside
-it, the files uploaded side by side so the links hold) and keeps what it learnt in
-``<workdir>/publish/state.json``: per server URL and collection the dataset's persistent id and the
-fingerprint of the metadata last sent, and the source of the export (never the token). So a rerun
-after a failure resumes in the same draft, uploading only the files the draft lacks or holds with
-another checksum (of the type the server reports), and a changed campaign becomes a new version of
-the same dataset. Nothing is published without ``release=True``.
+it, the files uploaded side by side, in the dataset's folder ``<name>/``, so the links hold) and keeps
+what it learnt in ``<workdir>/publish/state.json``: per server URL and collection the dataset's
+persistent id and the fingerprint of the metadata last sent, and the source of the export (never the
+token). So a rerun after a failure resumes in the same draft, uploading only the files the draft lacks
+or holds with another checksum (of the type the server reports), and a changed campaign becomes a new
+version of the same dataset, without the files of the folder that the new export no longer has. The
+dataset carries the campaign's key as its ``otherId``: a run whose create request reached the server
+but whose answer was lost (so no persistent id was kept) is followed by one that finds that dataset in
+the collection rather than creating a second. Nothing is published without ``release=True``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from publish.dataverse import (
     InsecureURL,
     check_url,
 )
-from publish.metadata import MetadataError, dataset_json, digest
+from publish.metadata import CAMPAIGN_ID_AGENCY, MetadataError, dataset_json, digest
 
 ALGORITHMS = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}
 
@@ -49,6 +52,7 @@ class Deposit:
     uploaded: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # files of an earlier export taken out of the draft
     created: bool = False
     released: bool = False
     version: str | None = None  # the latest version after the run: "DRAFT" or "2.0"
@@ -67,10 +71,12 @@ def checksums(path: Path, algorithms: tuple[str, ...] = ("md5", "sha256")) -> di
 
 def publish(target: str | os.PathLike[str], url: str, collection: str, token: str | None, *, release: bool = False,
             dry_run: bool = False, state_file: str | os.PathLike[str] | None = None,
-            report_files: dict[str, Path] | None = None, timeout: float = 300.0) -> Deposit:
+            report_files: dict[str, Path] | None = None, timeout: float = 300.0,
+            lock_timeout: float = 600.0) -> Deposit:
     """Export the campaign at ``target`` (work directory or archive folder) and deposit it in
     ``collection`` at the Dataverse ``url``; ``release``: publish the draft as a new major version;
-    ``dry_run``: write the requests to ``<workdir>/publish/dry-run.json`` and send nothing.
+    ``dry_run``: write the requests to ``<workdir>/publish/dry-run.json`` and send nothing;
+    ``lock_timeout``: how long to wait for a locked dataset (seconds).
     PublishError (exit_code 2: bad input, 1: the server or network failed)."""
     workdir, archive = _locate(Path(target))
     try:
@@ -93,7 +99,7 @@ def publish(target: str | os.PathLike[str], url: str, collection: str, token: st
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     files, descriptions = _export(archive, folder / f"{manifest['name']}.h5", state, report_files)
     atomic_write_json(state_path, state)  # the export's source, so that a rerun (or the run after a dry run) reuses it
-    client: Client = DryRun(url, token) if dry_run else Client(url, token, timeout=timeout)
+    client: Client = DryRun(url, token) if dry_run else Client(url, token, timeout=timeout, lock_timeout=lock_timeout)
     deposit = Deposit(None, files)
     try:
         _deposit(client, deposit, collection, manifest, records, descriptions, state, state_path, release)
@@ -102,7 +108,7 @@ def publish(target: str | os.PathLike[str], url: str, collection: str, token: st
     if dry_run:
         deposit.dry_run = folder / "dry-run.json"
         note = ("the requests a deposit sends to a server whose collection offers the citation block only and "
-                "whose draft holds none of the files yet; X-Dataverse-key redacted; nothing was sent")
+                "holds no dataset yet; X-Dataverse-key redacted; nothing was sent")
         atomic_write_json(deposit.dry_run, {"note": note, "requests": client.requests})
     return deposit
 
@@ -111,28 +117,13 @@ def _deposit(client: Client, deposit: Deposit, collection: str, manifest: dict[s
              descriptions: dict[str, str], state: dict[str, Any], state_path: Path, release: bool) -> None:
     dry = isinstance(client, DryRun)
     body = dataset_json(manifest, records=records, blocks=client.blocks(collection))
-    entry = state.setdefault("datasets", {}).get(f"{client.url} {collection}")
-    if entry is None:
-        pid = client.create_dataset(collection, body)
-        entry = state["datasets"][f"{client.url} {collection}"] = {"persistentId": pid, "metadata": digest(body)}
-        deposit.created, latest = True, {"versionState": "DRAFT"}
-        if not dry:
-            atomic_write_json(state_path, state)  # a failure from here on resumes in this dataset
-    else:
-        pid = entry["persistentId"]
-        try:
-            latest = client.latest_version(pid)
-        except DataverseError as exc:
-            if exc.status == 404:
-                raise DataverseError(f"the dataset {pid} recorded in {state_path} is gone from {client.url} (404); "
-                                     "remove its entry there to deposit a new dataset", 404) from None
-            raise
-    deposit.persistent_id = pid
-    remote = {(f.get("directoryLabel") or "", f["label"]): f for f in client.files(pid)}
+    entry, latest = _dataset(client, deposit, collection, manifest["key"], body, state, state_path)
+    pid = deposit.persistent_id
     directory = manifest["name"]
+    remote = {f["label"]: f for f in client.files(pid) if (f.get("directoryLabel") or "") == directory}
     plan = []
     for path in deposit.files:
-        known = remote.get((directory, path.name))
+        known = remote.get(path.name)
         if known is None:
             plan.append((path, None))
             continue
@@ -145,8 +136,11 @@ def _deposit(client: Client, deposit: Deposit, collection: str, manifest: dict[s
         client.update_metadata(pid, body["datasetVersion"])  # a released version gets a new draft
         entry["metadata"] = digest(body)
         latest = {"versionState": "DRAFT"}
-        if not dry:
-            atomic_write_json(state_path, state)
+        _save(state_path, state, dry)
+    for name in sorted(set(remote) - {path.name for path in deposit.files}):  # e.g. a trajectory no longer split off
+        client.delete_file(pid, remote[name]["dataFile"]["id"])
+        deposit.deleted.append(name)
+        latest = {"versionState": "DRAFT"}
     released_ids = set(entry.get("released_files", []))
     done: list[str] = []
     for path, file_id in plan:
@@ -155,9 +149,9 @@ def _deposit(client: Client, deposit: Deposit, collection: str, manifest: dict[s
             if file_id is None:
                 answer = client.add_file(pid, path, json_data)
             elif file_id in released_ids:  # a new version of a published file keeps its lineage
-                answer = client.replace_file(file_id, path, {**json_data, "forceReplace": True})
+                answer = client.replace_file(pid, file_id, path, {**json_data, "forceReplace": True})
             else:  # Dataverse replaces published files only: a draft's own file is swapped
-                client.delete_file(file_id)
+                client.delete_file(pid, file_id)
                 answer = client.add_file(pid, path, json_data)
         except ConnectionLost as exc:
             missing = [p.name for p, _ in plan if p.name not in done]
@@ -171,13 +165,55 @@ def _deposit(client: Client, deposit: Deposit, collection: str, manifest: dict[s
         (deposit.uploaded if file_id is None else deposit.replaced).append(path.name)
         latest = {"versionState": "DRAFT"}
     if release and latest.get("versionState") == "DRAFT":
-        client.publish(pid)
+        client.publish(pid)  # returns once a publication finalised in the background is done
         deposit.released = True
         latest = client.latest_version(pid) if not dry else {"versionState": "RELEASED"}
         entry["released_files"] = sorted(f["dataFile"]["id"] for f in client.files(pid))
-        if not dry:
-            atomic_write_json(state_path, state)
+        _save(state_path, state, dry)
     deposit.version = _version(latest)
+
+
+def _dataset(client: Client, deposit: Deposit, collection: str, key: str, body: dict[str, Any],
+             state: dict[str, Any], state_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The state entry of the campaign's dataset in ``collection`` and the dataset's latest version: the
+    dataset the state names, else the one of the collection whose ``otherId`` is the campaign's ``key``
+    (created by a run that lost the server's answer), else a new draft."""
+    slot = f"{client.url} {collection}"
+    entry = state.setdefault("datasets", {}).get(slot)
+    if entry is not None:
+        deposit.persistent_id = entry["persistentId"]
+        return entry, _latest(client, entry["persistentId"], state_path)
+    found = client.find_dataset(collection, CAMPAIGN_ID_AGENCY, key)
+    if found is None:
+        try:
+            pid = client.create_dataset(collection, body)
+        except ConnectionLost as exc:
+            raise DataverseError(f"{exc}; run the same command again: a dataset the server created meanwhile is "
+                                 "found by the campaign's key and used") from None
+        deposit.created, metadata, latest = True, digest(body), {"versionState": "DRAFT"}
+    else:  # its metadata is sent again: the spec's citation may have changed since
+        (pid, latest), metadata = found, None
+    deposit.persistent_id = pid
+    entry = state["datasets"][slot] = {"persistentId": pid, "metadata": metadata}
+    _save(state_path, state, isinstance(client, DryRun))  # a failure from here on resumes in this dataset
+    return entry, latest
+
+
+def _latest(client: Client, pid: str, state_path: Path) -> dict[str, Any]:
+    """The latest version of the dataset the state names (a 404 says how to start afresh)."""
+    try:
+        return client.latest_version(pid)
+    except DataverseError as exc:
+        if exc.status == 404:
+            raise DataverseError(f"the dataset {pid} recorded in {state_path} is gone from {client.url} (404); "
+                                 "remove its entry there to deposit a new dataset", 404) from None
+        raise
+
+
+def _save(state_path: Path, state: dict[str, Any], dry: bool) -> None:
+    """Write the state (not after a dry run's made-up answers)."""
+    if not dry:
+        atomic_write_json(state_path, state)
 
 
 def _version(latest: dict[str, Any]) -> str:

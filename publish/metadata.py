@@ -48,6 +48,9 @@ PROCESS_FIELDS = {
     "parameter_value": "processMethodsParValue",     # a number, as text
     "parameter_text": "processMethodsParTextValue",  # a value that is no number (a SMILES)
 }
+#: the agency of the citation's ``otherId`` that carries the campaign's key (the manifest's ``key``): how a
+#: deposit finds the dataset it created when the server's answer was lost
+CAMPAIGN_ID_AGENCY = "ilcampaign"
 FORCE_FIELD = "machine-learned potential (apax)"
 EV_PER_A3_IN_BAR = 1.602176634e6  # step params hold pressures in eV/A^3
 
@@ -80,7 +83,8 @@ def _entry(**children: Any) -> dict[str, dict[str, Any]]:
 
 def citation_fields(manifest: Mapping[str, Any], *, subjects: Iterable[str] = ("Chemistry",)) -> list[dict[str, Any]]:
     """The citation block's fields from the manifest's ``citation`` (MetadataError naming every missing
-    required field: title, author, contact with an email, description, subject)."""
+    required field: title, author, contact with an email, description, subject), and the campaign's key
+    as an ``otherId``."""
     citation = manifest.get("citation") or {}
     authors = citation.get("authors") or manifest.get("authors") or []
     contact = citation.get("contact") or next(
@@ -110,6 +114,8 @@ def citation_fields(manifest: Mapping[str, Any], *, subjects: Iterable[str] = ("
         compound("dsDescription", [_entry(dsDescriptionValue=description.strip())]),
         vocabulary("subject", subjects, multiple=True),
     ]
+    if manifest.get("key"):
+        fields.append(compound("otherId", [_entry(otherIdAgency=CAMPAIGN_ID_AGENCY, otherIdValue=manifest["key"])]))
     if citation.get("keywords"):
         fields.append(compound("keyword", [_entry(keywordValue=keyword) for keyword in citation["keywords"]]))
     if publication := citation.get("related_publication"):

@@ -1,9 +1,12 @@
 """A stand-in for a Dataverse server, for the publish tests: NOT a real Dataverse (which needs
-Payara, PostgreSQL and Solr and cannot run here), only a model of the native API behaviours the
-``campaign publish`` client relies on, written from the Dataverse API guide:
+Payara, PostgreSQL and Solr and cannot run here, so the client is tested against this instead), only
+a model of the native API behaviours the ``campaign publish`` client relies on, written from the
+Dataverse API guide and its JSON shapes as Dataverse's source (JsonPrinter, AbstractApiBean) prints them:
 
 * ``X-Dataverse-key`` required on every request and checked (401 ``Bad API key`` otherwise);
-* collections by alias, each offering metadata blocks (``GET /api/dataverses/{alias}/metadatablocks``);
+* collections by alias, each offering metadata blocks (``GET /api/dataverses/{alias}/metadatablocks``)
+  and listing its datasets (``GET /api/dataverses/{alias}/contents``: per dataset id, identifier,
+  persistentUrl, protocol, authority, separator, publisher, storageIdentifier, ``type: dataset``);
   404 for an unknown alias;
 * create a dataset in a collection (``POST /api/dataverses/{alias}/datasets``, 201 with id and
   persistentId), validating the citation block as Dataverse does: each field's typeClass and
@@ -11,22 +14,30 @@ Payara, PostgreSQL and Solr and cannot run here), only a model of the native API
   (authorName), datasetContact (datasetContactEmail), dsDescription (dsDescriptionValue) and
   subject present, controlled vocabularies (subject, authorIdentifierScheme, publicationIDType)
   respected, a license the installation knows (CC0 1.0, CC BY 4.0), only blocks the collection
-  offers; a 400 with a message naming the field otherwise;
+  offers; a 400 with a message naming the field otherwise (otherId: agency and value);
 * the dataset and its latest version (``GET /api/datasets/:persistentId/``), the latest version's
   files (``.../versions/:latest/files``) with the checksum of the configured type (MD5 by default,
-  as Dataverse's default; SHA-256 etc. on request);
+  as Dataverse's default; SHA-256 etc. on request), its locks (``.../locks``: lockType, date, user,
+  dataset, message each; ``[]`` when none);
 * add a file (``.../add``, multipart ``file`` + ``jsonData`` with description and directoryLabel),
   replace a published file (``/api/files/{id}/replace``, a new file id; 400 for a file never
   published, as Dataverse), delete a file from the draft (``DELETE /api/files/{id}``), update the
   draft's metadata (``PUT .../versions/:draft``): each creates a new DRAFT version when the latest
   is released;
 * publish (``.../actions/:publish?type=major``): the draft becomes version 1.0, then 2.0, ...;
-  400 when there is no draft.
+  400 when there is no draft;
+* a locked dataset refuses every change (403 ``Dataset cannot be edited due to dataset lock.``).
 
 Failures on demand (``fail_next``): a status with a message for the next request matching a path
-fragment, and ``drop_upload``: the N-th upload from now has its connection closed after part of
-its body was read, as a dropped network connection would. Not modelled: minor versions, file
-restriction, ingest, locks, direct (S3) upload, duplicate-file checks, permissions beyond the key.
+fragment; ``drop_upload``: the N-th upload from now has its connection closed after part of
+its body was read, as a dropped network connection would; ``drop_answer``: the next request matching
+a path fragment is carried out, then its connection closed before the answer (the server created the
+dataset, the client never heard); ``lock_dataset``: a lock on a dataset until its locks have been read N
+times; ``finalize_next_publish``: the next publication answers 202 ``WORKFLOW_IN_PROGRESS`` and
+finishes in the background under a ``finalizePublication`` lock, as when Dataverse registers the files'
+persistent ids. Not modelled: minor versions, file restriction, ingest (Dataverse lets some edits
+through an Ingest lock; here every lock blocks), direct (S3) upload, duplicate-file checks,
+permissions beyond the key, sub-collections in the contents.
 """
 
 from __future__ import annotations
@@ -60,12 +71,14 @@ CITATION = {
     "publication": ("compound", True, {"publicationCitation", "publicationIDType", "publicationIDNumber",
                                        "publicationURL"}),
     "grantNumber": ("compound", True, {"grantNumberAgency", "grantNumberValue"}),
+    "otherId": ("compound", True, {"otherIdAgency", "otherIdValue"}),
 }
 REQUIRED = [("title", None, "Title"), ("author", "authorName", "Author Name"),
             ("datasetContact", "datasetContactEmail", "Point of Contact E-mail"),
             ("dsDescription", "dsDescriptionValue", "Description Text"), ("subject", None, "Subject")]
 LICENSES = {"CC0 1.0", "CC BY 4.0"}
 HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}
+LOCKED = "Dataset cannot be edited due to dataset lock."  # Dataverse's 403 message for a change to a locked dataset
 
 
 class Invalid(Exception):
@@ -85,6 +98,8 @@ class Dataverse:
         self.failures: list[tuple[str, int, str]] = []  # (path fragment, status, message)
         self.drop_at: int | None = None  # drop the connection of this upload (1: the next one)
         self.uploads_seen = 0
+        self.dropped_answers: list[str] = []  # path fragments: carry out, then hang up
+        self.finalize_polls: list[int | None] = []  # per coming publication: reads of its lock before it lifts
         self.lock = threading.Lock()
         self._ids = iter(range(100, 10**9))
 
@@ -94,6 +109,19 @@ class Dataverse:
 
     def drop_upload(self, n: int) -> None:
         self.drop_at, self.uploads_seen = n, 0
+
+    def drop_answer(self, fragment: str) -> None:
+        self.dropped_answers.append(fragment)
+
+    def lock_dataset(self, pid: str, lock_type: str, polls: int | None, then: Any = None) -> None:
+        """Lock dataset ``pid`` until its locks have been read ``polls`` times (None: for good); ``then()``
+        runs when the lock lifts."""
+        entry = {"lockType": lock_type, "date": "2026-01-01T00:00:00Z", "user": "dataverseAdmin", "dataset": pid,
+                 "message": f"{lock_type} in progress"}
+        self.datasets[pid]["lock"] = {"json": entry, "polls": polls, "then": then}
+
+    def finalize_next_publish(self, polls: int | None) -> None:
+        self.finalize_polls.append(polls)
 
     # serving
     def start(self) -> str:
@@ -141,7 +169,13 @@ class Dataverse:
                     raise Invalid(status, message)
             with self.lock:
                 status, data = self._route(handler.command, parts.path, query, handler.headers, body)
-            self._answer(handler, status, {"status": "OK", "data": data})
+            dropped = [fragment for fragment in self.dropped_answers if fragment in parts.path]
+            if dropped:  # done, but the client never hears of it
+                self.dropped_answers.remove(dropped[0])
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                handler.close_connection = True
+                return
+            self._answer(handler, status, {"status": "WORKFLOW_IN_PROGRESS" if status == 202 else "OK", "data": data})
         except Invalid as exc:
             self._answer(handler, exc.status, {"status": "ERROR", "message": exc.message})
 
@@ -163,6 +197,9 @@ class Dataverse:
                 raise Invalid(404, f"Can't find dataverse with identifier='{alias}'")
             if method == "GET" and segments[3] == "metadatablocks":
                 return 200, [{"name": name, "displayName": name.title()} for name in self.collections[alias]]
+            if method == "GET" and segments[3] == "contents":
+                return 200, [{**_summary(pid, dataset), "type": "dataset"} for pid, dataset in self.datasets.items()
+                             if dataset["alias"] == alias]
             if method == "POST" and segments[3] == "datasets":
                 version = _json(body).get("datasetVersion")
                 if not isinstance(version, dict):
@@ -178,9 +215,13 @@ class Dataverse:
             dataset, rest = self.datasets[pid], segments[3:]
             latest = dataset["versions"][-1]
             if method == "GET" and rest == []:
-                return 200, {"id": dataset["id"], "persistentId": pid, "latestVersion": _public(latest)}
+                return 200, {**_summary(pid, dataset), "latestVersion": _public(latest)}
             if method == "GET" and rest == ["versions", ":latest", "files"]:
                 return 200, _public(latest)["files"]
+            if method == "GET" and rest == ["locks"]:
+                return 200, self._locks(dataset)
+            if method != "GET" and "lock" in dataset:
+                raise Invalid(403, LOCKED)
             if method == "PUT" and rest == ["versions", ":draft"]:
                 version = _json(body)
                 self._validate(version, dataset["alias"])
@@ -197,14 +238,18 @@ class Dataverse:
                     raise Invalid(400, "Cannot publish: this dataset has no draft version")
                 if query.get("type") != "major":
                     raise Invalid(400, "this stand-in publishes major versions only")
-                released = [v for v in dataset["versions"] if v["versionState"] == "RELEASED"]
-                latest.update(versionState="RELEASED", versionNumber=len(released) + 1, versionMinorNumber=0)
-                return 200, _public(latest)
+                if self.finalize_polls:  # finished in the background, under a lock
+                    self.lock_dataset(pid, "finalizePublication", self.finalize_polls.pop(0), lambda: _release(dataset))
+                    return 202, _summary(pid, dataset)
+                _release(dataset)
+                return 200, _summary(pid, dataset)
         if segments[:2] == ["api", "files"] and len(segments) in (3, 4) and segments[2].isdigit():
             file_id = int(segments[2])
             for dataset in self.datasets.values():
                 if not any(f["dataFile"]["id"] == file_id for f in dataset["versions"][-1]["files"]):
                     continue
+                if "lock" in dataset:
+                    raise Invalid(403, LOCKED)
                 if method == "DELETE" and len(segments) == 3:
                     draft = self._draft(dataset)
                     draft["files"] = [f for f in draft["files"] if f["dataFile"]["id"] != file_id]
@@ -221,6 +266,21 @@ class Dataverse:
                     return 200, {"files": [_public_file(draft["files"][index])]}
             raise Invalid(404, f"File with ID {file_id} not found.")
         raise Invalid(404, f"API endpoint does not exist on this server: {method} {path}")
+
+    @staticmethod
+    def _locks(dataset: dict[str, Any]) -> list[dict[str, Any]]:
+        """The dataset's locks as this read sees them; one read fewer before its lock lifts."""
+        lock = dataset.get("lock")
+        if lock is None:
+            return []
+        if lock["polls"] == 0:
+            del dataset["lock"]
+            if lock["then"] is not None:
+                lock["then"]()
+            return []
+        if lock["polls"] is not None:
+            lock["polls"] -= 1
+        return [lock["json"]]
 
     def _draft(self, dataset: dict[str, Any]) -> dict[str, Any]:
         """The dataset's draft, made from the latest released version where there is none."""
@@ -282,6 +342,21 @@ class Dataverse:
         for name, block in blocks.items():
             if name != "citation" and any(not f.get("typeName", "").startswith(name) for f in block.get("fields", [])):
                 raise Invalid(400, f"Invalid field in block {name}")
+
+
+def _release(dataset: dict[str, Any]) -> None:
+    """The draft becomes the next major version."""
+    released = [v for v in dataset["versions"] if v["versionState"] == "RELEASED"]
+    dataset["versions"][-1].update(versionState="RELEASED", versionNumber=len(released) + 1, versionMinorNumber=0)
+
+
+def _summary(pid: str, dataset: dict[str, Any]) -> dict[str, Any]:
+    """A dataset as Dataverse's JSON of a dataset (not of a version) gives it."""
+    protocol, rest = pid.split(":", 1)
+    authority, identifier = rest.split("/", 1)
+    return {"id": dataset["id"], "identifier": identifier, "persistentUrl": f"https://doi.org/{rest}",
+            "protocol": protocol, "authority": authority, "separator": "/", "publisher": "Stand-in Dataverse",
+            "storageIdentifier": f"file://{rest}"}
 
 
 def _check_vocabulary(name: str, value: Any) -> None:

@@ -1,5 +1,5 @@
-"""One-file exports: exact round trips through the read API, checksums that name any damaged
-object, split trajectories, the CLI, and bounded memory."""
+"""One-file exports: exact round trips through the read API, checksums of values and of attributes that
+name any damaged object, split trajectories, the CLI, and bounded memory."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def test_the_export_holds_the_campaign_in_its_layout(campaign, tmp_path):
     report.write_text("<html>report</html>")
     path = export(archive.root, tmp_path / "tiny.h5", report_files={"report.html": report})
     with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == "ilcampaign-export 1"
+        assert f.attrs["format"] == "ilcampaign-export 2"
         assert json.loads(f["campaign/index.json"][()]) == archive.index()
         assert json.loads(f["campaign/manifest.json"][()]) == archive.manifest()
         assert json.loads(f["campaign/software.json"][()]) == {k: [v] for k, v in SOFTWARE.items()}
@@ -245,6 +245,43 @@ def test_a_flipped_byte_in_any_dataset_is_named(campaign, tmp_path):
         with h5py.File(path, "r+") as f:
             f[name][(0,) * f[name].ndim] = original
     assert verify_export(path) == []
+
+
+def test_a_changed_attribute_is_named(campaign, tmp_path):
+    workdir, want = campaign
+    path = export(workdir / "archive", tmp_path / "tiny.h5")
+    assert verify_export(path) == []
+    train, md = want["keys"]["iter01.train"], want["keys"]["production.nvt"]
+    changes = [  # (object, attribute, new value, the step's name as verify gives it)
+        (f"steps/{train}/curves.nc/rmse", "units", "meV/atom", "iter01.train"),  # a netCDF variable's units
+        (f"steps/{train}/curves.nc", "campaign", "other", "iter01.train"),  # a netCDF group's attribute
+        (f"steps/{md}", "name", "production.npt", "production.nvt"),  # the step group's name: read from its record
+        (f"steps/{md}/trajectory.h5/particles/atoms/position", "unit", "nm", "production.nvt"),  # an H5MD unit
+        (f"steps/{md}/trajectory.h5/particles/atoms/position/value", "unit", "nm", "production.nvt"),
+        (f"steps/{train}/curves.nc/rmse", "DIMENSION_LIST", None, "iter01.train"),  # a reference, pointed elsewhere
+        ("campaign", "extra", "added", None),  # an attribute added
+    ]
+    for name, attribute, value, step in changes:
+        with h5py.File(path, "r+") as f:
+            attrs = f[name].attrs
+            original = attrs.get(attribute)
+            if attribute == "DIMENSION_LIST":  # rmse's dimensions (epoch, model) swapped
+                attrs.modify(attribute, original[::-1].copy())
+            else:
+                attrs[attribute] = value
+        label = f"{step} ({name.split('/')[1][:12]}): " if step else ""
+        assert verify_export(path) == [f"{label}/{name}: attributes changed"], name
+        with h5py.File(path, "r+") as f:
+            if original is None:
+                del f[name].attrs[attribute]
+            else:
+                f[name].attrs.modify(attribute, original)
+        assert verify_export(path) == [], name
+    with h5py.File(path, "r+") as f:
+        f.attrs["format"] = "ilcampaign-export 1"  # an export written before attributes were checksummed
+    with pytest.raises(ValueError, match="older format 'ilcampaign-export 1'.*export the campaign again"):
+        verify_export(path)
+    assert open_campaign(path, cache_dir=tmp_path / "cache").names == ["initial_data", "iter01.train", "production.nvt"]
 
 
 def test_split_trajectories_go_to_their_own_files(campaign, tmp_path):
@@ -303,6 +340,11 @@ def test_cli_export_and_verify(campaign, tmp_path):
         flip(f[name])
     result = run_cli("verify", out)
     assert result.returncode == 1 and "iter01.train" in result.stderr and f"/{name}: checksum mismatch" in result.stderr
+    with h5py.File(out, "r+") as f:
+        flip(f[name])
+        f[name].attrs["units"] = "meV/atom"
+    result = run_cli("verify", out)
+    assert result.returncode == 1 and f"/{name}: attributes changed" in result.stderr
 
     assert run_cli("export", tmp_path / "nowhere", "--out", tmp_path / "x.h5").returncode == 2
     assert run_cli("verify", workdir / "archive" / "steps" / campaign[1]["keys"]["initial_data"] / "frames.h5").returncode == 2

@@ -1,7 +1,9 @@
-"""CP2K through the engine: a BF4- single point read from a file and labelled by the ``label`` step."""
+"""CP2K through the engine: a BF4- single point read from a file and labelled by the ``label`` step, and
+the CP2K version that goes into the records of steps running it."""
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 import pytest
@@ -10,14 +12,34 @@ from ase.io import write
 
 from archive.frames import read_frames
 from archive.store import Archive
-from campaign.spec import Failures, InitialFile
+from campaign.spec import XTB, Failures, InitialFile
 from engine.graph import Node, resolve_keys
+from engine.reference import cp2k_version, parse_cp2k_version, reference_software
 from engine.runner import run_graph
 from engine.steps.initial_data import FileFrames
 from engine.steps.label import Label
 from tests.test_reference import PBE, bf4_anion
 
 pytestmark = pytest.mark.slow
+
+#: the first lines of ``cp2k --version`` from Debian's cp2k 2023.1-2 (``cp2k_shell --version`` prints the
+#: same, then waits for input)
+BANNER = """\
+ CP2K version 2023.1
+ Source code revision git:b888bd8
+ cp2kflags: omp libint fftw3 libxc elpa parallel scalapack spglib
+ compiler: GCC version 12.2.0
+"""
+
+
+def test_cp2k_version_from_its_banner():
+    assert parse_cp2k_version(BANNER) == "2023.1"
+    assert parse_cp2k_version("sh: 1: cp2k_shell: not found\n") is None
+    installed = cp2k_version("cp2k_shell")  # the installed CP2K, run the way a reference's command runs it
+    assert re.fullmatch(r"\d{4}\.\d+", installed) and cp2k_version("cp2k.psmp") == installed
+    assert cp2k_version("no-such-cp2k") is None
+    assert reference_software([PBE, PBE.model_copy(update={"command": "no-such-cp2k"})]) == {"cp2k": installed}
+    assert reference_software([XTB()]) == {}
 
 
 def test_bf4_single_point_through_label_step(tmp_path):
@@ -39,6 +61,8 @@ def test_bf4_single_point_through_label_step(tmp_path):
     assert frame.get_stress().shape == (6,)
     assert frame.info["reference_level"] == 0
     record = archive.record(nodes[1].key)
+    assert record["software"]["cp2k"] == cp2k_version(PBE.command) and "software" not in record["summary"]
+    assert "cp2k" not in archive.record(nodes[0].key)["software"]  # read from a file: no CP2K ran
     assert record["summary"]["n_labelled"] == 1
     assert record["summary"]["settings"][0]["functional"] == "PBE"
     assert archive.verify() == []

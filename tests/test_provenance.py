@@ -63,9 +63,10 @@ initial_data:
 """
 
 
-def synthetic_archive(tmp_path: Path, finished: int) -> Path:
+def synthetic_archive(tmp_path: Path, finished: int, cp2k: str | None = None) -> Path:
     """An archive of the tiny CP2K spec (with a citation) whose first ``finished`` steps are committed
-    through the Archive API with made-up outputs, plus one stale step from an earlier spec."""
+    through the Archive API with made-up outputs, plus one stale step from an earlier spec; ``cp2k``: the
+    CP2K version the label steps' records give (None: records from before it was recorded)."""
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY.format(citation=CITATION))
     nodes = build_graph(load_spec(spec), base=tmp_path)
@@ -79,7 +80,8 @@ def synthetic_archive(tmp_path: Path, finished: int) -> Path:
         (archive.step_dir(key) / "frames.h5").write_bytes(name.encode())
         record = {
             "kind": node.step.kind if node else "pack", "params": node.step.model_dump(mode="json") if node else {},
-            "inputs": node.input_keys if node else {}, "software": SOFTWARE, "host": "test",
+            "inputs": node.input_keys if node else {}, "host": "test",
+            "software": SOFTWARE | ({"cp2k": cp2k} if cp2k and node and node.step.kind == "label" else {}),
             "blobs": {"model": archive.put_blob(blob_source)} if name == "label.initial_data" else {},
             "started": f"2026-01-01T00:{minute:02d}:00+00:00", "finished": f"2026-01-01T00:{minute:02d}:30+00:00",
         }
@@ -150,6 +152,16 @@ def test_crate_of_a_synthetic_archive(tmp_path):
     assert ids(root_entity["author"]) == [ada["@id"], "#person-charles-babbage"]
     assert entities[entities["#grant-0"]["funder"]["@id"]]["name"] == "Royal Society"
 
+
+
+def test_crate_names_the_cp2k_version_the_label_steps_recorded(tmp_path):
+    root = synthetic_archive(tmp_path, finished=4, cp2k="2023.1")
+    entities = check_actions(root, ro_crate(root, root).parent)  # cp2k 2023.1 among each label step's software
+    label = next(e for e in entities.values() if e.get("name") == "label.initial_data")
+    cp2k = entities["#reference-cp2k-2023.1-B97-3c"]
+    assert cp2k["name"] == "CP2K B97-3c" and cp2k["softwareVersion"] == "2023.1" and "description" not in cp2k
+    assert {cp2k["@id"], "#software-cp2k-2023.1"} <= set(ids(label["instrument"]))
+    assert "#reference-cp2k-B97-3c" not in entities
 
 def test_crate_is_deterministic_and_leaves_out_unfinished_steps(tmp_path):
     root = synthetic_archive(tmp_path, finished=3)

@@ -1,6 +1,7 @@
 """`campaign publish` against a stand-in Dataverse (tests/dataverse_server.py): a full deposit,
-resuming after a dropped upload, a new version of the same dataset, dry runs, the token kept out of
-every file and output, and the one-line errors."""
+resuming after a dropped upload or a lost answer to the create request, a new version of the same
+dataset without the files the export no longer has, waiting for locked datasets, dry runs, the token
+kept out of every file and output, and the one-line errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ase.build import bulk
 
 from archive.frames import write_frames
 from archive.store import Archive
+from publish.dataverse import Client
 from publish.deposit import PublishError, publish
 from publish.metadata import MetadataError, dataset_json
 from tests.conftest import run_cli
@@ -55,19 +57,19 @@ def step(archive: Archive, name: str, kind: str, params: dict, *, trajectory: bo
     return digest
 
 
-def campaign(workdir: Path, citation: dict | None = CITATION) -> Path:
-    """A work directory with a molecules step and two production runs (trajectories) and a manifest."""
+def campaign(workdir: Path, citation: dict | None = CITATION, *, key: str = "0" * 64,
+             runs: tuple[tuple[str, float], ...] = (("npt", 300.0), ("nvt", 350.0))) -> Path:
+    """A work directory with a molecules step, production ``runs`` (ensemble, temperature; trajectories)
+    and a manifest whose step-graph key is ``key``."""
     archive = Archive(workdir / "archive")
     keys = {"molecules": step(archive, "molecules", "molecules", {"ions": IONS}, trajectory=False,
-                              finished="2026-01-01T00:00:00+00:00"),
-            "production.npt.300K": step(archive, "production.npt.300K", "production",
-                                        {"sampler": sampler("npt", 300.0)}, trajectory=True,
-                                        finished="2026-01-01T00:00:01+00:00"),
-            "production.nvt.350K": step(archive, "production.nvt.350K", "production",
-                                        {"sampler": sampler("nvt", 350.0)}, trajectory=True,
-                                        finished="2026-01-01T00:00:02+00:00")}
+                              finished="2026-01-01T00:00:00+00:00")}
+    for second, (ensemble, temperature) in enumerate(runs, start=1):
+        name = f"production.{ensemble}.{temperature:.0f}K"
+        keys[name] = step(archive, name, "production", {"sampler": sampler(ensemble, temperature)}, trajectory=True,
+                          finished=f"2026-01-01T00:00:{second:02d}+00:00")
     archive.write_manifest({"format": 1, "name": "tiny", "description": "", "authors": [], "citation": citation,
-                            "seed": 0, "key": "0" * 64, "spec_file": "spec.yaml",
+                            "seed": 0, "key": key, "spec_file": "spec.yaml",
                             "spec_text": "campaign:\n  name: tiny\n", "spec_sha256": "0" * 64,
                             "steps": [{"name": name, "key": digest, "kind": "md", "inputs": {}, "notes": ""}
                                       for name, digest in keys.items()]})
@@ -125,6 +127,8 @@ def test_full_publish(tmp_path, server, checksum_type):
     assert publication["publicationIDType"]["value"] == "doi"
     assert publication["publicationIDNumber"]["value"] == "10.1039/D4FD00025K"
     assert citation["grantNumber"]["value"][0]["grantNumberValue"]["value"] == "EXC 2075"
+    (other_id,) = citation["otherId"]["value"]  # the campaign's key: how a rerun finds this dataset
+    assert (other_id["otherIdAgency"]["value"], other_id["otherIdValue"]["value"]) == ("ilcampaign", "0" * 64)
     assert version["license"]["name"] == "CC BY 4.0"
     process = json.dumps(version["metadataBlocks"]["process"])  # offered by the collection, so sent
     for text in ("SMILES CCCCn1cc[n+](C)c1", "SMILES F[B-](F)(F)F", '"300"', '"350"', "machine-learned potential"):
@@ -195,12 +199,12 @@ def test_dry_run_and_the_token_stays_out_of_every_file_and_output(tmp_path, serv
     assert server.log == []  # nothing sent
     requests = json.loads((workdir / "publish" / "dry-run.json").read_text())["requests"]
     assert [(r["method"], r["url"].split("?")[0].removeprefix(server.url)) for r in requests] == [
-        ("GET", "/api/dataverses/ilcampaign/metadatablocks"), ("POST", "/api/dataverses/ilcampaign/datasets"),
-        ("GET", "/api/datasets/:persistentId/versions/:latest/files"),
+        ("GET", "/api/dataverses/ilcampaign/metadatablocks"), ("GET", "/api/dataverses/ilcampaign/contents"),
+        ("POST", "/api/dataverses/ilcampaign/datasets"), ("GET", "/api/datasets/:persistentId/versions/:latest/files"),
         *[("POST", "/api/datasets/:persistentId/add")] * 3]
     assert all(r["headers"]["X-Dataverse-key"] == "***" for r in requests)
-    assert requests[1]["json"]["datasetVersion"]["metadataBlocks"]["citation"]["fields"][0]["value"] == CITATION["title"]
-    uploads = [r["multipart"]["file"] for r in requests[3:]]
+    assert requests[2]["json"]["datasetVersion"]["metadataBlocks"]["citation"]["fields"][0]["value"] == CITATION["title"]
+    uploads = [r["multipart"]["file"] for r in requests[4:]]
     for upload in uploads:
         path = workdir / "publish" / upload["name"]
         assert upload["size"] == path.stat().st_size and upload["md5"] == md5(path)
@@ -301,3 +305,66 @@ def test_a_change_before_release_swaps_the_file_in_the_same_draft(tmp_path, serv
     (version,) = server.datasets[first.persistent_id]["versions"]
     assert len(version["files"]) == 4
     assert all(f["content"] == (workdir / "publish" / f["label"]).read_bytes() for f in version["files"])
+
+
+def test_a_lost_answer_to_the_create_request_leaves_one_dataset(tmp_path, server):
+    other = publish(campaign(tmp_path / "other", key="1" * 64), server.url, "ilcampaign", TOKEN)  # another campaign
+    workdir = campaign(tmp_path / "work")
+    server.drop_answer("ilcampaign/datasets")  # the server creates the dataset; its answer never arrives
+    with pytest.raises(PublishError) as lost:
+        publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert "the connection to 127.0.0.1 was lost" in str(lost.value) and "run the same command again" in str(lost.value)
+    assert len(server.datasets) == 2 and "datasets" not in json.loads((workdir / "publish" / "state.json").read_text())
+    (created,) = set(server.datasets) - {other.persistent_id}
+
+    server.log.clear()
+    deposit = publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert deposit.persistent_id == created and not deposit.created and len(server.datasets) == 2
+    assert not any(method == "POST" and path.endswith("/datasets") for method, path in server.log)
+    assert sorted(deposit.uploaded) == sorted(path.name for path in deposit.files)
+    (version,) = server.datasets[created]["versions"]
+    assert sorted(f["label"] for f in version["files"]) == sorted(path.name for path in deposit.files)
+    assert server.datasets[other.persistent_id]["versions"][-1]["files"][0]["directoryLabel"] == "tiny"
+    assert len(server.datasets[other.persistent_id]["versions"][-1]["files"]) == 3  # the other campaign's, untouched
+
+
+def test_a_file_gone_from_the_export_leaves_the_draft(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    first = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    smaller = campaign(tmp_path / "smaller", runs=(("npt", 300.0),))  # the NVT run's trajectory is gone
+    server.log.clear()
+    second = publish(smaller, server.url, "ilcampaign", TOKEN, release=True,
+                     state_file=workdir / "publish" / "state.json")  # the same deposit
+    gone = sorted({path.name for path in first.files} - {path.name for path in second.files})
+    assert len(gone) == 1 and gone[0].endswith(".trajectory.h5")
+    assert second.persistent_id == first.persistent_id and second.deleted == gone and second.version == "2.0"
+    assert [method for method, path in server.log if "/api/files/" in path].count("DELETE") == 1
+    versions = server.datasets[first.persistent_id]["versions"]
+    assert sorted(f["label"] for f in versions[-1]["files"]) == sorted(path.name for path in second.files)
+    assert gone[0] in [f["label"] for f in versions[0]["files"]]  # version 1.0 keeps it
+
+
+def test_an_accepted_publication_and_a_locked_dataset_are_waited_for(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(Client, "poll", 0.01)
+    workdir = campaign(tmp_path / "work")
+    server.finalize_next_publish(2)  # 202, then a finalizePublication lock that two looks still see
+    first = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert first.version == "1.0" and server.datasets[first.persistent_id]["versions"][-1]["versionState"] == "RELEASED"
+    assert sum(path.endswith("/locks") for _, path in server.log) == 3
+
+    step(Archive(workdir / "archive"), "production.nvt.400K", "production", {"sampler": sampler("nvt", 400.0)},
+         trajectory=True, finished="2026-01-02T00:00:00+00:00")
+    server.lock_dataset(first.persistent_id, "EditInProgress", polls=2)  # refuses the next change (403)
+    server.log.clear()
+    second = publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert second.replaced == ["tiny.h5"] and len(second.uploaded) == 1 and second.version == "DRAFT"
+    assert [path.rsplit("/", 1)[1] for _, path in server.log if path.endswith(("/replace", "/locks"))] == [
+        "replace", "locks", "locks", "locks", "replace"]  # refused, waited for, sent again
+
+    step(Archive(workdir / "archive"), "production.nvt.450K", "production", {"sampler": sampler("nvt", 450.0)},
+         trajectory=True, finished="2026-01-03T00:00:00+00:00")
+    server.finalize_next_publish(None)  # a lock that never lifts
+    with pytest.raises(PublishError) as stuck:
+        publish(workdir, server.url, "ilcampaign", TOKEN, release=True, lock_timeout=0.2)
+    assert str(stuck.value) == (f"the dataset {first.persistent_id} is still locked (finalizePublication) after 0.2 s; "
+                                "run the same command again later")

@@ -109,6 +109,7 @@ class ReferenceMD(GuardedStep):
 
         from archive.arrays import write_dataset
         from engine.dynamics import series
+        from engine.reference import reference_software
 
         done = ctx.done_tasks()
         ran = chunks(done)
@@ -117,7 +118,8 @@ class ReferenceMD(GuardedStep):
         write_dataset(ctx.out_dir / "series.nc", series(rows, self.settings.timestep))
         temperature = np.array([row[2] for row in rows if row[0] > 0])
         summary = {"n_frames": len(frames), "n_steps": self.settings.n_steps,
-                   "mean_temperature_K": float(temperature.mean()), "max_temperature_K": float(temperature.max())}
+                   "mean_temperature_K": float(temperature.mean()), "max_temperature_K": float(temperature.max()),
+                   "software": reference_software([self.reference])}  # CP2K's version, for the record's software
         return [ctx.write_frames(frames), "series.nc"], summary
 
 
