@@ -25,12 +25,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 from archive.atomic import TMP_SUFFIX, append_line, atomic_path, atomic_write_json, sha256_file
 
 FORMAT = 1
+_INDEX_LOCK = threading.Lock()  # the index is read, changed and replaced as one step
 
 
 class ArchiveError(Exception):
@@ -95,15 +97,16 @@ class Archive:
         folder = self.step_dir(key)
         record = dict(record, key=key, name=name, outputs={f: sha256_file(folder / f) for f in outputs})
         atomic_write_json(folder / "record.json", record)
-        index = self.index()
-        index["steps"][key] = {
-            "name": name,
-            "kind": record["kind"],
-            "record_sha256": sha256_file(folder / "record.json"),
-            "finished": record["finished"],
-        }
-        index["names"][name] = key
-        atomic_write_json(self.index_path, index)
+        with _INDEX_LOCK:  # steps of one run commit from several threads
+            index = self.index()
+            index["steps"][key] = {
+                "name": name,
+                "kind": record["kind"],
+                "record_sha256": sha256_file(folder / "record.json"),
+                "finished": record["finished"],
+            }
+            index["names"][name] = key
+            atomic_write_json(self.index_path, index)
 
     # ----------------------------------------------------------------- tasks
     def task_dir(self, key: str) -> Path:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from engine.runner import GraphFailed
 
 app = typer.Typer(
     help="Declarative learning-on-the-fly campaigns for machine-learned potentials of ionic liquids.",
@@ -194,9 +197,13 @@ def why_cmd(spec: SpecArg, step: Annotated[str, typer.Argument(help="step name o
 def run(
     spec: SpecArg,
     workdir: WorkdirOpt = None,
-    workers: Annotated[int, typer.Option(help="parallel local worker processes for tasks")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        help="parallel local worker processes (default: the spec's execution.workers, else 1)")] = None,
+    parsl: Annotated[Path | None, typer.Option(
+        help="run tasks through Parsl with this config file (YAML or .py; see specs/parsl/)")] = None,
 ) -> None:
-    """Run every step that is not done, in dependency order; a killed run continues where it stopped."""
+    """Run every step that is not done, in dependency order, independent steps at the same time;
+    a killed run continues where it stopped."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -207,13 +214,14 @@ def run(
     )
 
     from engine.manifest import campaign_manifest
-    from engine.runner import LockedError, run_graph
+    from engine.runner import GraphFailed, LockedError, run_graph
     from engine.step import StepFailed
 
     loaded = _load(spec)
     nodes = _graph(loaded, spec)
     manifest = campaign_manifest(loaded, spec, nodes)
     directory = _workdir(loaded, workdir)
+    workers, executor = _executor(loaded, spec, directory, workers, parsl)
     columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as bars:
         ids: dict[str, int] = {}
@@ -224,13 +232,17 @@ def run(
             bars.update(ids[name], completed=done, total=total)
 
         try:
-            ran = run_graph(nodes, directory, workers, progress, manifest)
+            resources = {kind: needs.model_dump() for kind, needs in loaded.execution.resources.items()}
+            ran = run_graph(nodes, directory, workers, progress, manifest, executor=executor, resources=resources)
         except LockedError as exc:
             err.print(f"refused: {exc}", markup=False)
             raise typer.Exit(3) from None
         except StepFailed as exc:
             err.print(f"step failed: {exc}", markup=False)
             err.print(f"finished work is kept in {directory}; fix the spec or the cause and run again", markup=False)
+            raise typer.Exit(1) from None
+        except GraphFailed as exc:
+            _report_failures(exc, directory)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted: finished tasks are kept; run the same command again to continue")
@@ -243,8 +255,49 @@ def run(
             err.print(f"error: {type(exc).__name__}: {exc}", markup=False)
             err.print(f"the traceback is in {log}; finished work is kept in {directory}", markup=False)
             raise typer.Exit(1) from None
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True)
     out.print(f"ran {len(ran)} step(s); archive: {directory / 'archive'}")
     _print_status(directory, nodes)
+
+
+def _executor(spec, spec_path: Path, directory: Path, workers: int | None, parsl: Path | None):
+    """(workers, executor) for a run: ``--parsl`` or the spec's ``execution: {kind: parsl}`` gives
+    a Parsl executor (its config read relative to the spec); else local processes (executor None),
+    ``--workers`` before ``execution.workers``. A bad Parsl config exits with code 2."""
+    execution = spec.execution
+    if parsl is None and execution.kind == "parsl":
+        parsl = spec_path.resolve().parent / execution.config
+    if parsl is None:
+        return workers or getattr(execution, "workers", 1), None
+    from engine.parsl_executor import ParslExecutor
+
+    try:
+        executor = ParslExecutor(parsl, run_dir=directory / "parsl")
+    except (OSError, ValueError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    return executor._max_workers, executor
+
+
+def _report_failures(exc: GraphFailed, directory: Path) -> None:
+    """Name each failed step and the steps it blocked; tracebacks of unforeseen errors go to error.log."""
+    import traceback
+
+    from engine.step import StepFailed
+
+    tracebacks = []
+    for name, failure in exc.failures:
+        err.print(f"step failed: {name}: {failure if isinstance(failure, StepFailed) else repr(failure)}", markup=False)
+        if not isinstance(failure, StepFailed):
+            tracebacks.append(f"{name}:\n" + "".join(traceback.format_exception(failure)))
+    if exc.blocked:
+        err.print(f"not run, as their inputs failed: {', '.join(exc.blocked)}", markup=False)
+    if tracebacks:
+        (directory / "error.log").write_text("\n".join(tracebacks))
+        err.print(f"tracebacks are in {directory / 'error.log'}", markup=False)
+    err.print(f"every other step ran and is kept in {directory}; fix the causes and run again", markup=False)
 
 
 def guard_note(record: dict) -> str:
@@ -325,8 +378,9 @@ def verify(
         "step 'identical' (every output and blob byte for byte) or which outputs differ, in numbers (file and "
         "variable named) or in metadata only; exit 1 unless all are identical. Work directories only")] = None,
 ) -> None:
-    """Recompute every stored checksum of finished steps, or of every dataset of an export file (exit 1
-    on any problem, naming it); with --against, then compare with another campaign's archive step by step."""
+    """Recompute every stored checksum of finished steps, or of every dataset and attribute set of an export
+    file (exit 1 on any problem, naming it); with --against, then compare with another campaign's archive
+    step by step."""
     if target.is_file() and _is_hdf5(target):
         _verify_export(target, against)
         return
@@ -373,7 +427,7 @@ def _verify_export(path: Path, against: Path | None) -> None:
         for problem in problems:
             err.print(f"problem: {problem}", markup=False, highlight=False)
         raise typer.Exit(1)
-    out.print(f"ok: every dataset and split file matches its checksum ({path})", markup=False)
+    out.print(f"ok: every dataset, attribute set and split file matches its checksum ({path})", markup=False)
 
 
 @app.command("export")
@@ -423,8 +477,8 @@ def publish_cmd(
 ) -> None:
     """Deposit the campaign in a Dataverse collection (e.g. DaRUS): export it with split trajectories to
     <workdir>/publish/, create a draft dataset with the spec's campaign.citation (or a new draft version
-    of the dataset deposited before), upload the files the draft lacks, and publish with --release.
-    A rerun after a failure resumes where it stopped."""
+    of the dataset deposited before), upload the files the draft lacks, take out those the export no
+    longer has, and publish with --release. A rerun after a failure resumes where it stopped."""
     import os
 
     from publish.dataverse import token_from
@@ -450,7 +504,8 @@ def publish_cmd(
         return
     action = "created" if deposit.created else "updated"
     out.print(f"{action} {deposit.persistent_id} in {collection} at {url}: uploaded {len(deposit.uploaded)}, "
-              f"replaced {len(deposit.replaced)}, unchanged {len(deposit.unchanged)} file(s); version "
+              f"replaced {len(deposit.replaced)}, unchanged {len(deposit.unchanged)}, deleted {len(deposit.deleted)} "
+              f"file(s); version "
               f"{deposit.version}" + ("" if deposit.released or deposit.version != "DRAFT"
                                       else " (review it, then publish with --release)"), markup=False, soft_wrap=True)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class TaskRef:
     key: str
     inputs: dict[str, str]
     task_id: str
+    resources: dict[str, Any] = field(default_factory=dict)  # what the task needs (engine.step.TASK_RESOURCES)
 
 
 def context(archive_root: str | Path, scratch_root: str | Path, key: str, inputs: dict[str, str]) -> StepContext:

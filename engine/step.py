@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 FRAMES = "frames.h5"
 
 
+TASK_RESOURCES = {"cores": 1, "mpi_ranks": 1, "gpus": 0, "memory_gb": None, "walltime_h": None}
+GPU_TASK = {**TASK_RESOURCES, "gpus": 1}  # JAX training and MD: one GPU where the executor has one
+
+
 class StepFailed(Exception):
     """A step cannot finish as its spec demands (e.g. too many failed reference calculations)."""
 
@@ -132,6 +136,7 @@ class Step(BaseModel):
     kind: ClassVar[str]
     version: ClassVar[int] = 1
     inputs: ClassVar[tuple[str, ...] | None] = ()  # None: any number of input slots
+    exclusive: ClassVar[bool] = False  # True: runs alone (e.g. it measures time), never beside other steps
 
     def tasks(self, ctx: StepContext) -> list[str]:
         """Ids of the tasks still to run, given the finished ones; empty when all are done."""
@@ -140,6 +145,11 @@ class Step(BaseModel):
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         """Do one task's work (in any process); the engine stores the result."""
         raise NotImplementedError
+
+    def task_resources(self) -> dict[str, Any]:
+        """What one task needs by default (keys as ``campaign.spec.execution.Resources``); the
+        spec's ``execution.resources`` override it per step kind."""
+        return dict(TASK_RESOURCES)
 
     def expected_tasks(self) -> int:
         """How many tasks the step will have if it runs to the end (for progress bars; 0: unknown)."""

@@ -168,25 +168,30 @@ def model_errors(view: CampaignView) -> TableData:
 
 
 def cost_ledger(view: CampaignView) -> TableData:
-    """Wall and CPU time per step kind over the finished steps (the campaign's cost)."""
+    """Wall time, task time, CPU and GPU hours per step kind over the finished steps (the campaign's cost)."""
     totals: dict[str, list[float]] = {}
     for step in view.steps:
         record = view.record(step.name)
         if record is None:
             continue
-        entry = totals.setdefault(step.kind, [0, 0.0, 0.0])
-        entry[0] += 1
-        entry[1] += record.get("wall_s", 0.0)
-        entry[2] += record.get("task_wall_s", record.get("wall_s", 0.0))
-    table = TableData("cost", "Cost ledger", ["step kind", "steps", "wall (s)", "task time (s)", "share of wall"],
+        entry = totals.setdefault(step.kind, [0, 0.0, 0.0, 0.0, 0.0])
+        task_s = record.get("task_wall_s", record.get("wall_s", 0.0))
+        for index, value in enumerate((1, record.get("wall_s", 0.0), task_s,
+                                       record.get("cpu_hours", task_s / 3600), record.get("gpu_hours", 0.0))):
+            entry[index] += value
+    table = TableData("cost", "Cost ledger", ["step kind", "steps", "wall (s)", "task time (s)", "CPU h", "GPU h",
+                                              "share of wall"],
                       note="Wall: from a step's start to its commit; task time: summed over its tasks (parallel "
-                           "workers make it exceed wall).")
+                           "workers make it exceed wall); CPU hours: task time x cores x MPI ranks per task; GPU "
+                           "hours: task time x GPUs, for tasks an executor placed on GPUs.")
     total = sum(entry[1] for entry in totals.values()) or 1.0
-    for kind, (count, wall, tasks) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
-        table.rows.append([kind, count, round(wall, 1), round(tasks, 1), f"{100 * wall / total:.1f} %"])
+    for kind, (count, wall, tasks, cpu, gpu) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
+        table.rows.append([kind, count, round(wall, 1), round(tasks, 1), round(cpu, 3), round(gpu, 3),
+                           f"{100 * wall / total:.1f} %"])
     if totals:
-        table.rows.append(["all", sum(e[0] for e in totals.values()), round(total, 1),
-                           round(sum(e[2] for e in totals.values()), 1), "100 %"])
+        sums = [sum(entry[i] for entry in totals.values()) for i in range(5)]
+        table.rows.append(["all", int(sums[0]), round(total, 1), round(sums[2], 1), round(sums[3], 3),
+                           round(sums[4], 3), "100 %"])
     return table
 
 

@@ -20,6 +20,8 @@ BAD_SPECS = {
     "invalid smiles": (edited('"F[B-](F)(F)F"', '"F[B-](F)(F"'), 10),
     "non-neutral": (edited("      count: 4\n  density", "      count: 3\n  density"), 5),
     "unknown kind": (edited("  kind: xtb", "  kind: xtbb"), 14),
+    "unknown executor": (BASE + "execution:\n  kind: slurm\n", 16),
+    "parsl without config": (BASE + "execution:\n  kind: parsl\n", 15),
     "empty": ("", 1),
 }
 

@@ -9,6 +9,7 @@ from campaign.spec.base import Problem, Section, brief, deep_merge, not_hashed, 
 from campaign.spec.campaign_info import Author, CampaignInfo
 from campaign.spec.campaign_spec import CampaignSpec, FinalStage, Stage
 from campaign.spec.checkpoints import Checkpoints
+from campaign.spec.execution import LocalExecution, ParslExecution
 from campaign.spec.d3 import DispersionCorrection
 from campaign.spec.failures import DEFAULT_RETRIES, Failures
 from campaign.spec.final_models import FinalModel
@@ -41,7 +42,7 @@ from campaign.spec.system import Ion, IonRelaxation, System, formal_charge
 __all__ = [
     "RDF", "Analysis", "BoxPreparation", "DensityAnalysis", "Diffusion", "Dihedrals", "InferenceCost", "ModelErrors",
     "Production", "ProductionRun", "ReferenceData", "Site",
-    "ApaxModel", "Author", "BoxRamp", "CP2K", "CampaignInfo", "CampaignSpec", "Checkpoints", "ConformerSampler", "Contacts",
+    "ApaxModel", "Author", "BoxRamp", "CP2K", "CampaignInfo", "CampaignSpec", "Checkpoints", "LocalExecution", "ParslExecution", "ConformerSampler", "Contacts",
     "D3", "DEFAULT_RETRIES", "DispersionCorrection", "Ensemble", "Failures", "FinalModel", "FinalStage",
     "GeometryOptimisation", "Guards", "InitialData", "InitialFile", "InitialMD", "InitialPool", "InitialRattle",
     "InitialSplit", "Ion", "IonRelaxation", "Iteration", "LearningRates", "LossWeights", "MDSampler", "Optimiser", "Planned",

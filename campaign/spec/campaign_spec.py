@@ -14,6 +14,7 @@ from campaign.spec.base import Problem, Section, brief, with_overrides
 from campaign.spec.campaign_info import CampaignInfo
 from campaign.spec.checkpoints import Checkpoints
 from campaign.spec.d3 import DispersionCorrection
+from campaign.spec.execution import Execution, LocalExecution
 from campaign.spec.failures import DEFAULT_RETRIES, Failures
 from campaign.spec.final_models import FinalModel
 from campaign.spec.guards import Guards
@@ -73,6 +74,7 @@ class CampaignSpec(Section):
     sampling: list[Iteration] = Field(default_factory=list, description="the LotF schedule, in order")
     final_models: list[FinalModel] = Field(default_factory=list, description="trained on the final dataset")
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    execution: Execution = Field(default_factory=LocalExecution)
     guards: Guards = Field(default_factory=Guards)
     production: Production = Field(default_factory=Production)
     analyses: dict[str, Analysis] = Field(default_factory=dict, description="named analyses, one step each")

@@ -4,10 +4,10 @@ per model. Timings depend on the machine: the record keeps its devices and threa
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from campaign.spec import DispersionCorrection
-from engine.step import StepContext, TaskResult, register
+from engine.step import GPU_TASK, StepContext, TaskResult, register
 from engine.steps.analysis import ModelAnalysis
 
 
@@ -25,6 +25,7 @@ class InferenceCost(ModelAnalysis):
     kind: ClassVar[str] = "inference_cost"
     version: ClassVar[int] = 1
     prefix: ClassVar[str] = "cost"
+    exclusive: ClassVar[bool] = True  # timings: nothing else may run meanwhile, its tasks one at a time
 
     ion_pairs: list[int]
     box_pairs: int  # formula units in the input box
@@ -33,6 +34,9 @@ class InferenceCost(ModelAnalysis):
     d3_cutoffs: list[float]
     n_steps: int
     warmup: int
+
+    def task_resources(self) -> dict[str, Any]:
+        return dict(GPU_TASK)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from archive.arrays import write_dataset

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from campaign.spec import Failures, Reference, not_hashed
-from engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult, register
+from engine.step import FRAMES, TASK_RESOURCES, Step, StepContext, StepFailed, TaskResult, register
 
 
 def _task(index: int, level: int) -> str:
@@ -76,6 +76,10 @@ class Label(Step):
             final[index] = dict(done[task_id], task=task_id)
         return final
 
+    def task_resources(self) -> dict[str, Any]:
+        """One reference calculation: as many cores as the reference runs threads."""
+        return {**TASK_RESOURCES, "cores": self.settings[0].threads}
+
     def tasks(self, ctx: StepContext) -> list[str]:
         final = self._final(ctx.done_tasks())
         first_round = [_task(i, 0) for i in self._indices(ctx) if i not in final]
@@ -127,6 +131,8 @@ class Label(Step):
 
     # ------------------------------------------------------------- assembling
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
+        from engine.reference import reference_software
+
         final = self._final(ctx.done_tasks())
         failed = {i: r["attempts"] for i, r in final.items() if r["failed"]}
         fraction = len(failed) / max(len(final), 1)
@@ -151,5 +157,6 @@ class Label(Step):
             "levels_used": levels,
             "mixed_settings": len(levels) > 1,
             "settings": [s.model_dump(mode="json") for s in self.settings],
+            "software": reference_software(self.settings),  # CP2K's version, for the record's software
         }
         return [ctx.write_frames(frames)], summary

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from campaign.spec import DispersionCorrection, MDSampler, TemperatureGuard, not_hashed
 from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from engine.step import StepContext, TaskResult, register
+from engine.step import GPU_TASK, StepContext, TaskResult, register
 from engine.steps.sampling import ENDS, GuardedStep, is_ensemble, model_r_max, start_frames, tag_candidates
 
 
@@ -60,6 +60,9 @@ class MD(GuardedStep):
 
     def expected_tasks(self) -> int:
         return -(-self.sampler.n_steps // self.checkpoint_every)
+
+    def task_resources(self) -> dict[str, Any]:
+        return dict(GPU_TASK)
 
     def tasks(self, ctx: StepContext) -> list[str]:
         return next_chunk(ctx.done_tasks(), self.sampler.n_steps, self.checkpoint_every)

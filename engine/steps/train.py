@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from campaign.spec import ApaxModel, not_hashed
-from engine.step import SingleTaskStep, StepContext, TaskResult, register
+from engine.step import GPU_TASK, SingleTaskStep, StepContext, TaskResult, register
 
 METRIC_UNITS = {"energy": "eV/atom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
@@ -28,6 +28,9 @@ class Train(SingleTaskStep):
 
     model: ApaxModel
     checkpoint_every: int = not_hashed(default=10, ge=1, description="epochs between checkpoints")
+
+    def task_resources(self) -> dict[str, Any]:
+        return dict(GPU_TASK)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         """Train in the task's checkpoint folder, so a killed run resumes from its latest checkpoint."""

@@ -1,0 +1,48 @@
+"""``execution``: where tasks run (never part of a step key: the same steps give the same results
+wherever they run). ``campaign run --workers/--parsl`` overrides it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from campaign.spec.base import Section
+
+
+#: the step kinds (engine/steps; tests/test_scheduler.py keeps the two lists equal)
+StepKind = Literal["conformers", "d3", "dataset", "density", "diffusion", "dihedrals", "geometry_optimisation",
+                   "inference_cost", "initial_md", "initial_rattle", "initial_file", "initial_pool", "label", "md",
+                   "model_errors", "molecules", "pack", "production", "rdf", "select", "train", "volume_scan"]
+
+
+class Resources(Section):
+    """What one task of a step kind needs. Step kinds declare defaults (engine/resources.py); the
+    spec overrides them per kind. The executor places tasks by them (Parsl: tasks wanting a GPU go
+    to the executor labelled ``gpu``) and each record keeps them, for CPU and GPU hours."""
+
+    cores: int | None = Field(default=None, ge=1, description="cores per task (default: the step kind's)")
+    mpi_ranks: int | None = Field(default=None, ge=1, description="MPI ranks per task (CP2K: put them in reference.command)")
+    gpus: int | None = Field(default=None, ge=0, description="GPUs per task, used where the executor has a gpu label")
+    memory_gb: float | None = Field(default=None, gt=0, description="memory per task in GB (recorded; Parsl: per worker)")
+    walltime_h: float | None = Field(default=None, gt=0, description="longest expected task in hours (recorded)")
+
+
+class LocalExecution(Section):
+    """Worker processes on this machine; independent steps run at the same time up to ``workers``."""
+
+    kind: Literal["local"] = "local"
+    workers: int = Field(default=1, ge=1, description="parallel worker processes (1: one task, one step at a time)")
+    resources: dict[StepKind, Resources] = Field(default_factory=dict, description="per step kind, over its defaults")
+
+
+class ParslExecution(Section):
+    """Tasks through Parsl: its HighThroughputExecutor on the provider a config file names
+    (local processes, or Slurm jobs; see engine/parsl_executor.py and specs/parsl/)."""
+
+    kind: Literal["parsl"]
+    config: str = Field(description="Parsl configuration file (YAML or .py), relative to the spec's folder")
+    resources: dict[StepKind, Resources] = Field(default_factory=dict, description="per step kind, over its defaults")
+
+
+Execution = Annotated[Union[LocalExecution, ParslExecution], Field(discriminator="kind")]
