@@ -138,12 +138,13 @@ def shift_labels(frames: list[Atoms], d3: list[dict], sign: int) -> list[Atoms]:
 
 
 class HybridCalculator(Calculator):
-    """``mlp`` + ``d3``: energy, free energy, forces and stress are summed; every other result of the MLP
-    (e.g. ``forces_uncertainty``) is passed through, which ASE's SumCalculator drops."""
+    """``mlp`` + ``terms`` (D3, and its tail correction): energy, free energy, forces and stress are
+    summed; every other result of the MLP (e.g. ``forces_uncertainty``) is passed through, which
+    ASE's SumCalculator drops."""
 
-    def __init__(self, mlp: Calculator, d3: Calculator):
+    def __init__(self, mlp: Calculator, *terms: Calculator):
         super().__init__()
-        self.mlp, self.d3 = mlp, d3
+        self.mlp, self.terms = mlp, terms
         self.summed = [key for key in SUMMED if key in mlp.implemented_properties]
         self.implemented_properties = self.summed + [p for p in mlp.implemented_properties if p not in SUMMED]
 
@@ -155,7 +156,37 @@ class HybridCalculator(Calculator):
         present = [key for key in self.summed if key in self.results]
         # forces first: torch-dftd then gets energy, forces and stress in one evaluation
         for key in sorted(present, key=lambda key: key != "forces"):
-            self.results[key] = _voigt(self.results[key]) + _voigt(self.d3.get_property(key, self.atoms))
+            self.results[key] = _voigt(self.results[key])
+            for term in self.terms:
+                self.results[key] = self.results[key] + _voigt(term.get_property(key, self.atoms))
+
+
+class D3TailCalculator(Calculator):
+    """The analytic D3 pair tail beyond the cutoff (``engine.jax_d3.tail_terms``): energy and stress
+    of a homogeneous liquid, no forces. Its coefficient sums come from the first structure it sees
+    and are kept (a fresh calculator per MD chunk, so results do not depend on where a run resumed;
+    a liquid's coordination numbers barely change); the volume is always the current one."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, xc: str = "b97-3c", cutoff: float = 7.93766, cn_cutoff: float | None = None):
+        super().__init__()
+        from engine.jax_d3 import D3Params
+
+        self.params, self.cutoff = D3Params.from_functional(xc), cutoff
+        self.cn_cutoff = cutoff if cn_cutoff is None else min(cn_cutoff, cutoff)
+        self.sums: tuple[float, float] | None = None
+        self.numbers: np.ndarray | None = None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from engine.jax_d3 import tail_sums, tail_terms
+
+        super().calculate(atoms, properties, system_changes)
+        if self.sums is None or not np.array_equal(self.numbers, self.atoms.numbers):
+            self.sums, self.numbers = tail_sums(self.atoms, self.cn_cutoff), self.atoms.numbers.copy()
+        energy, stress = tail_terms(*self.sums, abs(self.atoms.cell.volume), self.params, self.cutoff)
+        self.results = {"energy": energy, "free_energy": energy, "forces": np.zeros((len(self.atoms), 3)),
+                        "stress": stress}
 
 
 def _voigt(value: Any) -> Any:
@@ -165,6 +196,10 @@ def _voigt(value: Any) -> Any:
     return full_3x3_to_voigt_6_stress(value) if np.shape(value) == (3, 3) else value
 
 
-def hybrid_calculator(mlp_calc: Calculator, **d3_params) -> HybridCalculator:
-    """The MLP calculator plus a ``SkinD3Calculator(**d3_params)``."""
-    return HybridCalculator(mlp_calc, SkinD3Calculator(**d3_params))
+def hybrid_calculator(mlp_calc: Calculator, tail_correction: bool = False, **d3_params) -> HybridCalculator:
+    """The MLP calculator plus a ``SkinD3Calculator(**d3_params)`` and, with ``tail_correction``, the
+    D3 tail beyond its cutoff."""
+    terms = [SkinD3Calculator(**d3_params)]
+    if tail_correction:
+        terms.append(D3TailCalculator(d3_params.get("xc", "b97-3c"), d3_params["cutoff"], d3_params.get("cn_cutoff")))
+    return HybridCalculator(mlp_calc, *terms)

@@ -248,25 +248,32 @@ def _c6(zi, zj, nci, ncj, c6ab):
     return jnp.sum(jax.nn.softmax(k3_rnc, axis=1) * cn0, axis=1)
 
 
+def _pairs_and_cn(positions, cell, species, neighbours, rcov, cutoff, cn_cutoff):
+    """(pair distances in bohr, pairs within ``cutoff``, coordination numbers) as torch-dftd has them."""
+    dtype = positions.dtype
+    cnthr_bohr = min(cn_cutoff, cutoff) / Bohr  # torch-dftd converts cutoffs with ASE's Bohr
+    i, j, valid = neighbours.idx_i, neighbours.idx_j, neighbours.valid
+    shift = neighbours.shifts.astype(dtype) @ (cell / D3_AUTOANG)
+    r = _distance(positions[i] / D3_AUTOANG - (positions[j] / D3_AUTOANG + shift), valid)
+    d_ang = positions[i] - (positions[j] + neighbours.shifts.astype(dtype) @ cell)
+    in_cutoff = valid & (jnp.sum(d_ang**2, axis=-1) <= cutoff**2)  # the pair list torch-dftd would build
+    in_cn = in_cutoff & (r <= cnthr_bohr)
+    rco = rcov[species[i]] + rcov[species[j]]
+    damp = 1.0 / (1.0 + jnp.exp(-K1 * (rco / r - 1.0)))
+    cn = jax.ops.segment_sum(jnp.where(in_cn, damp, 0.0), i, num_segments=positions.shape[0])
+    return r, in_cutoff, cn
+
+
 @partial(jax.jit, static_argnames=("params", "cutoff", "cn_cutoff"))
 def _energy(positions, cell, species, neighbours, triplets, tables, params, cutoff, cn_cutoff):
     c6ab, r0ab, rcov, r2r4 = tables
     dtype = positions.dtype
-    cn_cutoff = min(cn_cutoff, cutoff)
-    cnthr_bohr = cn_cutoff / Bohr  # torch-dftd converts cutoffs with ASE's Bohr
-    pos = positions / D3_AUTOANG
+    cnthr_bohr = min(cn_cutoff, cutoff) / Bohr
     cell_b = cell / D3_AUTOANG
-    i, j, valid = neighbours.idx_i, neighbours.idx_j, neighbours.valid
-    shift = neighbours.shifts.astype(dtype) @ cell_b
-    r = _distance(pos[i] - (pos[j] + shift), valid)
-    d_ang = positions[i] - (positions[j] + neighbours.shifts.astype(dtype) @ cell)
-    in_cutoff = valid & (jnp.sum(d_ang**2, axis=-1) <= cutoff**2)  # the pair list torch-dftd would build
-    in_cn = in_cutoff & (r <= cnthr_bohr)
-
+    pos = positions / D3_AUTOANG
+    i, j = neighbours.idx_i, neighbours.idx_j
+    r, in_cutoff, cn = _pairs_and_cn(positions, cell, species, neighbours, rcov, cutoff, cn_cutoff)
     zi, zj = species[i], species[j]
-    rco = rcov[zi] + rcov[zj]
-    damp = 1.0 / (1.0 + jnp.exp(-K1 * (rco / r - 1.0)))
-    cn = jax.ops.segment_sum(jnp.where(in_cn, damp, 0.0), i, num_segments=positions.shape[0])
 
     pi, pj = neighbours.pair_i, neighbours.pair_j
     c6_pairs = _c6(species[pi], species[pj], cn[pi], cn[pj], c6ab)
@@ -307,6 +314,61 @@ def _energy(positions, cell, species, neighbours, triplets, tables, params, cuto
         e3 = damp3 * c9 * ang / triplets.multiplicity.astype(dtype)
         energy = energy + jnp.sum(jnp.where(inside, e3, 0.0).astype(jnp.float64))
     return D3_AUTOEV * energy
+
+
+@partial(jax.jit, static_argnames=("cutoff", "cn_cutoff"))
+def _coefficient_sums(positions, cell, species, neighbours, tables, cutoff, cn_cutoff):
+    """(S6, S8): C6_ij and C8_ij summed over all ordered atom pairs i, j (i = j included) at the
+    current coordination numbers (hartree bohr^6, hartree bohr^8); one row of pairs at a time."""
+    c6ab, _, rcov, r2r4 = tables
+    _, _, cn = _pairs_and_cn(positions, cell, species, neighbours, rcov, cutoff, cn_cutoff)
+
+    def row(i):
+        c6 = _c6(jnp.full_like(species, species[i]), species, jnp.full_like(cn, cn[i]), cn, c6ab)
+        return jnp.sum(c6), jnp.sum(3 * c6 * r2r4[species[i]] * r2r4[species])
+
+    s6, s8 = jax.lax.map(row, jnp.arange(positions.shape[0]))
+    return jnp.sum(s6.astype(jnp.float64)), jnp.sum(s8.astype(jnp.float64))
+
+
+def tail_sums(atoms: Atoms, cn_cutoff: float) -> tuple[float, float]:
+    """(S6, S8) of :func:`tail_terms` for ``atoms``: C6_ij and C8_ij (hartree bohr^6, ^8) summed over all
+    ordered atom pairs, i = j included, at the coordination numbers a D3 run with ``cn_cutoff`` finds."""
+    if not np.all(atoms.pbc):
+        raise ValueError("a tail correction needs a box periodic in all three directions")
+    cell, positions = np.asarray(atoms.cell), atoms.get_positions()
+    neighbours = build_neighbours(positions, cell, atoms.pbc, cn_cutoff)
+    species, tables = _species(atoms.numbers, load_tables(), jnp.float64)
+    s6, s8 = _coefficient_sums(jnp.asarray(positions), jnp.asarray(cell), species, _device(neighbours, jnp.float64),
+                               tables, float(cn_cutoff), float(cn_cutoff))
+    return float(s6), float(s8)
+
+
+def tail_terms(s6: float, s8: float, volume: float, params: D3Params, cutoff: float) -> tuple[float, np.ndarray]:
+    """(energy eV, stress eV/A^3 in ASE's Voigt order and sign) of the pair dispersion beyond ``cutoff`` (A)
+    in a homogeneous liquid of ``volume`` (A^3) (g(r) = 1 there, BJ damping negligible):
+
+        E = -(2 pi / V) [s6 S6 / (3 rc^3) + s8 S8 / (5 rc^5)],  S_n = sum_i sum_j C_n,ij
+
+    The pressure is the virial of the missing pairs, P = (2 E6 + 8/3 E8) / V, not -dE/dV of E
+    alone (which gives E / V: it misses the pairs crossing the cutoff as the box scales); the
+    stress is -P on the diagonal. The coefficients' dependence on the coordination numbers is
+    neglected, so the term adds no force.
+    """
+    rc, v_bohr = cutoff / D3_AUTOANG, volume / D3_AUTOANG**3
+    e6 = -2 * np.pi / v_bohr * params.s6 * s6 / (3 * rc**3) * D3_AUTOEV
+    e8 = -2 * np.pi / v_bohr * params.s8 * s8 / (5 * rc**5) * D3_AUTOEV
+    pressure = (2 * e6 + 8 / 3 * e8) / volume
+    return e6 + e8, np.array([-pressure] * 3 + [0.0] * 3)
+
+
+def tail_correction(atoms: Atoms, params: D3Params | str = B97_3C, cutoff: float = 20.0,
+                    cn_cutoff: float | None = None) -> tuple[float, np.ndarray]:
+    """:func:`tail_terms` of ``atoms`` at their own coordination numbers and volume."""
+    if isinstance(params, str):
+        params = D3Params.from_functional(params)
+    s6, s8 = tail_sums(atoms, cutoff if cn_cutoff is None else min(cn_cutoff, cutoff))
+    return tail_terms(s6, s8, abs(atoms.cell.volume), params, cutoff)
 
 
 def _species(numbers, tables: D3Tables, dtype):

@@ -228,3 +228,58 @@ def test_three_body_term(box, monkeypatch):
     np.testing.assert_allclose(torch_like_forces, ref_forces, rtol=0, atol=1e-10)
     np.testing.assert_allclose(torch_like_stress, ref_stress, rtol=0, atol=1e-12)
     assert np.abs(ref_forces - forces).max() > 1e-5  # torch-dftd's abc forces are not its energy's gradient
+
+
+@pytest.fixture(scope="module")
+def argon_gas() -> Atoms:
+    """300 Ar atoms uniformly at random in a 14 A box: g(r) = 1 at every distance, and argon's C6 has
+    one reference (no dependence on coordination), so the tail formula holds exactly on average."""
+    rng = np.random.default_rng(0)
+    return Atoms("Ar" * 300, positions=rng.uniform(0.0, 14.0, (300, 3)), cell=[14.0] * 3, pbc=True)
+
+
+def test_tail_correction_closes_the_cutoff_gap_in_energy_and_pressure(argon_gas):
+    n, to_gpa = len(argon_gas), 160.21766
+    totals = {}
+    for cutoff in (8.0, 12.0):
+        energy, _, stress = d3_energy_forces_stress(argon_gas, cutoff=cutoff, cn_cutoff=8.0)
+        tail_energy, tail_stress = jax_d3.tail_correction(argon_gas, cutoff=cutoff, cn_cutoff=8.0)
+        assert tail_energy < 0 and np.all(tail_stress[:3] > 0) and np.all(tail_stress[3:] == 0)  # attractive: P < 0
+        totals[cutoff] = (energy / n, -stress[:3].mean() * to_gpa, (energy + tail_energy) / n,
+                          -(stress[:3].mean() + tail_stress[:3].mean()) * to_gpa)
+    (e8, p8, e8_tail, p8_tail), (e12, p12, e12_tail, p12_tail) = totals[8.0], totals[12.0]
+    assert abs(e12 - e8) > 0.01 and abs(p12 - p8) > 0.4  # the truncated term misses a lot at 8 A
+    assert abs(e12_tail - e8_tail) < 1e-4  # eV/atom (measured 4e-5)
+    assert abs(p12_tail - p8_tail) < 0.02  # GPa (measured 0.003)
+
+
+def test_tail_pressure_is_the_virial_not_the_volume_derivative(argon_gas):
+    """-dE/dV of the tail energy alone is E/V; the virial of the missing pairs is (2 E6 + 8/3 E8)/V."""
+    s6, s8 = jax_d3.tail_sums(argon_gas, 8.0)
+    volume, cutoff = argon_gas.cell.volume, 8.0
+    energy, stress = jax_d3.tail_terms(s6, s8, volume, B97_3C, cutoff)
+    h = 1e-4 * volume
+    minus_dE_dV = -(jax_d3.tail_terms(s6, s8, volume + h, B97_3C, cutoff)[0]
+                    - jax_d3.tail_terms(s6, s8, volume - h, B97_3C, cutoff)[0]) / (2 * h)
+    assert minus_dE_dV == pytest.approx(energy / volume, rel=1e-6)
+    e6 = jax_d3.tail_terms(s6, 0.0, volume, B97_3C, cutoff)[0]
+    assert -stress[0] == pytest.approx((2 * e6 + 8 / 3 * (energy - e6)) / volume, rel=1e-12)
+
+
+def test_hybrid_with_tail_adds_the_tail_to_energy_and_stress_only(box):
+    from ase.calculators.lj import LennardJones
+
+    from engine.d3 import hybrid_calculator
+
+    atoms = box.copy()
+    plain = hybrid_calculator(LennardJones(rc=4.0), cutoff=8.0, cn_cutoff=8.0, dtype=torch.float64)
+    tailed = hybrid_calculator(LennardJones(rc=4.0), tail_correction=True, cutoff=8.0, cn_cutoff=8.0,
+                               dtype=torch.float64)
+    results = {}
+    for name, calc in (("plain", plain), ("tailed", tailed)):
+        atoms.calc = calc
+        results[name] = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    tail_energy, tail_stress = jax_d3.tail_correction(box, cutoff=8.0, cn_cutoff=8.0)
+    assert results["tailed"][0] == pytest.approx(results["plain"][0] + tail_energy, abs=1e-9)
+    np.testing.assert_allclose(results["tailed"][1], results["plain"][1], atol=1e-12)
+    np.testing.assert_allclose(results["tailed"][2], results["plain"][2] + tail_stress, atol=1e-12)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from campaign.spec.base import Section
 from campaign.units import Length
@@ -20,8 +20,17 @@ class DispersionCorrection(Section):
     cn_cutoff: Length = Field(default=7.93766, gt=0, description="coordination-number cutoff")
     skin: Length = Field(default=0.5, ge=0, description="neighbour-list skin; 0 rebuilds every step")
     dtype: Literal["float32", "float64"] = "float32"
+    tail_correction: bool = Field(default=False, description=(
+        "add the analytic pair tail beyond the cutoff (energy and pressure of a homogeneous liquid; "
+        "BJ damping only): NPT densities then feel the dispersion the cutoff drops"))
+
+    @model_validator(mode="after")
+    def _tail_needs_bj(self) -> DispersionCorrection:
+        if self.tail_correction and self.damping != "bj":
+            raise ValueError("tail_correction is implemented for BJ damping only; set damping: bj or drop it")
+        return self
 
     def describe(self) -> str:
         """The term in words, as dispersion bookkeeping shows it."""
         return (f"D3({self.damping.upper()}) by torch-dftd ({self.functional}, cutoff {self.cutoff:g} A, "
-                f"CN cutoff {self.cn_cutoff:g} A)")
+                f"CN cutoff {self.cn_cutoff:g} A{', tail correction' if self.tail_correction else ''})")

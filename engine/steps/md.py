@@ -39,7 +39,7 @@ def d3_options(d3: DispersionCorrection) -> dict[str, Any]:
     import torch
 
     return {"xc": d3.functional, "damping": d3.damping, "cutoff": d3.cutoff, "cn_cutoff": d3.cn_cutoff,
-            "skin": d3.skin, "dtype": getattr(torch, d3.dtype)}
+            "skin": d3.skin, "dtype": getattr(torch, d3.dtype), "tail_correction": d3.tail_correction}
 
 
 @register
