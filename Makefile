@@ -17,7 +17,8 @@ install: $(STAMP)
 
 # Debian packages the tests need (command -> package). Missing ones are installed when we can
 # (root with apt-get); otherwise make stops before running anything and prints the command.
-SYSTEM_PACKAGES := cp2k_shell:cp2k chromium:chromium
+# slurmctld/munged: the one-node Slurm cluster that tests/test_parsl.py starts (tests/slurm_cluster.py).
+SYSTEM_PACKAGES := cp2k_shell:cp2k chromium:chromium slurmctld:slurm-wlm munged:munge
 system-packages:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
