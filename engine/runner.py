@@ -120,7 +120,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress,
         "n_tasks": len(task_times),
         "timings": timings,
         "resources": needs,
-        **hours(needs, sum(task_times), on_gpu=getattr(executor, "gpu_tasks", lambda _: False)(needs)),
+        **hours(needs, sum(task_times), on_gpu=getattr(executor, "gpu_tasks", lambda *_: False)(node.step.kind, needs)),
     }
     archive.commit(node.key, node.name, record, outputs)
     archive.prune_task_files(node.key)

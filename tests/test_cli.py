@@ -80,3 +80,14 @@ def test_why_unknown_step_is_an_error(tmp_path):
     spec.write_text(BASE)
     result = run_cli("why", spec, "nosuchstep")
     assert result.returncode == 2 and "label.initial_data" in result.stderr
+
+
+def test_run_with_a_bad_parsl_config_exits_2_naming_the_field(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(BASE)
+    config = tmp_path / "parsl.yaml"
+    config.write_text("provider: slurm\nwalltime: soon\n")
+    result = run_cli("run", spec, "--workdir", tmp_path / "wd", "--parsl", config)
+    assert result.returncode == 2, result.stderr
+    assert "parsl.yaml" in result.stderr and "walltime" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
