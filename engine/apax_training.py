@@ -153,7 +153,9 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
     shutil.rmtree(model_dir / "latest", ignore_errors=True)
     for older in sorted((model_dir / "best").iterdir(), key=lambda p: int(p.name))[:-1]:
         shutil.rmtree(older)  # apax keeps the last two best checkpoints; the model is the newest
+    (on_event or _ignore)("fitted")
     metrics = validation_metrics(model_dir, valid_frames)
+    (on_event or _ignore)("validated")
     metrics.update(n_train=len(train_frames), n_valid=len(valid_frames))
     return TrainResult(model_dir, metrics, *learning_curves(model_dir / "log.csv"))
 

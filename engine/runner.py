@@ -29,7 +29,8 @@ class LockedError(Exception):
 
 @contextmanager
 def workdir_lock(workdir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the work directory; the OS drops it if the process dies."""
+    """Hold an exclusive lock on the work directory; the OS drops it if the process dies. On a
+    shared filesystem with locking (Linux maps flock to NFS byte-range locks) it holds across nodes."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "run.lock"
     handle = open(path, "a+")
@@ -40,6 +41,11 @@ def workdir_lock(workdir: Path) -> Iterator[None]:
         holder = handle.read().strip() or "another process"
         handle.close()
         raise LockedError(f"{workdir} is in use by a running campaign ({holder}); wait for it or stop it") from None
+    except OSError as exc:  # e.g. ENOLCK: an NFS mount without lockd, some FUSE filesystems
+        handle.close()
+        raise LockedError(f"{workdir} is on a filesystem without file locks ({exc.strerror}), so two runs could "
+                          "not be kept apart; use a local disk or a shared filesystem with locking "
+                          "(NFS with lockd, Lustre with flock, GPFS)") from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}")

@@ -145,3 +145,17 @@ def test_the_spec_knows_every_step_kind_and_training_and_md_want_a_gpu():
     assert set(typing.get_args(StepKind)) == {kind for kind in REGISTRY if not kind.startswith("test_")}
     assert all(REGISTRY[kind].task_resources(None)["gpus"] == 1 for kind in ("train", "md", "production", "inference_cost"))
     assert REGISTRY["pack"].task_resources(None)["gpus"] == 0
+
+
+def test_a_filesystem_without_locks_is_refused_clearly(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from engine.runner import LockedError
+
+    def no_locks(*_):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(LockedError, match="filesystem without file locks .No locks available"):
+        run_graph(graph(("a", {}, [])), tmp_path, workers=1, progress=lambda *a: None)
