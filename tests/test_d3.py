@@ -184,4 +184,4 @@ def test_hybrid_sums_mlp_and_d3_and_passes_uncertainty_through(ion_pairs, full_s
     assert atoms.get_potential_energy() == pytest.approx(sum(a.get_potential_energy() for a in alone), abs=1e-9)
     np.testing.assert_allclose(forces, sum(a.get_forces() for a in alone), atol=1e-9)
     np.testing.assert_allclose(atoms.get_stress(), sum(a.get_stress() for a in alone), atol=1e-12)
-    assert atoms.calc.d3.n_calls == 1  # energy, forces and stress from one D3 evaluation
+    assert atoms.calc.terms[0].n_calls == 1  # energy, forces and stress from one D3 evaluation
