@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 TO_GPA = 160.21766
 CN_CUTOFF = 7.93766  # the spec's default d3.cn_cutoff ("8 A")

@@ -121,8 +121,9 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
     across kills: training checkpoints there every ``checkpoint_every`` epochs and resumes from the
     latest checkpoint if it was made with the same config and data (``_fingerprint``); anything
     else there is discarded. ``on_event(name, **fields)`` hears ``("resumed", epoch=n)`` and
-    ``("checkpoint", epoch=n)``, n the epochs done. Once trained, only what inference needs is
-    kept: the newest ``best`` checkpoint (no optimiser state).
+    ``("checkpoint", epoch=n)``, n the epochs done, then ``"fitted"`` and ``"validated"`` (where
+    the time goes). Once trained, only what inference needs is kept: the newest ``best``
+    checkpoint (no optimiser state).
     """
     import shutil
 
