@@ -1,13 +1,16 @@
 """MD speed of the engines a user can pick, in one run: steps per second for BMIM BF4 boxes.
 
-    .venv/bin/python benchmarks/md_speed.py [--pairs 4 8] [--steps 40] [--r-max 5.0]
+    .venv/bin/python benchmarks/md_speed.py [--pairs 4 8] [--steps 40] [--r-max 5.0] [--nn 512 512]
     python benchmarks/md_speed.py --d3-only --device cuda --boxes DIR [--pairs 8 16 32]
 
 Columns: apax's own JAX MD (``apax.md.simulate.run_md``, 2-member ensemble), our JAX MD
-(engine.jax_md: single model, 2-member ensemble), ASE + apax calculator (ensemble), ASE + apax +
-torch-dftd D3 at 8 A and 20 A without and with a 0.5 A neighbour-list skin. Ratios are to our
-JAX MD with the ensemble (the engine the LotF sampling and production use when they can).
-The model has the paper's architecture (512x512, ZBL off) trained for one epoch on three rattled
+(engine.jax_md: single model, 2-member ensemble), our JAX MD of the hybrid model (D3(BJ) in the
+loop, float32, skin 0.5 A: single model and ensemble at 8 A and 20 A, the ensemble at 20 A with
+the tail correction), ASE + apax calculator (ensemble), ASE + apax + torch-dftd D3 at 8 A and 20 A
+without and with a 0.5 A neighbour-list skin. Ratios are to our JAX MD with the ensemble (the
+engine the LotF sampling and production use when they can); hybrid columns of a single model are
+best read against "jax single".
+The model has the paper's architecture (512x512, ZBL off; ``--nn`` for another) trained for one epoch on three rattled
 frames labelled with zero energy, forces and stress: it predicts (almost) no forces, so every
 engine runs its steps without the blow-up guard stopping a garbage model, and speed does not
 depend on the weights. Its cutoff defaults to 5.0 A rather than the paper's 5.5 A
@@ -55,15 +58,15 @@ def box(pairs: int, boxes: Path | None):
     return atoms
 
 
-def model(directory: Path, frames, members: int, r_max: float) -> Path:
-    """A paper-sized GMNN (``members`` 1: a single model) trained briefly on ``frames``."""
+def model(directory: Path, frames, members: int, r_max: float, nn: list[int]) -> Path:
+    """A GMNN with hidden layers ``nn`` (``members`` 1: a single model) trained briefly on ``frames``."""
     from apax.train.run import run
 
     from campaign.spec import ApaxModel
     from engine import apax_training
 
     ensemble = None if members == 1 else {"n_members": members}
-    spec = ApaxModel(epochs=1, batch_size=1, valid_batch_size=1, ensemble=ensemble, r_max=r_max, zbl=False)
+    spec = ApaxModel(epochs=1, batch_size=1, valid_batch_size=1, ensemble=ensemble, r_max=r_max, zbl=False, nn=nn)
     directory.mkdir(parents=True, exist_ok=True)
     for f, name in ((frames[:2], "train"), (frames[2:], "valid")):
         apax_training._write_labelled(directory / f"{name}.extxyz", f)
@@ -90,15 +93,19 @@ def ase_rate(atoms, calc, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def jax_rate(model_dir: Path, atoms, steps: int, r_max: float) -> float | None:
-    """Steps/s of our JAX MD (Nose-Hoover chain, frames every ``steps``), start-up and compile
-    time excluded: after a warm-up chunk, the difference of a short and a long chunk (JAX_REPEATS)."""
+def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float | None = None,
+             tail: bool = False) -> float | None:
+    """Steps/s of our JAX MD (Nose-Hoover chain, frames every ``steps``; with ``d3_cutoff`` the hybrid
+    model, D3(BJ) B97-3c in float32), start-up and compile time excluded: after a warm-up chunk,
+    the difference of a short and a long chunk (JAX_REPEATS)."""
     from engine import apax_model
+    from engine.jax_hybrid import D3Term
     from engine.jax_md import NVTSettings, run_nvt_chunk
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
-    settings = NVTSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None)
+    d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, "float32", tail)
+    settings = NVTSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3)
     temperatures = np.full(JAX_REPEATS * steps + 2 * steps + 1, 300.0)
     state, timings = None, []
     for first, last in ((0, steps), (steps, 2 * steps), (2 * steps, (JAX_REPEATS + 2) * steps)):
@@ -151,13 +158,17 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
         frame.positions += rng.normal(scale=0.05, size=frame.positions.shape)
         frame.calc = SinglePointCalculator(frame, energy=0.0, forces=np.zeros((len(frame), 3)), stress=np.zeros(6))
         frames.append(frame)
-    single, ensemble = (model(tmp / f"p{pairs}", frames, members, args.r_max) for members in (1, 2))
+    single, ensemble = (model(tmp / f"p{pairs}", frames, members, args.r_max, args.nn) for members in (1, 2))
     rates = {
         "apax jax ensemble": apax_jax_rate(ensemble, atoms, args.steps, tmp / f"p{pairs}", args.r_max),
         "jax single": jax_rate(single, atoms, args.steps, args.r_max),
         "jax ensemble": jax_rate(ensemble, atoms, args.steps, args.r_max),
-        "ase+apax": ase_rate(atoms, apax_model.load_calculator(ensemble), args.steps),
     }
+    for cutoff in D3_CUTOFFS:
+        rates[f"jax single+D3 {cutoff:.0f}A"] = jax_rate(single, atoms, args.steps, args.r_max, cutoff)
+        rates[f"jax ens.+D3 {cutoff:.0f}A"] = jax_rate(ensemble, atoms, args.steps, args.r_max, cutoff)
+    rates["jax ens.+D3 20A+tail"] = jax_rate(ensemble, atoms, args.steps, args.r_max, D3_CUTOFFS[1], tail=True)
+    rates["ase+apax"] = ase_rate(atoms, apax_model.load_calculator(ensemble), args.steps)
     for cutoff in D3_CUTOFFS:
         for skin in (0.0, 0.5):
             calc = hybrid_calculator(apax_model.load_calculator(ensemble), cutoff=cutoff, cn_cutoff=cutoff,
@@ -200,6 +211,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--r-max", type=float, default=5.0)
+    parser.add_argument("--nn", type=int, nargs="+", default=[512, 512], help="hidden layers of the model")
     parser.add_argument("--d3-only", action="store_true", help="time D3 alone (no apax needed)")
     parser.add_argument("--device", default="cpu", help="torch device of the D3 calculators")
     parser.add_argument("--boxes", type=Path, default=None, help="folder keeping the packed boxes")
@@ -215,7 +227,7 @@ def main() -> None:
         print(f"D3 only, device {args.device}, {args.steps} steps; baseline: torch-dftd's calculator at the same cutoff")
         table(rows, lambda name, rates: rates[f"{name.split()[0]} torch-dftd"])  # columns start with the cutoff
     else:
-        print(f"{args.steps} steps, r_max {args.r_max} A; baseline: apax JAX MD with the 2-member ensemble")
+        print(f"{args.steps} steps, r_max {args.r_max} A, nn {args.nn}; baseline: our JAX MD with the 2-member ensemble")
         table(rows, lambda name, rates: rates["jax ensemble"])
 
 

@@ -1,9 +1,10 @@
 """Cost of an MD step with a model versus system size, per engine path: our JAX MD (engine.jax_md),
-apax's ASE calculator with ASE MD, and that plus torch-dftd D3 at given cutoffs. It tells which
-path, box size and D3 cutoff a campaign can afford.
+that with D3 in the loop (engine.jax_hybrid) at given cutoffs, apax's ASE calculator with ASE MD,
+and that plus torch-dftd D3 at given cutoffs. It tells which path, box size and D3 cutoff a
+campaign can afford.
 
 Every path runs NVT at TEMPERATURE_K with a 0.5 fs step and a Nose-Hoover chain of damping time
-THERMOSTAT_TIME_FS, as the md step runs it: jax_md's ``nvt_nose_hoover`` (chain of 5) for ``jax``,
+THERMOSTAT_TIME_FS, as the md step runs it: jax_md's ``nvt_nose_hoover`` (chain of 5) for ``jax`` and ``jax+d3``,
 ASE's ``NoseHooverChainNVT`` (chain of 3) for ``ase`` and ``ase+d3``. Steps are timed in chunks as
 the md step runs them (engine.jax_md.run_nvt_chunk, engine.dynamics.run_md_chunk): one frame per
 chunk, no uncertainty stop, each chunk's fixed costs (state hand-over, neighbour list) included.
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
     import xarray as xr
     from ase import Atoms
 
-PATHS = ("jax", "ase", "ase+d3")
+PATHS = ("jax", "jax+d3", "ase", "ase+d3")
+D3_PATHS = ("jax+d3", "ase+d3")
 TIMESTEP_FS = 0.5
 THERMOSTAT_TIME_FS = 25.0
 TEMPERATURE_K = 300.0
@@ -43,10 +45,10 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
 
     ``d3``: engine.d3.hybrid_calculator's keyword arguments (engine.steps.md.d3_options gives them for
     a spec's d3 section; None: its defaults) with ``cutoff`` replaced by each of ``d3_cutoffs`` (A),
-    one ``ase+d3`` run each. Each (path, size) first runs at least ``warmup`` steps (compilation,
+    one ``jax+d3`` and one ``ase+d3`` run each (the same term in JAX: engine.jax_hybrid.D3Term). Each (path, size) first runs at least ``warmup`` steps (compilation,
     neighbour lists, thermostat settling) in chunks of ``n_steps`` steps, then ``n_timings`` chunks
     are timed one by one; the median and the spread are reported. The time JAX spends compiling
-    within a timed chunk is taken off (and reported). ``jax`` is NaN, with the reason, where the box is not periodic or
+    within a timed chunk is taken off (and reported). ``jax`` (and ``jax+d3``) is NaN, with the reason, where the box is not periodic or
     not wider than twice the model's cutoff (engine.apax_model.jax_md_valid); any path is NaN, with
     the reason, where the MD stopped early (blow-up or temperature guard). See ``_dataset``.
     """
@@ -55,8 +57,8 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
     unknown = sorted(set(paths) - set(PATHS))
     if unknown or not paths or len(set(paths)) != len(paths):
         raise ValueError(f"paths must be distinct entries of {PATHS}, got {list(paths)}")
-    if ("ase+d3" in paths) != bool(d3_cutoffs):
-        raise ValueError("give D3 cutoffs exactly when the ase+d3 path is timed")
+    if bool(set(D3_PATHS) & set(paths)) != bool(d3_cutoffs):
+        raise ValueError("give D3 cutoffs exactly when a D3 path (jax+d3, ase+d3) is timed")
     if min(n_steps, warmup, n_timings) < 1:
         raise ValueError(f"n_steps, warmup and n_timings must be at least 1, got {n_steps}, {warmup}, {n_timings}")
     if not repeats:
@@ -64,8 +66,8 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
     replications = sorted((_replication(r) for r in repeats), key=lambda r: len(box) * math.prod(r))
     model_dir = Path(model_dir)
     r_max = _model_config(model_dir).model.basis.r_max
-    runs = [(path, math.nan) for path in paths if path != "ase+d3"]
-    runs += [("ase+d3", float(cutoff)) for cutoff in d3_cutoffs] if "ase+d3" in paths else []
+    runs = [(path, math.nan) for path in paths if path not in D3_PATHS]
+    runs += [(path, float(cutoff)) for path in D3_PATHS if path in paths for cutoff in d3_cutoffs]
     warmup_steps = -(-warmup // n_steps) * n_steps
     samples = np.full((len(runs), len(replications), n_timings), np.nan)
     compile_times = np.full_like(samples, np.nan)
@@ -73,10 +75,10 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
     for j, replication in enumerate(replications):
         atoms = box.repeat(replication)
         for i, (path, cutoff) in enumerate(runs):
-            reason = _jax_invalid(atoms, r_max) if path == "jax" else ""
+            reason = _jax_invalid(atoms, r_max) if path.startswith("jax") else ""
             if not reason:
-                timer = _jax_timer(model_dir, cache_dir) if path == "jax" else _ase_timer(model_dir, cutoff, d3,
-                                                                                          cache_dir)
+                timer = (_jax_timer(model_dir, cutoff, d3, cache_dir) if path.startswith("jax")
+                         else _ase_timer(model_dir, cutoff, d3, cache_dir))
                 times, compiling, reason = timer(atoms, n_steps, warmup_steps, n_timings)
                 samples[i, j, :len(times)] = times
                 compile_times[i, j, :len(times)] = compiling
@@ -163,13 +165,22 @@ def _chunked(run: Callable[[Atoms, int, int, Any, int], tuple[Any, str | None]])
     return timer
 
 
-def _jax_timer(model_dir: Path, cache_dir: Path | None) -> Timer:
-    """Chunks of engine.jax_md.run_nvt_chunk (no uncertainty stop)."""
+def _jax_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cache_dir: Path | None) -> Timer:
+    """Chunks of engine.jax_md.run_nvt_chunk (no uncertainty stop), with the D3 term of ``d3`` (the ASE
+    path's keyword arguments) at ``d3_cutoff`` in the loop unless NaN."""
+    from engine.jax_hybrid import D3Term
     from engine.jax_md import NVTSettings, run_nvt_chunk
+
+    term = None
+    if not math.isnan(d3_cutoff):
+        d3 = d3 or {}
+        term = D3Term.from_section(d3.get("xc", "b97-3c"), d3.get("damping", "bj"), d3_cutoff,
+                                   d3.get("cn_cutoff") or d3_cutoff, d3.get("skin", 0.5),
+                                   str(d3.get("dtype", "float32")).removeprefix("torch."), d3.get("tail_correction", False))
 
     def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
         settings = NVTSettings(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
-                               threshold=None)
+                               threshold=None, d3=term)
         chunk = run_nvt_chunk(model_dir, atoms, np.full(last + 1, TEMPERATURE_K), settings, seed=SEED, first=first,
                               last=last, state=state, cache_dir=cache_dir)
         return chunk.state, chunk.stop_reason
@@ -203,7 +214,7 @@ def _ase_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cac
 def _dataset(runs: list[tuple[str, float]], n_atoms: list[int], replications: list[tuple[int, int, int]],
              samples: np.ndarray, compile_times: np.ndarray, reasons: np.ndarray, settings: dict[str, Any]
              ) -> xr.Dataset:
-    """Over ``run`` (a path, and a D3 cutoff for ase+d3) and ``size`` (increasing n_atoms): the median,
+    """Over ``run`` (a path, and a D3 cutoff for jax+d3 and ase+d3) and ``size`` (increasing n_atoms): the median,
     min and max seconds per step of the timed chunks, each chunk's time and JAX compilation time
     (``timing``), steps per second (from the median) and why a cell is NaN; the devices and thread
     counts as attributes."""
@@ -220,7 +231,7 @@ def _dataset(runs: list[tuple[str, float]], n_atoms: list[int], replications: li
     attrs = {
         "description": "MD cost per step versus system size per engine path (performance is measured, not asserted)",
         "integrator": f"NVT, timestep {TIMESTEP_FS:g} fs, Nose-Hoover chain of damping time {THERMOSTAT_TIME_FS:g} fs "
-                      f"at {TEMPERATURE_K:g} K; jax: jax_md nvt_nose_hoover (chain length 5), ase and ase+d3: ASE "
+                      f"at {TEMPERATURE_K:g} K; jax and jax+d3: jax_md nvt_nose_hoover (chain length 5), ase and ase+d3: ASE "
                       "NoseHooverChainNVT (chain length 3)",
         "timing": "per (path, size): chunks of n_steps steps, one frame each, no uncertainty check; the first "
                   "warmup_steps steps untimed (compilation), then n_timings chunks timed one by one; JAX "

@@ -31,8 +31,8 @@ Neighbours: this module's pair and triplet lists are built with numpy outside JI
 (:func:`build_neighbours`, :func:`build_triplets`), optionally with a skin and padded to a fixed capacity;
 the jitted energy masks pairs beyond ``cutoff``/``cn_cutoff`` (inclusive) at the current geometry, so a list built
 with a skin gives the same result as a fresh one while no atom has moved more than ``skin / 2``
-(strain ignored). An in-JIT neighbour list with capacity/overflow handling (needed to run D3 inside the
-JAX MD loop) is not part of this module.
+(strain ignored). D3 inside the JAX MD loop uses engine.jax_neighbours' in-JIT half list instead
+(engine.jax_hybrid).
 
 float64 needs JAX's x64 mode, which this module switches on at import (as apax does).
 """

@@ -10,6 +10,11 @@ interchangeable: same start momenta, thermostat target ``temperatures[s]`` for s
 (a frame reports the target of the step that led to it), frames every ``interval`` steps,
 eqn 8 uncertainty stop at frame steps, blow-up and temperature guards after every step.
 
+A hybrid model (``NVTSettings.d3``) adds engine.jax_hybrid's D3(BJ) term to the MLP energy inside
+the same loop, with its own half list (rebuilt in JIT when the skin criterion says so, reallocated
+and the block rerun on overflow). D3 is added once, outside the ensemble mean; the uncertainty is
+the MLP's, as in the ASE hybrid.
+
 Positions are jax_md's fractional coordinates, not wrapped into the box (``wrapped=False``), so
 frames carry continuous (unwrapped) Cartesian trajectories, as ASE's integrators give them.
 jax, apax and jax_md are imported inside functions: this module is imported by MD steps only.
@@ -30,6 +35,8 @@ from engine.dynamics import _blow_up, _density, _g_cm3, _snapshot
 if TYPE_CHECKING:
     from ase import Atoms
 
+    from engine.jax_hybrid import D3Term
+
 #: neighbour-list capacity over the pairs found at allocation (jax_md's default)
 CAPACITY_MULTIPLIER = 1.25
 #: after an overflow the list is reallocated with at least this multiple of its capacity and the block rerun
@@ -37,6 +44,8 @@ CAPACITY_GROWTH = 1.5
 #: test hook: the capacity of the list each chunk starts with (None: the state's, or CAPACITY_MULTIPLIER
 #: x the pairs found if that is more); a tiny one forces the overflow path
 FIRST_CAPACITY: int | None = None
+#: test hook: the same for the D3 list of a hybrid model
+FIRST_D3_CAPACITY: int | None = None
 #: compiled simulators kept per process (one per model architecture, atom count and settings)
 MAX_SIMULATORS = 4
 
@@ -45,7 +54,8 @@ MAX_SIMULATORS = 4
 class NVTSettings:
     """Integrator settings: timestep and Nose-Hoover chain damping time (fs), frame ``interval``
     (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never), neighbour-list ``skin`` (A) and
-    the temperature guard (campaign.spec.TemperatureGuard's fields)."""
+    the temperature guard (campaign.spec.TemperatureGuard's fields); ``d3``: the D3 term of a hybrid
+    model (None: the MLP alone)."""
 
     timestep: float
     thermostat_time: float
@@ -55,6 +65,7 @@ class NVTSettings:
     blow_up_ratio: float = 5.0
     hot_ratio: float = 2.0
     hot_steps: int = 20
+    d3: D3Term | None = None
 
 
 @dataclass
@@ -112,12 +123,14 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
 
     sim = _simulator(config, len(start), settings)
     Z, box = np.asarray(start.numbers, dtype=np.int32), start.cell.array.T
+    d3 = sim.d3_inputs(start)
     if state is None:
-        state = sim.initial_state(params, Z, box, start, temperatures[0], seed)
+        state = sim.initial_state(params, Z, box, d3, start, temperatures[0], seed)
     neighbors = sim.allocate(state["position"], box, minimum=int(state["capacity"]))
     if FIRST_CAPACITY is not None:
         neighbors = sim.resize(neighbors, FIRST_CAPACITY)
-    nvt = sim.restore(params, Z, box, state, neighbors)
+    pairs = sim.allocate_d3(state["position"], box, d3, int(state.get("d3_capacity", 0)), FIRST_D3_CAPACITY)
+    nvt = sim.restore(params, Z, box, d3, state, (neighbors, pairs))
     kT = sim.kB * temperatures
     factor = _apax_std_factor(config)
 
@@ -126,15 +139,19 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
     while step < last:
         end = min(last, (step // interval + 1) * interval)
         targets = np.concatenate([kT[step:end], np.full(interval + step - end, kT[end - 1])])
-        done, new, new_neighbors, stable, new_hot = sim.block(params, Z, box, nvt, neighbors, targets, end - step, hot)
+        done, new, (new_neighbors, new_pairs), stable, new_hot = sim.block(
+            params, Z, box, d3, nvt, (neighbors, pairs), targets, end - step, hot)
         if new_neighbors.did_buffer_overflow:  # rerun the block with the list it was meant to have
             neighbors = sim.allocate(neighbors.reference_position, box,
                                      minimum=int(CAPACITY_GROWTH * neighbors.max_occupancy) + 1)
             continue
-        nvt, neighbors, step, hot = new, new_neighbors, step + int(done), int(new_hot)
+        if sim.overflowed(new_pairs):  # the same for the D3 list, built again where it was
+            pairs = sim.reallocate_d3(pairs, new_pairs, box, d3)
+            continue
+        nvt, neighbors, pairs, step, hot = new, new_neighbors, new_pairs, step + int(done), int(new_hot)
         if stable and step % interval:
             continue
-        energy, sigma = (float(x) for x in sim.evaluate(params, Z, box, nvt.position, neighbors))
+        energy, sigma = (float(x) for x in sim.evaluate(params, Z, box, d3, nvt.position, (neighbors, pairs)))
         sigma /= factor  # eqn 8 (NaN for a single model)
         target = temperatures[step - 1]  # of the step that led here
         frame = _frame(start, nvt, step, settings.timestep, target, sigma if ensemble else None)
@@ -154,7 +171,7 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
         if settings.threshold is not None and sigma > settings.threshold:
             stopped_at, stop_reason = step, f"uncertainty {sigma:.3g} eV/A > {settings.threshold:.3g}"
             break
-    return JaxMDChunk(frames, np.array(rows, dtype=float).reshape(-1, 5), _arrays(nvt, step, neighbors, hot),
+    return JaxMDChunk(frames, np.array(rows, dtype=float).reshape(-1, 5), _arrays(nvt, step, (neighbors, pairs), hot),
                       stopped_at, stop_reason)
 
 
@@ -179,9 +196,9 @@ def _leaf_names(tree: Any, prefix: str = "") -> list[str]:
             for name in _leaf_names(getattr(tree, field.name), f"{prefix}.{field.name}" if prefix else field.name)]
 
 
-def _arrays(nvt: Any, step: int, neighbors: Any, hot_steps: int = 0) -> dict[str, np.ndarray]:
-    """The integrator state as named float64 arrays, its global ``step``, the neighbour-list
-    ``capacity`` (the next chunk keeps it unless it needs more, so ``block`` is not recompiled) and
+def _arrays(nvt: Any, step: int, lists: tuple, hot_steps: int = 0) -> dict[str, np.ndarray]:
+    """The integrator state as named float64 arrays, its global ``step``, the neighbour lists'
+    capacities (the next chunk keeps them unless it needs more, so ``block`` is not recompiled) and
     the steps in a row above the temperature guard's ratio."""
     import jax
 
@@ -190,8 +207,10 @@ def _arrays(nvt: Any, step: int, neighbors: Any, hot_steps: int = 0) -> dict[str
     if len(names) != len(leaves) or not all(np.issubdtype(leaf.dtype, np.floating) for leaf in leaves):
         raise TypeError(f"unexpected jax_md state layout: {names}")
     arrays = {name: np.array(leaf, dtype=np.float64) for name, leaf in zip(names, leaves)}
+    neighbors, pairs = lists
+    capacities = {} if pairs is None else {"d3_capacity": np.array(pairs.i.shape[0])}
     return {"step": np.array(step), "capacity": np.array(neighbors.max_occupancy), "hot_steps": np.array(hot_steps),
-            **arrays}
+            **capacities, **arrays}
 
 
 _SIMULATORS: dict[tuple, _Simulator] = {}
@@ -199,8 +218,7 @@ _SIMULATORS: dict[tuple, _Simulator] = {}
 
 def _simulator(config: Any, n_atoms: int, settings: NVTSettings) -> _Simulator:
     """The simulator for this model architecture, atom count and settings, built once per process."""
-    key = (config.model.model_dump_json(), n_atoms, settings.timestep, settings.thermostat_time, settings.skin,
-           settings.blow_up_ratio, settings.hot_ratio, settings.hot_steps)
+    key = (config.model.model_dump_json(), n_atoms, dataclasses.replace(settings, interval=1, threshold=None))
     if key not in _SIMULATORS:
         if len(_SIMULATORS) >= MAX_SIMULATORS:
             del _SIMULATORS[next(iter(_SIMULATORS))]
@@ -209,11 +227,13 @@ def _simulator(config: Any, n_atoms: int, settings: NVTSettings) -> _Simulator:
 
 
 class _Simulator:
-    """apax's energy model and jax_md's Nose-Hoover chain and neighbour list, with the jitted
-    functions a chunk calls. Parameters, atomic numbers and box are arguments, not constants: the
-    compiled code (and its persistent cache entry) holds no weights and serves any box. jax_md's
-    spaces are built on the unit cube and every call passes the box, so a forgotten one would show
-    as wrong forces. A new list capacity compiles new versions (jax_md makes it a static shape)."""
+    """apax's energy model (plus engine.jax_hybrid's D3 for a hybrid), jax_md's Nose-Hoover chain and
+    neighbour list, with the jitted functions a chunk calls. Parameters, atomic numbers, box and D3
+    inputs are arguments, not constants: the compiled code (and its persistent cache entry) holds no
+    weights and serves any box. jax_md's spaces are built on the unit cube and every call passes the
+    box, so a forgotten one would show as wrong forces. A new list capacity compiles new versions
+    (jax_md makes it a static shape). The jitted functions take ``lists`` = (jax_md's list, the D3
+    half list or None)."""
 
     def __init__(self, config: Any, n_atoms: int, settings: NVTSettings):
         import jax
@@ -224,7 +244,7 @@ class _Simulator:
         from apax.utils.jax_md_reduced import partition, simulate, space
         from ase import units
 
-        self.kB, self.n_atoms = units.kB, n_atoms
+        self.kB, self.n_atoms, self.term = units.kB, n_atoms, settings.d3
         unit = np.eye(3)
         displacement, shift = space.periodic_general(unit, fractional_coordinates=True, wrapped=False)
         self.neighbor_fn = partition.neighbor_list(
@@ -240,47 +260,78 @@ class _Simulator:
         derivative_builder = config.model.get_builder()({**config.model.model_dump(), "calc_stress": False})
         derivative_model = derivative_builder.build_energy_derivative_model(
             apply_mask=True, init_box=unit, inference_disp_fn=displacement)
+        term = settings.d3
 
-        def nose_hoover(params, Z, kT):
-            energy = create_energy_fn(energy_model.apply, canonicalize_energy_model_parameters(params), Z,
-                                      n_models, shallow)
+        def dispersion(position, box, d3, pairs):
+            """The D3 energy of fractional ``position`` (0 for the MLP alone); space.transform's custom
+            derivative makes its gradient the Cartesian one, as jax_md's forces are."""
+            if term is None:
+                return 0.0
+            from engine.jax_hybrid import d3_energy
+
+            return d3_energy(space.transform(box, position), box.T, d3, pairs, term)
+
+        def nose_hoover(params, Z, d3, kT):
+            mlp = create_energy_fn(energy_model.apply, canonicalize_energy_model_parameters(params), Z,
+                                   n_models, shallow)
+
+            def energy(position, neighbor, box, **kwargs):
+                neighbors, pairs = neighbor
+                return mlp(position, neighbor=neighbors, box=box) + dispersion(position, box, d3, pairs)
+
             return simulate.nvt_nose_hoover(energy, shift, settings.timestep * units.fs, kT,
                                             tau=settings.thermostat_time * units.fs)
 
+        def refresh(pairs, position, box, d3):
+            """The D3 list for ``position``: kept while valid, else built again (same capacity)."""
+            from engine.jax_neighbours import _build, needs_rebuild
+
+            if pairs is None:
+                return None
+            cartesian, cell = space.raw_transform(box, position), box.T
+            return jax.lax.cond(needs_rebuild(pairs, cartesian, cell, term.cutoff, term.skin),
+                                lambda: _build(cartesian, cell, d3.shifts, term.reach, capacity=pairs.i.shape[0]),
+                                lambda: pairs)
+
         @jax.jit
-        def init(params, Z, box, position, momentum, mass, neighbor, kT):
+        def init(params, Z, box, d3, position, momentum, mass, lists, kT):
             """jax_md's initial state, with ``momentum`` for its own draw and the chain's kinetic energy to match."""
-            init_fn, _ = nose_hoover(params, Z, kT)
-            nvt = init_fn(jax.random.PRNGKey(0), position, mass=mass, neighbor=neighbor, box=box).set(momentum=momentum)
+            init_fn, _ = nose_hoover(params, Z, d3, kT)
+            nvt = init_fn(jax.random.PRNGKey(0), position, mass=mass, neighbor=lists, box=box).set(momentum=momentum)
             return nvt.set(chain=nvt.chain.set(kinetic_energy=simulate.kinetic_energy(nvt)))
 
         @jax.jit
-        def block(params, Z, box, nvt, neighbor, kT, n, hot):
+        def block(params, Z, box, d3, nvt, lists, kT, n, hot):
             """Up to ``n`` steps, step i at target ``kT[i]``; stops early after a step that gives non-finite
-            forces, an instantaneous temperature above blow_up_ratio x its target, or the ``hot_steps``-th
-            step in a row above hot_ratio x its target (``hot``: the count so far)."""
-            _, apply_fn = nose_hoover(params, Z, kT[0])
+            forces, an instantaneous temperature above blow_up_ratio x its target, the ``hot_steps``-th
+            step in a row above hot_ratio x its target (``hot``: the count so far) or an overflowing D3 list."""
+            _, apply_fn = nose_hoover(params, Z, d3, kT[0])
 
             def step(carry):
-                i, nvt, neighbor, _, hot = carry
-                nvt = apply_fn(nvt, neighbor=neighbor, box=box, kT=kT[i])
+                i, nvt, (neighbor, pairs), _, hot = carry
+                nvt = apply_fn(nvt, neighbor=(neighbor, pairs), box=box, kT=kT[i])
                 neighbor = neighbor.update(nvt.position, box=box)
+                pairs = refresh(pairs, nvt.position, box, d3)
                 kinetic_kT = 2 * simulate.kinetic_energy(nvt) / nvt.position.size
                 hot = jnp.where(kinetic_kT > settings.hot_ratio * kT[i], hot + 1, 0)
                 stable = (jnp.all(jnp.isfinite(nvt.force)) & (kinetic_kT <= settings.blow_up_ratio * kT[i])
                           & (hot < settings.hot_steps))
-                return i + 1, nvt, neighbor, stable, hot
+                if pairs is not None:
+                    stable = stable & (pairs.count <= pairs.i.shape[0])
+                return i + 1, nvt, (neighbor, pairs), stable, hot
 
             return jax.lax.while_loop(lambda carry: (carry[0] < n) & carry[3], step,
-                                      (jnp.zeros((), int), nvt, neighbor, jnp.array(True), jnp.asarray(hot)))
+                                      (jnp.zeros((), int), nvt, lists, jnp.array(True), jnp.asarray(hot)))
 
         @jax.jit
-        def evaluate(params, Z, box, position, neighbor):
-            """Ensemble-mean energy and the largest apax ``forces_uncertainty`` (NaN for a single model)."""
+        def evaluate(params, Z, box, d3, position, lists):
+            """Ensemble-mean energy plus D3 and the largest apax ``forces_uncertainty`` (NaN for a single model)."""
+            neighbor, pairs = lists
             model = (make_ensemble(maybe_vmap(derivative_model.apply, params)) if n_models > 1 and not shallow
                      else lambda *args: derivative_model.apply(params, *args))
             results = model(position, Z, neighbor, box, jnp.zeros((neighbor.idx.shape[1], 3)))
-            return results["energy"], jnp.max(results.get("forces_uncertainty", jnp.nan))
+            energy = results["energy"] + dispersion(position, box, d3, pairs)
+            return energy, jnp.max(results.get("forces_uncertainty", jnp.nan))
 
         self.init, self.block, self.evaluate = init, block, evaluate
         self._template = None
@@ -304,7 +355,44 @@ class _Simulator:
         error = neighbors.error.update(PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW, pairs > capacity)
         return neighbors.set(idx=idx, max_occupancy=capacity, error=error)
 
-    def initial_state(self, params: Any, Z: np.ndarray, box: np.ndarray, start: Atoms, temperature: float,
+    def d3_inputs(self, start: Atoms) -> Any:
+        """engine.jax_hybrid's inputs for the D3 term in ``start``'s box (None for the MLP alone)."""
+        if self.term is None:
+            return None
+        from engine.jax_hybrid import d3_inputs
+
+        return d3_inputs(self.term, start.numbers, start.cell.array)
+
+    def allocate_d3(self, position: Any, box: np.ndarray, d3: Any, minimum: int = 0, capacity: int | None = None,
+                    *, at_cell: Any = None) -> Any:
+        """The D3 half list at fractional ``position`` (None for the MLP alone), with room for
+        engine.jax_hybrid.CAPACITY_MULTIPLIER x its pairs or ``minimum``, or exactly ``capacity`` (which
+        may overflow: the first block then reallocates)."""
+        if self.term is None:
+            return None
+        from engine.jax_hybrid import CAPACITY_MULTIPLIER as MULTIPLIER
+        from engine.jax_neighbours import build
+
+        cartesian = np.asarray(position) @ box.T
+        if capacity is None:
+            found = int(build(cartesian, box.T, d3.shifts, self.term.cutoff, self.term.skin, 1).count)
+            capacity = max(minimum, int(MULTIPLIER * found) + 1)
+        return build(cartesian, box.T, d3.shifts, self.term.cutoff, self.term.skin, capacity)
+
+    @staticmethod
+    def overflowed(pairs: Any) -> bool:
+        """Whether the D3 list found more pairs than it has room for."""
+        return pairs is not None and int(pairs.count) > pairs.i.shape[0]
+
+    def reallocate_d3(self, pairs: Any, overflowed: Any, box: np.ndarray, d3: Any) -> Any:
+        """``pairs`` built again where it was built, with room for CAPACITY_GROWTH x the pairs the
+        overflowing list found."""
+        from engine.jax_neighbours import build
+
+        capacity = int(CAPACITY_GROWTH * int(overflowed.count)) + 1
+        return build(pairs.ref_positions, pairs.ref_cell, d3.shifts, self.term.cutoff, self.term.skin, capacity)
+
+    def initial_state(self, params: Any, Z: np.ndarray, box: np.ndarray, d3: Any, start: Atoms, temperature: float,
                       seed: int) -> dict[str, np.ndarray]:
         """The state at step 0: ``start`` with Maxwell-Boltzmann momenta drawn as engine.dynamics draws them."""
         from ase.md.velocitydistribution import Stationary, thermalize_momenta
@@ -313,21 +401,21 @@ class _Simulator:
         thermalize_momenta(atoms, temperature, rng=np.random.default_rng(seed))
         Stationary(atoms)
         position = atoms.positions @ np.linalg.inv(atoms.cell.array)
-        neighbors = self.allocate(position, box)
-        nvt = self.init(params, Z, box, position, atoms.get_momenta(), atoms.get_masses(), neighbors,
+        lists = (self.allocate(position, box), self.allocate_d3(position, box, d3))
+        nvt = self.init(params, Z, box, d3, position, atoms.get_momenta(), atoms.get_masses(), lists,
                         self.kB * temperature)
-        return _arrays(nvt, 0, neighbors)
+        return _arrays(nvt, 0, lists)
 
-    def restore(self, params: Any, Z: np.ndarray, box: np.ndarray, state: dict[str, np.ndarray],
-                neighbors: Any) -> Any:
+    def restore(self, params: Any, Z: np.ndarray, box: np.ndarray, d3: Any, state: dict[str, np.ndarray],
+                lists: tuple) -> Any:
         """The jax_md state from ``state``'s arrays, on the tree of ``init``'s output (so no field is missed)."""
         import jax
         import jax.numpy as jnp
 
         if self._template is None:  # shapes only: nothing is computed
             position = np.zeros((self.n_atoms, 3))
-            self._template = jax.eval_shape(self.init, params, Z, box, position, position, np.ones(self.n_atoms),
-                                            neighbors, 1.0)
+            self._template = jax.eval_shape(self.init, params, Z, box, d3, position, position, np.ones(self.n_atoms),
+                                            lists, 1.0)
         leaves, tree = jax.tree_util.tree_flatten(self._template)
         names = _leaf_names(self._template)
         missing = sorted(set(names) - set(state))

@@ -20,7 +20,8 @@ within rounding of the cutoff may be judged otherwise than in float64.
 
 The builds and the rebuild test are jitted functions of arrays of fixed shape, so an MD loop can
 call them inside JIT; :class:`NeighbourList` drives them from the host (rebuild, reallocation,
-image shifts for a changed cell). Not yet done: the composite MLP + D3 energy in apax's MD loop.
+image shifts for a changed cell); engine.jax_md drives them inside its loop for hybrid models
+(rebuild by ``jax.lax.cond``, overflow stops the block and the host reallocates).
 """
 
 from __future__ import annotations

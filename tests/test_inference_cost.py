@@ -48,19 +48,20 @@ def model_dir(box, tmp_path_factory):
 def test_every_path_is_timed_where_valid_and_jax_is_nan_with_the_reason_elsewhere(model_dir, box, tmp_path):
     from archive.arrays import write_dataset
 
-    cost = inference_cost(model_dir, box, repeats=[2, (1, 1, 1)], paths=["jax", "ase", "ase+d3"], d3=None,
+    cost = inference_cost(model_dir, box, repeats=[2, (1, 1, 1)], paths=["jax", "jax+d3", "ase", "ase+d3"], d3=None,
                           d3_cutoffs=[4.0, 5.0], n_steps=5, warmup=5, n_timings=2, cache_dir=tmp_path / "jax")
     assert cost["n_atoms"].values.tolist() == [30, 240]  # sorted by size
     assert cost["replication"].values.tolist() == [[1, 1, 1], [2, 2, 2]]
-    assert cost["path"].values.tolist() == ["jax", "ase", "ase+d3", "ase+d3"]
-    np.testing.assert_array_equal(cost["d3_cutoff"].values, [np.nan, np.nan, 4.0, 5.0])
+    assert cost["path"].values.tolist() == ["jax", "ase", "jax+d3", "jax+d3", "ase+d3", "ase+d3"]
+    np.testing.assert_array_equal(cost["d3_cutoff"].values, [np.nan, np.nan, 4.0, 5.0, 4.0, 5.0])
+    assert cost["run"].values.tolist()[2] == "jax+d3 (cutoff 4 A)"
 
     times = cost["time_per_step"]
-    jax_small = times.sel(run="jax").isel(size=0)
-    assert np.isnan(jax_small)
-    assert "box too small for JAX MD" in str(cost["not_run_reason"].sel(run="jax").isel(size=0).values)
+    for jax_run in ("jax", "jax+d3 (cutoff 4 A)", "jax+d3 (cutoff 5 A)"):
+        assert np.isnan(times.sel(run=jax_run).isel(size=0))
+        assert "box too small for JAX MD" in str(cost["not_run_reason"].sel(run=jax_run).isel(size=0).values)
     timed = np.ones(times.shape, dtype=bool)
-    timed[0, 0] = False
+    timed[[0, 2, 3], 0] = False
     assert np.all(np.isfinite(times.values[timed])) and np.all(times.values[timed] > 0)
     assert all(reason == "" for reason in cost["not_run_reason"].values[timed])
     samples = cost["time_per_step_samples"].values[timed]
@@ -77,6 +78,7 @@ def test_every_path_is_timed_where_valid_and_jax_is_nan_with_the_reason_elsewher
     ({"paths": ["gpu"]}, "paths must be distinct"),
     ({"paths": ["ase", "ase"]}, "paths must be distinct"),
     ({"paths": ["ase+d3"], "d3_cutoffs": []}, "D3 cutoffs"),
+    ({"paths": ["jax+d3"], "d3_cutoffs": []}, "D3 cutoffs"),
     ({"paths": ["ase"], "d3_cutoffs": [8.0]}, "D3 cutoffs"),
     ({"n_steps": 0}, "at least 1"),
     ({"repeats": []}, "at least one replication"),

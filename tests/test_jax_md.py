@@ -18,6 +18,8 @@ from ase import Atoms
 from campaign.spec import ApaxModel
 from campaign.units import to_internal
 from engine import jax_md
+from engine.jax_d3 import B97_3C
+from engine.jax_hybrid import D3Term
 from engine.jax_md import NVTSettings, run_nvt_chunk
 from tests.conftest import ROOT
 
@@ -105,11 +107,11 @@ def reference(model_dir, box):
                          state=None)
 
 
-def run_chunks(model_dir, start, temperatures, bounds, state=None, **kwargs):
+def run_chunks(model_dir, start, temperatures, bounds, state=None, settings=SETTINGS, **kwargs):
     """Frames, rows and states (after each chunk) of consecutive chunks between ``bounds``."""
     frames, rows, states = [], [], []
     for first, last in zip(bounds[:-1], bounds[1:]):
-        chunk = run_nvt_chunk(model_dir, start, temperatures, SETTINGS, seed=1, first=first, last=last, state=state,
+        chunk = run_nvt_chunk(model_dir, start, temperatures, settings, seed=1, first=first, last=last, state=state,
                               **kwargs)
         state = chunk.state
         frames += chunk.frames
@@ -300,3 +302,88 @@ def test_the_temperature_guard_stops_jax_md_as_it_stops_ase_md(model_dir, box):
     assert chunk.stopped_at == 15
     assert chunk.stop_reason.startswith("exploded at step 15: temperature above 2 x target for 5 steps")
     assert [f.info["step"] for f in chunk.frames] == [10]
+
+
+# --- the hybrid model: MLP + D3(BJ) inside the loop (engine.jax_hybrid) ---
+
+D3 = D3Term(B97_3C, 8.0, 8.0, 0.5, "float64")  # the box is 7.2 A: many pairs reach into images
+HYBRID = replace(SETTINGS, d3=D3)
+
+
+def ase_hybrid(calculator, term: D3Term = D3):
+    """apax's ASE calculator plus torch-dftd D3 (the ASE path), in float64, rebuilding its list every call."""
+    import torch
+
+    from engine.d3 import hybrid_calculator
+
+    return hybrid_calculator(calculator, tail_correction=term.tail_correction, xc="b97-3c", damping="bj",
+                             cutoff=term.cutoff, cn_cutoff=term.cn_cutoff, skin=0.0, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def hybrid_reference(model_dir, box):
+    """One uninterrupted hybrid chunk of 40 steps at 300 K."""
+    return run_nvt_chunk(model_dir, box, np.full(41, 300.0), HYBRID, seed=1, first=0, last=40, state=None)
+
+
+@pytest.mark.parametrize("tail", [False, True])
+def test_hybrid_forces_and_energy_equal_the_ase_hybrid(model_dir, box, hybrid_reference, calculator, tail):
+    """The integrator's forces and the frames' energies are those of apax + torch-dftd at the frame; D3
+    changes them (it is really there), the uncertainty stays the MLP's."""
+    from engine.apax_model import force_uncertainty
+
+    term = replace(D3, tail_correction=tail)
+    chunk = hybrid_reference if not tail else run_nvt_chunk(
+        model_dir, box, np.full(41, 300.0), replace(HYBRID, d3=term), seed=1, first=0, last=40, state=None)
+    atoms = chunk.frames[-1].copy()
+    atoms.calc = ase_hybrid(calculator, term)
+    np.testing.assert_allclose(chunk.state["force"], atoms.get_forces(), rtol=0, atol=1e-6)
+    assert chunk.rows[-1, 3] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    mlp_only = chunk.frames[-1].copy()
+    mlp_only.calc = calculator
+    assert np.abs(atoms.get_forces() - mlp_only.get_forces()).max() > 1e-3
+    assert chunk.rows[-1, 4] == pytest.approx(force_uncertainty(mlp_only.calc.results), abs=1e-5)
+
+
+def test_hybrid_trajectory_follows_the_ase_hybrid_and_conserves_energy(model_dir, box, calculator):
+    """Same start and momenta: our loop with a thermostat too slow to act (Nose-Hoover chain, time
+    constant 1e12 fs: velocity Verlet to rounding) against ASE's velocity Verlet on apax + torch-dftd,
+    frame by frame over 100 steps of 0.5 fs; and the total energy along our run."""
+    from ase import units
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+    from ase.md.verlet import VelocityVerlet
+
+    nve = replace(HYBRID, thermostat_time=1e12)
+    chunk = run_nvt_chunk(model_dir, box, np.full(101, 300.0), nve, seed=1, first=0, last=100, state=None)
+    atoms = box.copy()
+    thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(1))
+    Stationary(atoms)
+    atoms.calc = ase_hybrid(calculator)
+    dynamics = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    deviation = []
+    for frame in chunk.frames:
+        dynamics.run(10)
+        deviation.append(np.abs(frame.positions - atoms.positions).max())
+    assert max(deviation) < 1e-5, deviation
+    total = chunk.rows[:, 3] + np.array([frame.get_kinetic_energy() for frame in chunk.frames])
+    print(f"hybrid NVE over 50 fs: max position deviation from ASE {max(deviation):.2e} A; total energy span "
+          f"{(total.max() - total.min()) / len(box):.2e} eV/atom")
+    assert (total.max() - total.min()) / len(box) < 1e-4
+
+
+def test_an_overflowing_d3_list_is_reallocated_and_the_block_rerun(model_dir, box, hybrid_reference, monkeypatch):
+    monkeypatch.setattr(jax_md, "FIRST_D3_CAPACITY", 64)
+    chunk = run_nvt_chunk(model_dir, box, np.full(41, 300.0), HYBRID, seed=1, first=0, last=40, state=None)
+    assert int(chunk.state["d3_capacity"]) > 64
+    assert chunk.stopped_at is None and len(chunk.frames) == 4
+    np.testing.assert_allclose(chunk.rows, hybrid_reference.rows, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(chunk.frames[-1].positions, hybrid_reference.frames[-1].positions, rtol=0, atol=1e-10)
+
+
+def test_a_hybrid_run_resumes_from_its_state(model_dir, box, hybrid_reference):
+    """Two chunks (the second restored from the first's state, D3 list capacity included) follow the
+    uninterrupted run; the lists are built afresh at the boundary, so equal to rounding only."""
+    frames, rows, states = run_chunks(model_dir, box, np.full(41, 300.0), [0, 20, 40], settings=HYBRID)
+    assert int(states[0]["d3_capacity"]) == int(hybrid_reference.state["d3_capacity"])
+    np.testing.assert_allclose(rows, hybrid_reference.rows, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(frames[-1].positions, hybrid_reference.frames[-1].positions, rtol=0, atol=1e-8)

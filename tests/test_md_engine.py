@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from campaign.spec import MDSampler
+from campaign.spec import DispersionCorrection, MDSampler
 from campaign.units import to_internal
 from engine.apax_model import jax_md_valid
 from engine.packing import conformer, pack_box
@@ -25,4 +25,8 @@ def test_engine_choice():
     assert choose_engine(MDSampler(), box_ok=True)[0] == "ase"  # Langevin
     assert choose_engine(MDSampler(ensemble="npt", **NHC), box_ok=True)[0] == "ase"
     assert choose_engine(MDSampler(**NHC, box={"amplitude": 0.1, "oscillations": 1}), box_ok=True)[0] == "ase"
-    assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=True)[0] == "ase"
+    bj, zero = DispersionCorrection(), DispersionCorrection(damping="zero")
+    assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=True, d3=bj)[0] == "jax"  # D3 in the loop
+    assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=True, d3=zero)[0] == "ase"  # BJ only in JAX
+    assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=False, d3=bj)[0] == "ase"
+    assert choose_engine(MDSampler(ensemble="npt", **NHC, hybrid_d3=True), box_ok=True, d3=bj)[0] == "ase"

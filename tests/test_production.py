@@ -61,6 +61,15 @@ sampling:
       interval: 10
       engine: jax
       box: {{optimise: null}}
+    hybrid:
+      models: [initial]
+      temperatures: [298.15 K]
+      ion_pairs: [1]
+      length: 20 fs
+      interval: 4
+      hybrid_d3: true
+      d3_cutoff: 6 A
+      box: {{optimise: null}}
 analyses:
   rdf: {{kind: rdf, runs: [nvt], r_max: 3.5 A, bins: 50, pairs: [[{{ion: BMIM, centre: true}}, {{ion: BF4, element: B}}]]}}
   diffusion: {{kind: diffusion, runs: [nvt], sites: [{{ion: BMIM, centre: true}}, {{ion: BF4, element: B}}]}}
@@ -71,6 +80,7 @@ analyses:
           n_steps: 3, warmup: 1}}
 """
 LONG = "production.long.initial.300K.1"
+HYBRID = "production.hybrid.initial.298.15K.1"
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +89,7 @@ def produced(trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("produced")
     spec = trained_spec(root / "spec.yaml", EXTRA)
     shutil.copytree(trained, root / "wd")
-    nodes = [n for n in nodes_until(spec, "analysis.cost") if "long" not in n.name]
+    nodes = [n for n in nodes_until(spec, "analysis.cost") if "long" not in n.name and "hybrid" not in n.name]
     nodes = [n for n in nodes if not n.name.startswith("iter01")]
     run_graph(nodes, root / "wd", workers=1, progress=lambda *a: None)
     return spec, Archive(root / "wd" / "archive"), {n.name: n for n in nodes}
@@ -205,6 +215,20 @@ def test_killed_production_resumes_bit_identical(trained, tmp_path):
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
         np.testing.assert_array_equal(a.get_velocities(), b.get_velocities())
+
+
+def test_a_hybrid_production_runs_d3_inside_jax_md(trained, tmp_path):
+    """engine: auto puts a Nose-Hoover NVT run of the hybrid model (MLP + D3 at the run's cutoff) on
+    JAX MD; its energies are the hybrid's (tests/test_jax_md.py compares them with the ASE path)."""
+    spec = trained_spec(tmp_path / "spec.yaml", EXTRA)
+    base = {m.name for m in nodes_until(spec, "train.initial")}
+    nodes = [n for n in nodes_until(spec, HYBRID) if n.name in base or n.name.startswith("production.hybrid.")]
+    shutil.copytree(trained, tmp_path / "wd")
+    assert run_graph(nodes, tmp_path / "wd", workers=1, progress=lambda *a: None) == [
+        "production.hybrid.1.pack", HYBRID]
+    summary = Archive(tmp_path / "wd" / "archive").record(nodes[-1].key)["summary"]
+    assert summary["engine"] == "jax" and summary["engine_reason"] == "fastest valid engine"
+    assert summary["n_frames"] == 10
 
 
 @pytest.mark.skipif(find_browser() is None, reason="needs Debian chromium (.ci/run installs it)")

@@ -140,3 +140,13 @@ def test_bad_reference_file_names_line_and_column(tmp_path):
 @pytest.mark.parametrize("factor, triple", [(1, (1, 1, 1)), (2, (1, 1, 2)), (8, (2, 2, 2)), (12, (2, 2, 3)), (7, (1, 1, 7))])
 def test_replication_is_most_cubic(factor, triple):
     assert replication(factor) == triple
+
+
+def test_a_jax_hybrid_run_needs_bj_damping(tmp_path):
+    spec = spec_with(tmp_path, "d3: {damping: zero}\n")
+    spec.write_text(spec.read_text().replace("    npt: {ensemble: npt,", "    hybrid: {hybrid_d3: true, engine: jax, temperatures: [298.15 K], ion_pairs: [2], length: 1 ps, interval: 10}\n    npt: {ensemble: npt,"))
+    with pytest.raises(SpecError) as error:
+        load_spec(spec)
+    assert "production.runs.hybrid.engine" in str(error.value) and "BJ damping only" in str(error.value)
+    spec.write_text(spec.read_text().replace("d3: {damping: zero}", "d3: {damping: bj}"))
+    load_spec(spec)

@@ -90,12 +90,13 @@ class ModelErrors(Section):
 
 
 class InferenceCost(Section):
-    """Time per MD step against system size for each model path (JAX MD, ASE, ASE + D3 per cutoff)."""
+    """Time per MD step against system size for each model path (JAX MD, JAX MD + D3 and ASE + D3 per
+    cutoff, ASE)."""
 
     kind: Literal["inference_cost"] = "inference_cost"
     models: list[str] = Field(default_factory=lambda: ["last"])
     ion_pairs: list[int] = Field(default_factory=lambda: [8, 16, 32], min_length=1)
-    paths: list[Literal["jax", "ase", "ase+d3"]] = Field(default_factory=lambda: ["jax", "ase", "ase+d3"])
+    paths: list[Literal["jax", "jax+d3", "ase", "ase+d3"]] = Field(default_factory=lambda: ["jax", "ase", "ase+d3"])
     d3_cutoffs: list[Length] = Field(default_factory=lambda: [8.0, 20.0])
     n_steps: int = Field(default=20, ge=1)
     warmup: int = Field(default=5, ge=0)

@@ -218,9 +218,9 @@ class CampaignSpec(Section):
                 problems.append(Problem(("production", "runs", run_name, "box", "density_reference"),
                                         f"no density entry {reference!r} in references",
                                         f"density entries: {', '.join(n for n, r in self.references.items() if r.quantity == 'density') or 'none'}"))
-            if run.hybrid_d3 and run.engine == "jax":
+            if run.hybrid_d3 and run.engine == "jax" and self.d3.damping != "bj":
                 problems.append(Problem(("production", "runs", run_name, "engine"),
-                                        "JAX MD cannot run the hybrid model (MLP + D3) yet", "use engine: auto or ase"))
+                                        "JAX MD runs D3 with BJ damping only", "use engine: auto or ase, or damping: bj"))
         return problems
 
     def _analysis_problems(self) -> list[Problem]:

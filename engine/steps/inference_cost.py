@@ -46,7 +46,7 @@ class InferenceCost(ModelAnalysis):
         (box,) = ctx.input_frames("box")
         box.calc = None
         repeats = [replication(n // self.box_pairs) for n in self.ion_pairs]
-        cutoffs = self.d3_cutoffs if "ase+d3" in self.paths else []
+        cutoffs = self.d3_cutoffs if {"jax+d3", "ase+d3"} & set(self.paths) else []
         ds = inference_cost(ctx.model_dir(f"model{task_id}"), box, repeats=repeats, paths=self.paths,
                             d3=d3_options(self.d3), d3_cutoffs=cutoffs, n_steps=self.n_steps, warmup=self.warmup,
                             cache_dir=ctx.jax_cache)

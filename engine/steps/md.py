@@ -2,9 +2,9 @@
 chunks of ``checkpoint_every`` steps (one task each, resumable, bit-identical when resumed).
 
 Our JAX MD (engine.jax_md) is used where it is valid and fast (Nose-Hoover chain NVT at a fixed
-cell without D3, box at least twice the cutoff); everything else runs through ASE with apax's
-calculator. A box too small for JAX MD always goes to ASE, and the record says which engine ran
-and why.
+cell, box at least twice the cutoff; hybrid models with D3(BJ) included, D3 in JAX); everything
+else runs through ASE with apax's calculator (plus torch-dftd D3). A box too small for JAX MD
+always goes to ASE, and the record says which engine ran and why.
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ from engine.step import GPU_TASK, StepContext, TaskResult, register
 from engine.steps.sampling import ENDS, GuardedStep, is_ensemble, model_r_max, start_frames, tag_candidates
 
 
-def choose_engine(sampler: MDSampler, box_ok: bool) -> tuple[str, str]:
-    """(engine, reason) for a sampler, given whether the box is large enough for JAX MD."""
+def choose_engine(sampler: MDSampler, box_ok: bool, d3: DispersionCorrection | None = None) -> tuple[str, str]:
+    """(engine, reason) for a sampler, given whether the box is large enough for JAX MD and the D3
+    term of a hybrid sampler."""
     jax_able = sampler.ensemble == "nvt" and sampler.thermostat == "nose_hoover_chain" and sampler.box is None
-    jax_able = jax_able and not sampler.hybrid_d3
+    jax_able = jax_able and (not sampler.hybrid_d3 or d3 is not None and d3.damping == "bj")
     if sampler.engine == "ase":
         return "ase", "requested"
     if not box_ok:
         return "ase", "box not periodic or smaller than twice the cutoff: JAX MD would give wrong forces"
     if not jax_able:
         if sampler.engine == "jax":
-            return "ase", "JAX MD supports Nose-Hoover NVT without box ramps or D3 only"
-        return "ase", "Langevin, NPT, box ramps and D3 run through ASE"
+            return "ase", "JAX MD supports Nose-Hoover NVT without box ramps (D3 with BJ damping) only"
+        return "ase", "Langevin, NPT, box ramps and zero-damping D3 run through ASE"
     return "jax", "requested" if sampler.engine == "jax" else "fastest valid engine"
 
 
@@ -74,7 +75,7 @@ class MD(GuardedStep):
         (atoms,) = start_frames(ctx, self.sampler.start)
         model_dir = ctx.model_dir()
         box_ok = bool(atoms.pbc.all()) and apax_model.jax_md_valid(atoms, model_r_max(ctx))
-        engine, reason = choose_engine(self.sampler, box_ok)
+        engine, reason = choose_engine(self.sampler, box_ok, self.d3)
         state = read_state(ctx, task_id)
         run = _run_jax if engine == "jax" else _run_ase
         frames, rows, state, stopped_at, stop_reason = run(self, ctx, model_dir, atoms, first, last, state)
@@ -125,19 +126,24 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
 
 
 def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
-    """One chunk through our JAX MD (Nose-Hoover chain NVT); its state travels as an .npz file."""
+    """One chunk through our JAX MD (Nose-Hoover chain NVT, plus D3 for a hybrid); its state travels as
+    an .npz file."""
     import io
 
     import numpy as np
 
     from engine.dynamics import temperatures
+    from engine.jax_hybrid import D3Term
     from engine.jax_md import NVTSettings, run_nvt_chunk
 
     s = step.sampler
     guard = step.temperature_guard
+    d3 = None if step.d3 is None else D3Term.from_section(
+        step.d3.functional, step.d3.damping, step.d3.cutoff, step.d3.cn_cutoff, step.d3.skin, step.d3.dtype,
+        step.d3.tail_correction)
     settings = NVTSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
                            threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
-                           hot_steps=guard.steps)
+                           hot_steps=guard.steps, d3=d3)
     previous = None if state is None else dict(np.load(io.BytesIO(state)))
     chunk = run_nvt_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
                           state=previous, cache_dir=ctx.jax_cache)

@@ -1,0 +1,96 @@
+"""D3 on the JIT half list (engine/jax_hybrid.py) against torch-dftd: energy, forces and stress."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from engine.jax_d3 import B97_3C, D3Params, tail_correction
+from engine.jax_hybrid import D3Term, d3_energy, d3_inputs
+from engine.jax_neighbours import build
+from tests.test_jax_d3 import ion_box, torch_dftd
+
+
+@pytest.fixture(scope="module")
+def box():
+    return ion_box(4, 12.0)
+
+
+@pytest.fixture(scope="module")
+def pair_box():
+    return ion_box(1, 9.0, seed=1)
+
+
+def half_list_d3(atoms, term: D3Term, capacity: int = 200_000):
+    """(energy, forces, stress) of ``atoms`` by :func:`d3_energy` on a fresh half list with the term's skin."""
+    cell = np.asarray(atoms.cell)
+    inputs = d3_inputs(term, atoms.numbers, cell)
+    positions = jnp.asarray(atoms.positions)
+    pairs = build(positions, cell, inputs.shifts, term.cutoff, term.skin, capacity)
+    assert int(pairs.count) <= capacity
+
+    def strained(pos, strain):
+        deformation = jnp.eye(3) + 0.5 * (strain + strain.T)
+        return d3_energy(pos @ deformation.T, jnp.asarray(cell) @ deformation.T, inputs, pairs, term)
+
+    energy, (grad, virial) = jax.value_and_grad(strained, argnums=(0, 1))(positions, jnp.zeros((3, 3)))
+    virial = np.asarray(virial) / atoms.get_volume()
+    return float(energy), -np.asarray(grad), virial[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+@pytest.mark.parametrize("cutoff, cn_cutoff, skin", [(8.0, 8.0, 0.5), (20.0, 10.0, 0.5), (20.0, 20.0, 0.0)])
+def test_half_list_matches_torch_dftd(box, cutoff, cn_cutoff, skin):
+    term = D3Term(B97_3C, cutoff, cn_cutoff, skin, "float64")
+    energy, forces, stress = half_list_d3(box, term)
+    ref_energy, ref_forces, ref_stress = torch_dftd(box, cutoff, cn_cutoff)
+    assert abs(energy - ref_energy) / len(box) < 1e-8
+    np.testing.assert_allclose(forces, ref_forces, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(stress, ref_stress, rtol=0, atol=1e-8)
+
+
+def test_a_box_much_smaller_than_the_cutoff_and_a_triclinic_cell(box, pair_box):
+    term = D3Term(B97_3C, 20.0, 20.0, 0.5, "float64")
+    for atoms in (pair_box, triclinic(box)):
+        energy, forces, stress = half_list_d3(atoms, term)
+        ref_energy, ref_forces, ref_stress = torch_dftd(atoms, 20.0, 20.0)
+        assert abs(energy - ref_energy) / len(atoms) < 1e-8
+        np.testing.assert_allclose(forces, ref_forces, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(stress, ref_stress, rtol=0, atol=1e-8)
+
+
+def test_another_functional_and_float32(box):
+    pbe = D3Term(D3Params.from_functional("pbe"), 11.0, 8.0, 0.5, "float64")
+    energy, forces, _ = half_list_d3(triclinic(box), pbe)
+    ref_energy, ref_forces, _ = torch_dftd(triclinic(box), 11.0, 8.0, xc="pbe")
+    assert abs(energy - ref_energy) / len(box) < 1e-8
+    np.testing.assert_allclose(forces, ref_forces, rtol=0, atol=1e-7)
+    energy, forces, stress = half_list_d3(box, D3Term(B97_3C, 20.0, 10.0, 0.5, "float32"))
+    ref_energy, ref_forces, ref_stress = torch_dftd(box, 20.0, 10.0)
+    assert abs(energy - ref_energy) / len(box) < 1e-7
+    np.testing.assert_allclose(forces, ref_forces, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(stress, ref_stress, rtol=0, atol=5e-6)
+
+
+def test_tail_correction_adds_the_tail_energy_and_no_force(box):
+    plain, tailed = (D3Term(B97_3C, 8.0, 8.0, 0.5, "float64", tail) for tail in (False, True))
+    energy, forces, _ = half_list_d3(box, plain)
+    energy_tail, forces_tail, _ = half_list_d3(box, tailed)
+    expected, _ = tail_correction(box, B97_3C, 8.0, 8.0)
+    assert expected < 0
+    assert energy_tail - energy == pytest.approx(expected, rel=1e-10)
+    np.testing.assert_array_equal(forces_tail, forces)
+
+
+def test_only_bj_damping_runs_in_jax():
+    with pytest.raises(ValueError, match="BJ damping only"):
+        D3Term.from_section("b97-3c", "zero", 8.0, 8.0, 0.5, "float32", False)
+    term = D3Term.from_section("b97-3c", "bj", 8.0, 20.0, 0.5, "float32", False)
+    assert term.params == B97_3C and term.cn_cutoff == 8.0
+
+
+def triclinic(atoms):
+    atoms = atoms.copy()
+    atoms.set_cell(np.array([[12.0, 0.0, 0.0], [3.0, 11.0, 0.0], [-2.0, 1.5, 10.5]]), scale_atoms=True)
+    return atoms
