@@ -9,6 +9,8 @@ are those of engine.jax_d3 (torch-dftd's conventions, tested against it) rearran
   n and -n is listed once, as n) and coordination numbers get each term at both ends;
 * C6 is computed once per atom pair per call (an N x N matrix from the upper triangle), never per
   image, and gathered by the pairs;
+* the gradient is written out per pair (a custom VJP: one sweep over the pairs, the C6 matrix's
+  dependence on the coordination numbers by autodiff over N x N), not traced through every pair op;
 * pair terms are computed in ``dtype`` and summed in float64;
 * the tail correction (:func:`engine.jax_d3.tail_terms`' energy) uses the same matrix for S6 and S8;
   like the ASE path's, it adds no force. Its pressure is not the volume derivative of this energy,
@@ -18,6 +20,7 @@ are those of engine.jax_d3 (torch-dftd's conventions, tested against it) rearran
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -84,33 +87,83 @@ def d3_inputs(term: D3Term, numbers: np.ndarray, cell: np.ndarray) -> D3Inputs:
 
 def d3_energy(positions, cell, inputs: D3Inputs, pairs: Pairs, term: D3Term) -> jax.Array:
     """D3(BJ) energy (eV, float64) of Cartesian ``positions`` (A) in ``cell`` from a half list valid for
-    them (pairs beyond ``cutoff`` are masked at the current geometry). Differentiable in positions."""
+    them (pairs beyond ``cutoff`` are masked at the current geometry). Differentiable in positions
+    and cell, through the pair vectors (:func:`_pair_dispersion` gives their gradient)."""
     dtype = jnp.dtype(term.dtype)
-    c6ab, _, rcov, r2r4 = inputs.tables
-    species, n = inputs.species, positions.shape[0]
     positions, cell = positions.astype(dtype), cell.astype(dtype)
-    i, j = pairs.i, pairs.j
-    d = positions[j] + pairs.shift.astype(dtype) @ cell - positions[i]
-    d2 = jnp.where(pairs.valid, jnp.sum(d * d, axis=-1), 1.0)  # padding: 1 A^2, finite gradients
-    in_cutoff = pairs.valid & (d2 <= term.cutoff**2)
-    r = jnp.sqrt(d2 / D3_AUTOANG**2 + DIST_EPS)  # bohr
-    in_cn = in_cutoff & (r <= term.cn_cutoff / Bohr)  # torch-dftd converts cutoffs with ASE's Bohr
-    zi, zj = species[i], species[j]
-    damp = jnp.where(in_cn, 1.0 / (1.0 + jnp.exp(-K1 * ((rcov[zi] + rcov[zj]) / r - 1.0))), 0.0)
-    cn = jax.ops.segment_sum(damp, i, num_segments=n) + jax.ops.segment_sum(damp, j, num_segments=n)
-
-    upper_i, upper_j = np.triu_indices(n)
-    c6_upper = _c6(species[upper_i], species[upper_j], cn[upper_i], cn[upper_j], c6ab)
-    c6_matrix = jnp.zeros((n, n), dtype).at[upper_i, upper_j].set(c6_upper).at[upper_j, upper_i].set(c6_upper)
-    c6 = c6_matrix[i, j]
-    c8 = 3 * c6 * r2r4[zi] * r2r4[zj]
-    radius = term.params.a1 * jnp.sqrt(c8 / c6) + term.params.a2
-    r6, radius6 = r**6, radius**6
-    pair = term.params.s6 * c6 / (r6 + radius6) + term.params.s8 * c8 / (r6 * r**2 + radius6 * radius**2)
-    energy = -jnp.sum(jnp.where(in_cutoff, pair, 0.0).astype(jnp.float64))
-    if term.tail_correction:
-        s6 = jax.lax.stop_gradient(jnp.sum(c6_matrix.astype(jnp.float64)))
-        s8 = jax.lax.stop_gradient(3 * jnp.sum(c6_matrix.astype(jnp.float64) * jnp.outer(r2r4[species], r2r4[species])))
+    d = positions[pairs.j] + pairs.shift.astype(dtype) @ cell - positions[pairs.i]
+    energy, s6, s8 = _pair_dispersion(term, d, pairs.i, pairs.j, pairs.valid, inputs.species, inputs.tables)
+    if term.tail_correction:  # S6 and S8 carry no gradient: the tail adds no force
         rc, volume = term.cutoff / D3_AUTOANG, jnp.abs(jnp.linalg.det(cell.astype(jnp.float64))) / D3_AUTOANG**3
         energy = energy - 2 * jnp.pi / volume * (term.params.s6 * s6 / (3 * rc**3) + term.params.s8 * s8 / (5 * rc**5))
     return D3_AUTOEV * energy
+
+
+def _c6_matrix(cn, species, c6ab):
+    """C6 of every atom pair (N x N, symmetric) at coordination numbers ``cn``, from the upper triangle."""
+    n = species.shape[0]
+    upper_i, upper_j = np.triu_indices(n)
+    c6_upper = _c6(species[upper_i], species[upper_j], cn[upper_i], cn[upper_j], c6ab)
+    return jnp.zeros((n, n), cn.dtype).at[upper_i, upper_j].set(c6_upper).at[upper_j, upper_i].set(c6_upper)
+
+
+def _forward(term: D3Term, d, i, j, valid, species, tables):
+    """(pair energy in hartree, S6, S8) of pair vectors ``d`` (A) and what the gradient needs.
+
+    With BJ damping R0 = a1 sqrt(C8 / C6) + a2 = a1 sqrt(3 r2r4_i r2r4_j) + a2 does not depend on
+    C6, so a pair's energy is -C6 h(r) with h(r) = s6 / (r^6 + R0^6) + s8 q / (r^8 + R0^8), q = C8 / C6."""
+    c6ab, _, rcov, r2r4 = tables
+    p = term.params
+    d2 = jnp.where(valid, jnp.sum(d * d, axis=-1), 1.0)  # padding: 1 A^2, finite everywhere
+    in_cutoff = valid & (d2 <= term.cutoff**2)
+    r = jnp.sqrt(d2 / D3_AUTOANG**2 + DIST_EPS)  # bohr
+    in_cn = in_cutoff & (r <= term.cn_cutoff / Bohr)  # torch-dftd converts cutoffs with ASE's Bohr
+    zi, zj = species[i], species[j]
+    rco = rcov[zi] + rcov[zj]
+    ex = jnp.exp(-K1 * (rco / r - 1.0))
+    damp = jnp.where(in_cn, 1.0 / (1.0 + ex), 0.0)
+    ddamp = jnp.where(in_cn, -K1 * rco * ex / (r * (1.0 + ex)) ** 2, 0.0)  # d damp / dr
+    n = species.shape[0]
+    cn = jax.ops.segment_sum(damp, i, num_segments=n) + jax.ops.segment_sum(damp, j, num_segments=n)
+    c6_matrix = _c6_matrix(cn, species, c6ab)
+    c6 = c6_matrix[i, j]
+    q = 3 * r2r4[zi] * r2r4[zj]
+    radius = p.a1 * jnp.sqrt(q) + p.a2
+    r2 = r * r
+    r6, radius6 = r2 * r2 * r2, radius**6
+    r8, radius8 = r6 * r2, radius6 * radius**2
+    h = p.s6 / (r6 + radius6) + p.s8 * q / (r8 + radius8)
+    dh = -6 * p.s6 * r6 / (r * (r6 + radius6) ** 2) - 8 * p.s8 * q * r8 / (r * (r8 + radius8) ** 2)
+    energy = -jnp.sum(jnp.where(in_cutoff, c6 * h, 0.0).astype(jnp.float64))
+    c6_64 = c6_matrix.astype(jnp.float64)
+    s6, s8 = jnp.sum(c6_64), 3 * jnp.sum(c6_64 * jnp.outer(r2r4[species], r2r4[species]))
+    return (energy, s6, s8), (d, r, in_cutoff, h, dh, ddamp, c6, cn, i, j, species, tables)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _pair_dispersion(term: D3Term, d, i, j, valid, species, tables):
+    """(pair energy in hartree, S6, S8) of the listed pair vectors ``d``; only the energy has a
+    gradient, written out per pair so that the backward pass is one sweep over the pairs:
+
+        dE/dr_p = -C6_p h'(r_p) + (dE/dCN_i + dE/dCN_j) dCN/dr_p,  dE/dCN from the N x N C6 matrix.
+    """
+    return _forward(term, d, i, j, valid, species, tables)[0]
+
+
+def _pair_dispersion_fwd(term, d, i, j, valid, species, tables):
+    return _forward(term, d, i, j, valid, species, tables)
+
+
+def _pair_dispersion_bwd(term, residuals, cotangents):
+    d, r, in_cutoff, h, dh, ddamp, c6, cn, i, j, species, tables = residuals
+    g = cotangents[0]  # S6 and S8 are constants to the gradient
+    n, dtype = species.shape[0], d.dtype
+    weight = jnp.zeros((n, n), dtype).at[i, j].add(jnp.where(in_cutoff, -h, 0.0))  # dE / dC6_ij per image
+    _, c6_vjp = jax.vjp(lambda x: _c6_matrix(x, species, tables[0]), cn)
+    (dcn,) = c6_vjp(weight)
+    de_dr = jnp.where(in_cutoff, -c6 * dh, 0.0) + (dcn[i] + dcn[j]) * ddamp
+    dd = (g * (de_dr / (r * D3_AUTOANG**2)))[:, None].astype(dtype) * d
+    return dd, None, None, None, None, None
+
+
+_pair_dispersion.defvjp(_pair_dispersion_fwd, _pair_dispersion_bwd)
