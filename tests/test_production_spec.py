@@ -150,3 +150,11 @@ def test_a_jax_hybrid_run_needs_bj_damping(tmp_path):
     assert "production.runs.hybrid.engine" in str(error.value) and "BJ damping only" in str(error.value)
     spec.write_text(spec.read_text().replace("d3: {damping: zero}", "d3: {damping: bj}"))
     load_spec(spec)
+
+
+def test_a_jax_d3_inference_cost_needs_bj_damping(tmp_path):
+    cost = "analyses:\n  cost: {kind: inference_cost, paths: [jax, jax+d3], d3_cutoffs: [8 A]}\n"
+    with pytest.raises(SpecError) as error:
+        load_spec(spec_with(tmp_path, "d3: {damping: zero}\n" + cost))
+    assert "analyses.cost.paths[1]" in str(error.value) and "BJ damping only" in str(error.value)
+    load_spec(spec_with(tmp_path, "d3: {damping: bj}\n" + cost))

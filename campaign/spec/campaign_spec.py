@@ -240,6 +240,10 @@ class CampaignSpec(Section):
             for site in sites:
                 if site.ion not in ions:
                     problems.append(Problem(where, f"no ion {site.ion!r} in system.ions", f"ions: {', '.join(ions)}"))
+            paths = getattr(analysis, "paths", [])
+            if "jax+d3" in paths and self.d3.damping != "bj":
+                problems.append(Problem((*where, "paths", paths.index("jax+d3")), "JAX MD runs D3 with BJ damping only",
+                                        "time D3 through ase+d3, or set d3.damping: bj"))
             reference = getattr(analysis, "reference", None)
             if reference is not None:
                 if reference not in self.references:
