@@ -38,8 +38,10 @@ demo: install
 	$(VENV)/bin/campaign status specs/demo.yaml
 	$(VENV)/bin/campaign report specs/demo.yaml
 
+# Two pytest workers, a test file per worker at a time: module fixtures are built once, and
+# the real-Slurm tests (one file) never start two clusters at once.
 test: system-packages install
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q --durations=25 -n 2 --dist loadfile
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

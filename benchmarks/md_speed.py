@@ -100,17 +100,17 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
     the difference of a short and a long chunk (JAX_REPEATS)."""
     from engine import apax_model
     from engine.jax_hybrid import D3Term
-    from engine.jax_md import NVTSettings, run_nvt_chunk
+    from engine.jax_md import MDSettings, run_chunk
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
     d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, "float32", tail)
-    settings = NVTSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3)
+    settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3)
     temperatures = np.full(JAX_REPEATS * steps + 2 * steps + 1, 300.0)
     state, timings = None, []
     for first, last in ((0, steps), (steps, 2 * steps), (2 * steps, (JAX_REPEATS + 2) * steps)):
         start = time.perf_counter()
-        state = run_nvt_chunk(model_dir, atoms, temperatures, settings, seed=0, first=first, last=last,
+        state = run_chunk(model_dir, atoms, temperatures, settings, seed=0, first=first, last=last,
                               state=state).state
         timings.append(time.perf_counter() - start)
     return (JAX_REPEATS - 1) * steps / (timings[2] - timings[1])

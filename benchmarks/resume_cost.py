@@ -50,7 +50,7 @@ def md_time(engine: str, model_dir: Path, atoms, steps: int, every: int, cache: 
     from campaign.spec import MDSampler
     from engine import apax_model
     from engine.dynamics import run_md_chunk, temperatures
-    from engine.jax_md import NVTSettings, run_nvt_chunk
+    from engine.jax_md import MDSettings, run_chunk
 
     thermostat = "langevin" if engine == "ase" else "nose_hoover_chain"
     sampler = MDSampler(thermostat=thermostat, temperature=300, n_steps=steps, interval=10, uncertainty_threshold=None)
@@ -64,8 +64,8 @@ def md_time(engine: str, model_dir: Path, atoms, steps: int, every: int, cache: 
             state = run_md_chunk(atoms, calc, sampler, seed=0, first=first, last=last, state=state,
                                  uncertainty=lambda a: apax_model.force_uncertainty(calc.results)).state
         else:
-            settings = NVTSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
-            state = run_nvt_chunk(model_dir, atoms, targets, settings, seed=0, first=first, last=last, state=state,
+            settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
+            state = run_chunk(model_dir, atoms, targets, settings, seed=0, first=first, last=last, state=state,
                                   cache_dir=cache).state
         first = last
     return time.perf_counter() - start

@@ -6,7 +6,7 @@ campaign can afford.
 Every path runs NVT at TEMPERATURE_K with a 0.5 fs step and a Nose-Hoover chain of damping time
 THERMOSTAT_TIME_FS, as the md step runs it: jax_md's ``nvt_nose_hoover`` (chain of 5) for ``jax`` and ``jax+d3``,
 ASE's ``NoseHooverChainNVT`` (chain of 3) for ``ase`` and ``ase+d3``. Steps are timed in chunks as
-the md step runs them (engine.jax_md.run_nvt_chunk, engine.dynamics.run_md_chunk): one frame per
+the md step runs them (engine.jax_md.run_chunk, engine.dynamics.run_md_chunk): one frame per
 chunk, no uncertainty stop, each chunk's fixed costs (state hand-over, neighbour list) included.
 JAX's tracing and compilation within a timed chunk (engine.jax_md recompiles when a chunk starts
 with a new neighbour-list capacity or pair count, apax's calculator when its list overflows) are
@@ -166,10 +166,10 @@ def _chunked(run: Callable[[Atoms, int, int, Any, int], tuple[Any, str | None]])
 
 
 def _jax_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cache_dir: Path | None) -> Timer:
-    """Chunks of engine.jax_md.run_nvt_chunk (no uncertainty stop), with the D3 term of ``d3`` (the ASE
+    """Chunks of engine.jax_md.run_chunk (no uncertainty stop), with the D3 term of ``d3`` (the ASE
     path's keyword arguments) at ``d3_cutoff`` in the loop unless NaN."""
     from engine.jax_hybrid import D3Term
-    from engine.jax_md import NVTSettings, run_nvt_chunk
+    from engine.jax_md import MDSettings, run_chunk
 
     term = None
     if not math.isnan(d3_cutoff):
@@ -179,9 +179,9 @@ def _jax_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cac
                                    str(d3.get("dtype", "float32")).removeprefix("torch."), d3.get("tail_correction", False))
 
     def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
-        settings = NVTSettings(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
+        settings = MDSettings(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
                                threshold=None, d3=term)
-        chunk = run_nvt_chunk(model_dir, atoms, np.full(last + 1, TEMPERATURE_K), settings, seed=SEED, first=first,
+        chunk = run_chunk(model_dir, atoms, np.full(last + 1, TEMPERATURE_K), settings, seed=SEED, first=first,
                               last=last, state=state, cache_dir=cache_dir)
         return chunk.state, chunk.stop_reason
 

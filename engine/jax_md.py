@@ -1,6 +1,6 @@
-"""Chunked, resumable NVT molecular dynamics of an apax model with jax_md's Nose-Hoover chain.
+"""Chunked, resumable NVT and NPT molecular dynamics of an apax model with jax_md's Nose-Hoover chains.
 
-A long run is cut into chunks (``run_nvt_chunk``) that may run in separate processes: each chunk
+A long run is cut into chunks (``run_chunk``) that may run in separate processes: each chunk
 starts from ``state``, a dict of float64 arrays with the complete integrator state (and the
 neighbour-list capacity), and builds its neighbour list afresh, so a chunk's result is a pure
 function of (state, inputs) and a resumed run is bit-identical to an uninterrupted one that went
@@ -10,10 +10,20 @@ interchangeable: same start momenta, thermostat target ``temperatures[s]`` for s
 (a frame reports the target of the step that led to it), frames every ``interval`` steps,
 eqn 8 uncertainty stop at frame steps, blow-up and temperature guards after every step.
 
-A hybrid model (``NVTSettings.d3``) adds engine.jax_hybrid's D3(BJ) term to the MLP energy inside
+A hybrid model (``MDSettings.d3``) adds engine.jax_hybrid's D3(BJ) term to the MLP energy inside
 the same loop, with its own half list (rebuilt in JIT when the skin criterion says so, reallocated
 and the block rerun on overflow). D3 is added once, outside the ensemble mean; the uncertainty is
 the MLP's, as in the ASE hybrid.
+
+NPT (``MDSettings.pressure`` set) is jax_md's isotropic Martyna-Tobias-Klein integrator: a Nose-Hoover
+chain on the particles (``thermostat_time``) and one on the box (``barostat_time``), the whole cell
+scaled by one factor, the pressure from the volume derivative of the energy (MLP and D3 alike,
+through jax_md's ``perturbation``). It is not ASE's NPT (engine.dynamics: Melchionna, box lengths
+scaled separately), so the md step runs it only where a spec asks for ``engine: jax``. The D3 list's
+image shifts are those of the box shrunk by NPT_SHRINK, the list is rebuilt on strain (see
+engine.jax_neighbours), and a box that shrinks further within a chunk stops the block, which is
+rerun with the shifts it needs. jax_md's MLP list is rebuilt on displacement only, as apax's NPT does:
+it misses no pair as long as the cell changes by less than skin / r_max between rebuilds.
 
 Positions are jax_md's fractional coordinates, not wrapped into the box (``wrapped=False``), so
 frames carry continuous (unwrapped) Cartesian trajectories, as ASE's integrators give them.
@@ -48,14 +58,18 @@ FIRST_CAPACITY: int | None = None
 FIRST_D3_CAPACITY: int | None = None
 #: compiled simulators kept per process (one per model architecture, atom count and settings)
 MAX_SIMULATORS = 4
+#: NPT with D3: the D3 list searches the image shifts of the chunk's start box scaled by this factor,
+#: so the box may shrink by 10 % (linear) within a chunk before the shifts are computed again
+NPT_SHRINK = 0.9
 
 
 @dataclass(frozen=True)
-class NVTSettings:
+class MDSettings:
     """Integrator settings: timestep and Nose-Hoover chain damping time (fs), frame ``interval``
     (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never), neighbour-list ``skin`` (A) and
     the temperature guard (campaign.spec.TemperatureGuard's fields); ``d3``: the D3 term of a hybrid
-    model (None: the MLP alone)."""
+    model (None: the MLP alone); ``pressure`` (eV/Angstrom^3; None: NVT) and the barostat chain's
+    damping time ``barostat_time`` (fs) for NPT."""
 
     timestep: float
     thermostat_time: float
@@ -66,6 +80,12 @@ class NVTSettings:
     hot_ratio: float = 2.0
     hot_steps: int = 20
     d3: D3Term | None = None
+    pressure: float | None = None
+    barostat_time: float = 75.0
+
+    def __post_init__(self):
+        if self.pressure is not None and self.d3 is not None and self.d3.tail_correction:
+            raise ValueError("NPT with the D3 tail correction needs the tail's pressure term: run it through ASE")
 
 
 @dataclass
@@ -87,9 +107,9 @@ class JaxMDChunk:
     stop_reason: str | None
 
 
-def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings: NVTSettings, *, seed: int,
-                  first: int, last: int, state: dict | None, cache_dir: Path | None = None) -> JaxMDChunk:
-    """Steps ``first`` -> ``last`` of the NVT run of ``start`` with the apax model in ``model_dir``,
+def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings: MDSettings, *, seed: int,
+              first: int, last: int, state: dict | None, cache_dir: Path | None = None) -> JaxMDChunk:
+    """Steps ``first`` -> ``last`` of the NVT (NPT) run of ``start`` with the apax model in ``model_dir``,
     from ``state`` (the previous chunk's; None at step 0: Maxwell-Boltzmann momenta at
     ``temperatures[0]`` from ``seed``, as engine.dynamics draws them).
 
@@ -99,6 +119,7 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
     state that does not start at ``first``.
     """
     from apax.train.checkpoints import restore_parameters
+    from ase import units
 
     if cache_dir is not None:
         enable_compilation_cache(cache_dir)
@@ -122,10 +143,12 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
         raise ValueError("a single model has no force uncertainty: set the uncertainty threshold to None")
 
     sim = _simulator(config, len(start), settings)
-    Z, box = np.asarray(start.numbers, dtype=np.int32), start.cell.array.T
-    d3 = sim.d3_inputs(start)
+    Z = np.asarray(start.numbers, dtype=np.int32)
     if state is None:
-        state = sim.initial_state(params, Z, box, d3, start, temperatures[0], seed)
+        box = start.cell.array.T
+        state = sim.initial_state(params, Z, box, sim.d3_inputs(Z, start.cell.array), start, temperatures[0], seed)
+    box = sim.box_of(state, start.cell.array.T)  # columns are lattice vectors (jax_md's convention)
+    d3 = sim.d3_inputs(Z, box.T)
     neighbors = sim.allocate(state["position"], box, minimum=int(state["capacity"]))
     if FIRST_CAPACITY is not None:
         neighbors = sim.resize(neighbors, FIRST_CAPACITY)
@@ -142,19 +165,33 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
         done, new, (new_neighbors, new_pairs), stable, new_hot = sim.block(
             params, Z, box, d3, nvt, (neighbors, pairs), targets, end - step, hot)
         if new_neighbors.did_buffer_overflow:  # rerun the block with the list it was meant to have
-            neighbors = sim.allocate(neighbors.reference_position, box,
+            neighbors = sim.allocate(neighbors.reference_position, sim.box_of(nvt, box),
                                      minimum=int(CAPACITY_GROWTH * neighbors.max_occupancy) + 1)
             continue
         if sim.overflowed(new_pairs):  # the same for the D3 list, built again where it was
-            pairs = sim.reallocate_d3(pairs, new_pairs, box, d3)
+            pairs = sim.reallocate_d3(pairs, new_pairs, d3)
+            continue
+        if sim.outgrown(new, box):  # NPT: the box shrank past the D3 shifts; new shifts from this block's start
+            if np.array_equal(box, sim.box_of(nvt, box)):  # they were made here: the box collapses within a block
+                stopped_at = step
+                stop_reason = (f"exploded at step {step}: the box shrank by more than {1 - NPT_SHRINK:.0%} "
+                               f"within {interval} steps")
+                break
+            box = sim.box_of(nvt, box)
+            d3 = sim.d3_inputs(Z, box.T)
+            pairs = sim.allocate_d3(nvt.position, box, d3, int(pairs.i.shape[0]))
             continue
         nvt, neighbors, pairs, step, hot = new, new_neighbors, new_pairs, step + int(done), int(new_hot)
         if stable and step % interval:
             continue
-        energy, sigma = (float(x) for x in sim.evaluate(params, Z, box, d3, nvt.position, (neighbors, pairs)))
+        current = sim.box_of(nvt, box)
+        energy, sigma = (float(x) for x in sim.evaluate(params, Z, current, d3, nvt.position, (neighbors, pairs)))
         sigma /= factor  # eqn 8 (NaN for a single model)
         target = temperatures[step - 1]  # of the step that led here
-        frame = _frame(start, nvt, step, settings.timestep, target, sigma if ensemble else None)
+        frame = _frame(start, nvt, current.T, step, settings.timestep, target, sigma if ensemble else None)
+        if sim.npt:
+            pressure = float(sim.pressure(params, Z, current, d3, nvt, (neighbors, pairs)))
+            frame.info["pressure_bar"] = pressure / units.bar
         temperature = frame.info["temperature_K"]
         what = _blow_up(energy, np.asarray(nvt.force), temperature, target, sigma if ensemble else None,
                         settings.blow_up_ratio)
@@ -175,11 +212,14 @@ def run_nvt_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, setti
                       stopped_at, stop_reason)
 
 
-def _frame(start: Atoms, nvt: Any, step: int, timestep: float, target: float, sigma: float | None) -> Atoms:
-    """The configuration at ``step``: a copy of ``start`` with the state's Cartesian (unwrapped)
-    positions and momenta, and the info engine.dynamics gives its frames (no uncertainty: None)."""
+def _frame(start: Atoms, nvt: Any, cell: np.ndarray, step: int, timestep: float, target: float,
+           sigma: float | None) -> Atoms:
+    """The configuration at ``step``: a copy of ``start`` in ``cell`` (rows are lattice vectors) with the
+    state's Cartesian (unwrapped) positions and momenta, and the info engine.dynamics gives its frames
+    (no uncertainty: None)."""
     frame = _snapshot(start, label=False)
-    frame.set_positions(np.asarray(nvt.position) @ start.cell.array, apply_constraint=False)
+    frame.set_cell(cell, scale_atoms=False)
+    frame.set_positions(np.asarray(nvt.position) @ cell, apply_constraint=False)
     frame.set_momenta(np.asarray(nvt.momentum), apply_constraint=False)
     frame.info.update(source="md", step=step, time_fs=step * timestep, target_temperature_K=float(target),
                       temperature_K=float(frame.get_temperature()), density_g_cm3=float(_g_cm3(_density(frame))))
@@ -216,7 +256,7 @@ def _arrays(nvt: Any, step: int, lists: tuple, hot_steps: int = 0) -> dict[str, 
 _SIMULATORS: dict[tuple, _Simulator] = {}
 
 
-def _simulator(config: Any, n_atoms: int, settings: NVTSettings) -> _Simulator:
+def _simulator(config: Any, n_atoms: int, settings: MDSettings) -> _Simulator:
     """The simulator for this model architecture, atom count and settings, built once per process."""
     key = (config.model.model_dump_json(), n_atoms, dataclasses.replace(settings, interval=1, threshold=None))
     if key not in _SIMULATORS:
@@ -235,13 +275,13 @@ class _Simulator:
     (jax_md makes it a static shape). The jitted functions take ``lists`` = (jax_md's list, the D3
     half list or None)."""
 
-    def __init__(self, config: Any, n_atoms: int, settings: NVTSettings):
+    def __init__(self, config: Any, n_atoms: int, settings: MDSettings):
         import jax
         import jax.numpy as jnp
         from apax.md.ase_calc import make_ensemble, maybe_vmap
         from apax.md.simulate import create_energy_fn
         from apax.train.checkpoints import canonicalize_energy_model_parameters
-        from apax.utils.jax_md_reduced import partition, simulate, space
+        from apax.utils.jax_md_reduced import partition, quantity, simulate, space
         from ase import units
 
         self.kB, self.n_atoms, self.term = units.kB, n_atoms, settings.d3
@@ -260,7 +300,8 @@ class _Simulator:
         derivative_builder = config.model.get_builder()({**config.model.model_dump(), "calc_stress": False})
         derivative_model = derivative_builder.build_energy_derivative_model(
             apply_mask=True, init_box=unit, inference_disp_fn=displacement)
-        term = settings.d3
+        term, npt = settings.d3, settings.pressure is not None
+        self.npt = npt
 
         def dispersion(position, box, d3, pairs):
             """The D3 energy of fractional ``position`` (0 for the MLP alone); space.transform's custom
@@ -271,16 +312,33 @@ class _Simulator:
 
             return d3_energy(space.transform(box, position), box.T, d3, pairs, term)
 
-        def nose_hoover(params, Z, d3, kT):
+        def total_energy(params, Z, d3):
+            """The energy jax_md integrates: the (ensemble-mean) MLP plus D3. ``perturbation`` (NPT's
+            volume derivative) scales every distance, as a scaled box."""
             mlp = create_energy_fn(energy_model.apply, canonicalize_energy_model_parameters(params), Z,
                                    n_models, shallow)
 
-            def energy(position, neighbor, box, **kwargs):
+            def energy(position, neighbor, box, perturbation=None, **kwargs):
                 neighbors, pairs = neighbor
-                return mlp(position, neighbor=neighbors, box=box) + dispersion(position, box, d3, pairs)
+                scaled = box if perturbation is None else box * perturbation
+                return (mlp(position, neighbor=neighbors, box=box, perturbation=perturbation)
+                        + dispersion(position, scaled, d3, pairs))
 
-            return simulate.nvt_nose_hoover(energy, shift, settings.timestep * units.fs, kT,
-                                            tau=settings.thermostat_time * units.fs)
+            return energy
+
+        def nose_hoover(params, Z, d3, kT):
+            """jax_md's (init, apply) for NVT, or NPT where the settings give a pressure."""
+            energy = total_energy(params, Z, d3)
+            dt, tau = settings.timestep * units.fs, settings.thermostat_time * units.fs
+            if npt:
+                return simulate.npt_nose_hoover(energy, shift, dt, settings.pressure, kT,
+                                                barostat_kwargs={"tau": settings.barostat_time * units.fs},
+                                                thermostat_kwargs={"tau": tau})
+            return simulate.nvt_nose_hoover(energy, shift, dt, kT, tau=tau)
+
+        def current_box(state, box):
+            """The box at ``state`` (NPT: jax_md's, from the box position; NVT: ``box``)."""
+            return simulate.npt_box(state) if npt else box
 
         def refresh(pairs, position, box, d3):
             """The D3 list for ``position``: kept while valid, else built again (same capacity)."""
@@ -297,6 +355,9 @@ class _Simulator:
         def init(params, Z, box, d3, position, momentum, mass, lists, kT):
             """jax_md's initial state, with ``momentum`` for its own draw and the chain's kinetic energy to match."""
             init_fn, _ = nose_hoover(params, Z, d3, kT)
+            if npt:
+                state = init_fn(jax.random.PRNGKey(0), position, box, mass=mass, neighbor=lists).set(momentum=momentum)
+                return state.set(thermostat=state.thermostat.set(kinetic_energy=simulate.kinetic_energy(state)))
             nvt = init_fn(jax.random.PRNGKey(0), position, mass=mass, neighbor=lists, box=box).set(momentum=momentum)
             return nvt.set(chain=nvt.chain.set(kinetic_energy=simulate.kinetic_energy(nvt)))
 
@@ -304,20 +365,25 @@ class _Simulator:
         def block(params, Z, box, d3, nvt, lists, kT, n, hot):
             """Up to ``n`` steps, step i at target ``kT[i]``; stops early after a step that gives non-finite
             forces, an instantaneous temperature above blow_up_ratio x its target, the ``hot_steps``-th
-            step in a row above hot_ratio x its target (``hot``: the count so far) or an overflowing D3 list."""
+            step in a row above hot_ratio x its target (``hot``: the count so far), an overflowing D3 list
+            or (NPT) a box shrunk past NPT_SHRINK of ``box``, the box the D3 shifts were made for."""
             _, apply_fn = nose_hoover(params, Z, d3, kT[0])
 
             def step(carry):
                 i, nvt, (neighbor, pairs), _, hot = carry
-                nvt = apply_fn(nvt, neighbor=(neighbor, pairs), box=box, kT=kT[i])
-                neighbor = neighbor.update(nvt.position, box=box)
-                pairs = refresh(pairs, nvt.position, box, d3)
+                fixed = {} if npt else {"box": box}  # NPT integrates its own box
+                nvt = apply_fn(nvt, neighbor=(neighbor, pairs), kT=kT[i], **fixed)
+                now = current_box(nvt, box)
+                neighbor = neighbor.update(nvt.position, box=now)
+                pairs = refresh(pairs, nvt.position, now, d3)
                 kinetic_kT = 2 * simulate.kinetic_energy(nvt) / nvt.position.size
                 hot = jnp.where(kinetic_kT > settings.hot_ratio * kT[i], hot + 1, 0)
                 stable = (jnp.all(jnp.isfinite(nvt.force)) & (kinetic_kT <= settings.blow_up_ratio * kT[i])
                           & (hot < settings.hot_steps))
                 if pairs is not None:
                     stable = stable & (pairs.count <= pairs.i.shape[0])
+                    if npt:
+                        stable = stable & ~shrunk(now, box)
                 return i + 1, nvt, (neighbor, pairs), stable, hot
 
             return jax.lax.while_loop(lambda carry: (carry[0] < n) & carry[3], step,
@@ -333,8 +399,28 @@ class _Simulator:
             energy = results["energy"] + dispersion(position, box, d3, pairs)
             return energy, jnp.max(results.get("forces_uncertainty", jnp.nan))
 
-        self.init, self.block, self.evaluate = init, block, evaluate
+        @jax.jit
+        def pressure(params, Z, box, d3, state, lists):
+            """The instantaneous pressure (eV/A^3, kinetic part included) that the NPT barostat acts on."""
+            return quantity.pressure(total_energy(params, Z, d3), state.position, box,
+                                     simulate.kinetic_energy(state), neighbor=lists)
+
+        self.init, self.block, self.evaluate, self.pressure = init, block, evaluate, pressure
+        self._current_box = jax.jit(current_box)
         self._template = None
+
+    def box_of(self, state: Any, box: np.ndarray) -> np.ndarray:
+        """The box (columns are lattice vectors) of a jax_md state or of a chunk's state arrays: NPT's
+        own, else ``box``."""
+        if not self.npt:
+            return box
+        if isinstance(state, dict):  # exp(box_position) x the reference box, as jax_md's npt_box
+            return np.exp(float(state["box_position"])) * np.asarray(state["reference_box"])
+        return np.asarray(self._current_box(state, None), dtype=float)
+
+    def outgrown(self, state: Any, box: np.ndarray) -> bool:
+        """NPT with D3: whether the block stopped because the box shrank past the D3 shifts made for ``box``."""
+        return self.npt and self.term is not None and bool(shrunk(self.box_of(state, box), box))
 
     def allocate(self, position: Any, box: np.ndarray, minimum: int = 0) -> Any:
         """jax_md's neighbour list at ``position``, padded to CAPACITY_MULTIPLIER x its pairs or ``minimum``
@@ -355,13 +441,14 @@ class _Simulator:
         error = neighbors.error.update(PartitionErrorCode.NEIGHBOR_LIST_OVERFLOW, pairs > capacity)
         return neighbors.set(idx=idx, max_occupancy=capacity, error=error)
 
-    def d3_inputs(self, start: Atoms) -> Any:
-        """engine.jax_hybrid's inputs for the D3 term in ``start``'s box (None for the MLP alone)."""
+    def d3_inputs(self, numbers: np.ndarray, cell: np.ndarray) -> Any:
+        """engine.jax_hybrid's inputs for the D3 term of atoms ``numbers`` in ``cell`` (rows are lattice
+        vectors; None for the MLP alone); NPT: the image shifts of the cell shrunk by NPT_SHRINK."""
         if self.term is None:
             return None
         from engine.jax_hybrid import d3_inputs
 
-        return d3_inputs(self.term, start.numbers, start.cell.array)
+        return d3_inputs(self.term, numbers, np.asarray(cell) * (NPT_SHRINK if self.npt else 1.0))
 
     def allocate_d3(self, position: Any, box: np.ndarray, d3: Any, minimum: int = 0, capacity: int | None = None,
                     *, at_cell: Any = None) -> Any:
@@ -384,7 +471,7 @@ class _Simulator:
         """Whether the D3 list found more pairs than it has room for."""
         return pairs is not None and int(pairs.count) > pairs.i.shape[0]
 
-    def reallocate_d3(self, pairs: Any, overflowed: Any, box: np.ndarray, d3: Any) -> Any:
+    def reallocate_d3(self, pairs: Any, overflowed: Any, d3: Any) -> Any:
         """``pairs`` built again where it was built, with room for CAPACITY_GROWTH x the pairs the
         overflowing list found."""
         from engine.jax_neighbours import build
@@ -425,3 +512,11 @@ class _Simulator:
             if np.shape(state[name]) != leaf.shape:
                 raise ValueError(f"state {name} has shape {np.shape(state[name])}, expected {leaf.shape}")
         return jax.tree_util.tree_unflatten(tree, [jnp.asarray(state[name], dtype=jnp.float64) for name in names])
+
+
+def shrunk(box, reference):
+    """Whether isotropic NPT scaled ``box`` below NPT_SHRINK of ``reference`` (same shape, columns are
+    lattice vectors): compares the first lattice vectors' lengths."""
+    import jax.numpy as jnp
+
+    return jnp.linalg.norm(box[:, 0]) < NPT_SHRINK * jnp.linalg.norm(reference[:, 0])

@@ -13,20 +13,20 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from ase import Atoms
+from ase import Atoms, units
 
 from campaign.spec import ApaxModel
 from campaign.units import to_internal
 from engine import jax_md
 from engine.jax_d3 import B97_3C
 from engine.jax_hybrid import D3Term
-from engine.jax_md import NVTSettings, run_nvt_chunk
+from engine.jax_md import MDSettings, run_chunk
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
 R_MAX = 3.0
-SETTINGS = NVTSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
+SETTINGS = MDSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
 STEPS = 100
 
 
@@ -103,7 +103,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(model_dir, box):
     """One uninterrupted chunk of STEPS steps at 300 K."""
-    return run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), SETTINGS, seed=1, first=0, last=STEPS,
+    return run_chunk(model_dir, box, np.full(STEPS + 1, 300.0), SETTINGS, seed=1, first=0, last=STEPS,
                          state=None)
 
 
@@ -111,7 +111,7 @@ def run_chunks(model_dir, start, temperatures, bounds, state=None, settings=SETT
     """Frames, rows and states (after each chunk) of consecutive chunks between ``bounds``."""
     frames, rows, states = [], [], []
     for first, last in zip(bounds[:-1], bounds[1:]):
-        chunk = run_nvt_chunk(model_dir, start, temperatures, settings, seed=1, first=first, last=last, state=state,
+        chunk = run_chunk(model_dir, start, temperatures, settings, seed=1, first=first, last=last, state=state,
                               **kwargs)
         state = chunk.state
         frames += chunk.frames
@@ -193,7 +193,7 @@ def test_forces_energy_and_uncertainty_equal_apax_ase_calculator(model_dir, box,
         side = box.cell.lengths()[0]
         start.set_cell([[side, 0, 0], [1.0, side, 0], [0.7, -0.8, side]], scale_atoms=True)
         assert jax_md_valid(start, R_MAX)
-        chunk = run_nvt_chunk(model_dir, start, np.full(21, 300.0), SETTINGS, seed=1, first=0, last=20, state=None)
+        chunk = run_chunk(model_dir, start, np.full(21, 300.0), SETTINGS, seed=1, first=0, last=20, state=None)
     atoms = chunk.frames[-1].copy()
     atoms.calc = calculator
     np.testing.assert_allclose(chunk.state["force"], atoms.get_forces(), rtol=0, atol=1e-6)
@@ -205,7 +205,7 @@ def test_a_tiny_threshold_stops_at_the_first_frame_and_keeps_it(model_dir, box, 
     from engine.apax_model import force_uncertainty
 
     tiny = replace(SETTINGS, threshold=1e-4)
-    chunk = run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), tiny, seed=1, first=0, last=STEPS, state=None)
+    chunk = run_chunk(model_dir, box, np.full(STEPS + 1, 300.0), tiny, seed=1, first=0, last=STEPS, state=None)
     assert chunk.stopped_at == 10 and chunk.stop_reason.startswith("uncertainty ")
     assert [frame.info["step"] for frame in chunk.frames] == [10] and chunk.rows.shape == (1, 5)
     assert int(chunk.state["step"]) == 10
@@ -218,7 +218,7 @@ def test_a_tiny_threshold_stops_at_the_first_frame_and_keeps_it(model_dir, box, 
 
 def test_a_huge_threshold_runs_to_the_end_unchanged(model_dir, box, reference):
     huge = replace(SETTINGS, threshold=1e3)
-    chunk = run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), huge, seed=1, first=0, last=STEPS, state=None)
+    chunk = run_chunk(model_dir, box, np.full(STEPS + 1, 300.0), huge, seed=1, first=0, last=STEPS, state=None)
     assert chunk.stopped_at is None and chunk.stop_reason is None
     np.testing.assert_array_equal(chunk.rows, reference.rows)
     np.testing.assert_array_equal(chunk.frames[-1].positions, reference.frames[-1].positions)
@@ -234,7 +234,7 @@ def test_the_thermostat_holds_300_k(model_dir, box):
 def test_the_target_follows_a_temperature_ramp(model_dir, box):
     """Step s -> s + 1 is thermostatted at temperatures[s]; a frame reports the target of the step that led to it."""
     temperatures = 300.0 + 200.0 * np.arange(201) / 200 + 30 * np.sin(2 * np.pi * np.arange(201) / 100)
-    chunk = run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=0, last=200, state=None)
+    chunk = run_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=0, last=200, state=None)
     steps = chunk.rows[:, 0].astype(int)
     np.testing.assert_array_equal(steps, np.arange(10, 201, 10))
     np.testing.assert_array_equal(chunk.rows[:, 1], temperatures[steps - 1])
@@ -253,7 +253,7 @@ def test_an_overflowing_neighbour_list_is_reallocated_and_the_block_rerun(model_
 
     monkeypatch.setattr(jax_md._Simulator, "allocate", recording)
     monkeypatch.setattr(jax_md, "FIRST_CAPACITY", 8)
-    chunk = run_nvt_chunk(model_dir, box, np.full(STEPS + 1, 300.0), SETTINGS, seed=1, first=0, last=40, state=None)
+    chunk = run_chunk(model_dir, box, np.full(STEPS + 1, 300.0), SETTINGS, seed=1, first=0, last=40, state=None)
     assert int(jax_md.CAPACITY_GROWTH * 8) + 1 in minimums  # grown from the 8 pairs it was given
     assert chunk.stopped_at is None and len(chunk.frames) == 4
     np.testing.assert_array_equal(chunk.rows, reference.rows[:4])
@@ -265,9 +265,9 @@ def test_an_overflowing_neighbour_list_is_reallocated_and_the_block_rerun(model_
 def test_a_single_model_gives_nan_uncertainty_and_refuses_a_threshold(single_model_dir, box):
     temperatures = np.full(21, 300.0)
     with pytest.raises(ValueError, match="single model"):
-        run_nvt_chunk(single_model_dir, box, temperatures, replace(SETTINGS, threshold=0.5), seed=1, first=0,
+        run_chunk(single_model_dir, box, temperatures, replace(SETTINGS, threshold=0.5), seed=1, first=0,
                       last=20, state=None)
-    chunk = run_nvt_chunk(single_model_dir, box, temperatures, SETTINGS, seed=1, first=0, last=20, state=None)
+    chunk = run_chunk(single_model_dir, box, temperatures, SETTINGS, seed=1, first=0, last=20, state=None)
     assert chunk.rows.shape == (2, 5) and np.isnan(chunk.rows[:, 4]).all() and np.isfinite(chunk.rows[:, :4]).all()
     assert all("uncertainty_eV_A" not in frame.info for frame in chunk.frames)
 
@@ -277,19 +277,19 @@ def test_bad_boxes_and_states_are_refused(model_dir, box, reference):
     small = box.copy()
     small.set_cell(np.eye(3) * 5.9, scale_atoms=True)
     with pytest.raises(ValueError, match="too small"):
-        run_nvt_chunk(model_dir, small, temperatures, SETTINGS, seed=1, first=0, last=10, state=None)
+        run_chunk(model_dir, small, temperatures, SETTINGS, seed=1, first=0, last=10, state=None)
     slab = box.copy()
     slab.pbc = [True, True, False]
     with pytest.raises(ValueError, match="not periodic"):
-        run_nvt_chunk(model_dir, slab, temperatures, SETTINGS, seed=1, first=0, last=10, state=None)
+        run_chunk(model_dir, slab, temperatures, SETTINGS, seed=1, first=0, last=10, state=None)
     with pytest.raises(ValueError, match="0 K"):
-        run_nvt_chunk(model_dir, box, temperatures - 300.0, SETTINGS, seed=1, first=0, last=10, state=None)
+        run_chunk(model_dir, box, temperatures - 300.0, SETTINGS, seed=1, first=0, last=10, state=None)
     with pytest.raises(ValueError, match="needs the state"):
-        run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=10, last=20, state=None)
+        run_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=10, last=20, state=None)
     with pytest.raises(ValueError, match="not at the chunk start"):
-        run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=50, last=60, state=reference.state)
+        run_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=50, last=60, state=reference.state)
     with pytest.raises(ValueError, match="not within"):
-        run_nvt_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=STEPS, last=STEPS + 10,
+        run_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=STEPS, last=STEPS + 10,
                       state=reference.state)
 
 
@@ -298,7 +298,7 @@ def test_the_temperature_guard_stops_jax_md_as_it_stops_ase_md(model_dir, box):
     bound out of the way, the sustained guard fires on the 5th hot step in a row."""
     settings = replace(SETTINGS, blow_up_ratio=1000.0, hot_ratio=2.0, hot_steps=5)
     temperatures = np.concatenate([np.full(10, 300.0), np.full(31, 5.0)])
-    chunk = run_nvt_chunk(model_dir, box, temperatures, settings, seed=1, first=0, last=40, state=None)
+    chunk = run_chunk(model_dir, box, temperatures, settings, seed=1, first=0, last=40, state=None)
     assert chunk.stopped_at == 15
     assert chunk.stop_reason.startswith("exploded at step 15: temperature above 2 x target for 5 steps")
     assert [f.info["step"] for f in chunk.frames] == [10]
@@ -323,7 +323,7 @@ def ase_hybrid(calculator, term: D3Term = D3):
 @pytest.fixture(scope="module")
 def hybrid_reference(model_dir, box):
     """One uninterrupted hybrid chunk of 40 steps at 300 K."""
-    return run_nvt_chunk(model_dir, box, np.full(41, 300.0), HYBRID, seed=1, first=0, last=40, state=None)
+    return run_chunk(model_dir, box, np.full(41, 300.0), HYBRID, seed=1, first=0, last=40, state=None)
 
 
 @pytest.mark.parametrize("tail", [False, True])
@@ -333,7 +333,7 @@ def test_hybrid_forces_and_energy_equal_the_ase_hybrid(model_dir, box, hybrid_re
     from engine.apax_model import force_uncertainty
 
     term = replace(D3, tail_correction=tail)
-    chunk = hybrid_reference if not tail else run_nvt_chunk(
+    chunk = hybrid_reference if not tail else run_chunk(
         model_dir, box, np.full(41, 300.0), replace(HYBRID, d3=term), seed=1, first=0, last=40, state=None)
     atoms = chunk.frames[-1].copy()
     atoms.calc = ase_hybrid(calculator, term)
@@ -354,7 +354,7 @@ def test_hybrid_trajectory_follows_the_ase_hybrid_and_conserves_energy(model_dir
     from ase.md.verlet import VelocityVerlet
 
     nve = replace(HYBRID, thermostat_time=1e12)
-    chunk = run_nvt_chunk(model_dir, box, np.full(101, 300.0), nve, seed=1, first=0, last=100, state=None)
+    chunk = run_chunk(model_dir, box, np.full(101, 300.0), nve, seed=1, first=0, last=100, state=None)
     atoms = box.copy()
     thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(1))
     Stationary(atoms)
@@ -373,7 +373,7 @@ def test_hybrid_trajectory_follows_the_ase_hybrid_and_conserves_energy(model_dir
 
 def test_an_overflowing_d3_list_is_reallocated_and_the_block_rerun(model_dir, box, hybrid_reference, monkeypatch):
     monkeypatch.setattr(jax_md, "FIRST_D3_CAPACITY", 64)
-    chunk = run_nvt_chunk(model_dir, box, np.full(41, 300.0), HYBRID, seed=1, first=0, last=40, state=None)
+    chunk = run_chunk(model_dir, box, np.full(41, 300.0), HYBRID, seed=1, first=0, last=40, state=None)
     assert int(chunk.state["d3_capacity"]) > 64
     assert chunk.stopped_at is None and len(chunk.frames) == 4
     np.testing.assert_allclose(chunk.rows, hybrid_reference.rows, rtol=1e-12, atol=0)
@@ -387,3 +387,55 @@ def test_a_hybrid_run_resumes_from_its_state(model_dir, box, hybrid_reference):
     assert int(states[0]["d3_capacity"]) == int(hybrid_reference.state["d3_capacity"])
     np.testing.assert_allclose(rows, hybrid_reference.rows, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(frames[-1].positions, hybrid_reference.frames[-1].positions, rtol=0, atol=1e-8)
+
+
+# --- NPT: jax_md's isotropic MTK barostat with the MLP, and with D3 ---
+
+NPT = replace(SETTINGS, pressure=0.0, barostat_time=50.0)
+
+
+def test_npt_with_an_immovable_box_follows_nvt(model_dir, box, reference):
+    """A barostat time of 1e12 fs makes the box mass infinite to rounding: NPT's integrator is then
+    NVT's (same chain, same steps) and its frames keep the start's cell. Over the first 20 steps
+    only: the tiny model heats the box fast, and its chaos grows rounding differences 100-fold in
+    10 steps (2e-9 relative after 10 steps, 2e-7 after 20)."""
+    frozen = replace(NPT, barostat_time=1e12)
+    chunk = run_chunk(model_dir, box, np.full(STEPS + 1, 300.0), frozen, seed=1, first=0, last=20, state=None)
+    np.testing.assert_allclose(chunk.rows, reference.rows[:2], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(chunk.frames[-1].positions, reference.frames[1].positions, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(chunk.frames[-1].cell.array, box.cell.array, rtol=1e-12)
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_npt_moves_the_box_and_its_pressure_is_the_ase_stress(model_dir, box, calculator, hybrid):
+    """The box moves (isotropically) under a 50 fs barostat; the pressure the barostat acts on, the
+    volume derivative of MLP (+ D3) through jax_md's perturbation, equals minus the trace of apax's
+    (+ torch-dftd's) stress over 3, ideal-gas part included, at every frame; the rows carry the
+    frames' densities."""
+    settings = replace(NPT, d3=D3) if hybrid else NPT
+    chunk = run_chunk(model_dir, box, np.full(41, 300.0), settings, seed=1, first=0, last=40, state=None)
+    assert chunk.stopped_at is None and len(chunk.frames) == 4
+    scales = [frame.cell.array / box.cell.array[0, 0] for frame in chunk.frames]
+    assert all(np.allclose(scale, scale[0, 0] * box.cell.array / box.cell.array[0, 0]) for scale in scales)
+    assert abs(chunk.frames[-1].get_volume() / box.get_volume() - 1) > 1e-5
+    for frame in chunk.frames:
+        atoms = frame.copy()
+        atoms.calc = ase_hybrid(calculator) if hybrid else calculator
+        stress = atoms.get_stress(voigt=False, include_ideal_gas=True)
+        assert frame.info["pressure_bar"] == pytest.approx(-np.trace(stress) / 3 / units.bar, rel=1e-5, abs=1e-2)
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_an_npt_run_resumes_from_its_state(model_dir, box, hybrid):
+    """Two NPT chunks (box position, box momentum and barostat chain in the state) follow one."""
+    settings = replace(NPT, d3=D3) if hybrid else NPT
+    whole = run_chunk(model_dir, box, np.full(41, 300.0), settings, seed=1, first=0, last=40, state=None)
+    frames, rows, _ = run_chunks(model_dir, box, np.full(41, 300.0), [0, 20, 40], settings=settings)
+    np.testing.assert_allclose(rows, whole.rows, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(frames[-1].positions, whole.frames[-1].positions, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(frames[-1].cell.array, whole.frames[-1].cell.array, rtol=1e-12)
+
+
+def test_npt_refuses_the_d3_tail_correction():
+    with pytest.raises(ValueError, match="tail"):
+        replace(NPT, d3=replace(D3, tail_correction=True))

@@ -30,3 +30,15 @@ def test_engine_choice():
     assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=True, d3=zero)[0] == "ase"  # BJ only in JAX
     assert choose_engine(MDSampler(**NHC, hybrid_d3=True), box_ok=False, d3=bj)[0] == "ase"
     assert choose_engine(MDSampler(ensemble="npt", **NHC, hybrid_d3=True), box_ok=True, d3=bj)[0] == "ase"
+
+
+def test_npt_runs_in_jax_only_when_asked_for():
+    """auto keeps ASE's barostat (the paper's) for NPT; engine: jax gets jax_md's MTK NPT, the MLP alone
+    or with D3(BJ) without the tail correction (whose pressure term only ASE's stress has)."""
+    bj, tail = DispersionCorrection(), DispersionCorrection(tail_correction=True)
+    assert choose_engine(MDSampler(ensemble="npt"), box_ok=True)[0] == "ase"
+    assert choose_engine(MDSampler(ensemble="npt", engine="jax"), box_ok=True)[0] == "jax"
+    assert choose_engine(MDSampler(ensemble="npt", engine="jax", hybrid_d3=True), box_ok=True, d3=bj)[0] == "jax"
+    engine, reason = choose_engine(MDSampler(ensemble="npt", engine="jax", hybrid_d3=True), box_ok=True, d3=tail)
+    assert engine == "ase" and "tail" in reason
+    assert choose_engine(MDSampler(ensemble="npt", engine="jax"), box_ok=False)[0] == "ase"

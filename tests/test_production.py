@@ -70,6 +70,17 @@ sampling:
       hybrid_d3: true
       d3_cutoff: 6 A
       box: {{optimise: null}}
+    hybrid_npt:
+      models: [initial]
+      ensemble: npt
+      engine: jax
+      temperatures: [298.15 K]
+      ion_pairs: [1]
+      length: 20 fs
+      interval: 4
+      hybrid_d3: true
+      d3_cutoff: 6 A
+      box: {{optimise: null}}
 analyses:
   rdf: {{kind: rdf, runs: [nvt], r_max: 3.5 A, bins: 50, pairs: [[{{ion: BMIM, centre: true}}, {{ion: BF4, element: B}}]]}}
   diffusion: {{kind: diffusion, runs: [nvt], sites: [{{ion: BMIM, centre: true}}, {{ion: BF4, element: B}}]}}
@@ -80,7 +91,7 @@ analyses:
           n_steps: 3, warmup: 1}}
 """
 LONG = "production.long.initial.300K.1"
-HYBRID = "production.hybrid.initial.298.15K.1"
+HYBRID = "production.{}.initial.298.15K.1"
 
 
 @pytest.fixture(scope="module")
@@ -217,18 +228,24 @@ def test_killed_production_resumes_bit_identical(trained, tmp_path):
         np.testing.assert_array_equal(a.get_velocities(), b.get_velocities())
 
 
-def test_a_hybrid_production_runs_d3_inside_jax_md(trained, tmp_path):
+@pytest.mark.parametrize("run, reason", [("hybrid", "fastest valid engine"), ("hybrid_npt", "requested")])
+def test_a_hybrid_production_runs_d3_inside_jax_md(trained, tmp_path, run, reason):
     """engine: auto puts a Nose-Hoover NVT run of the hybrid model (MLP + D3 at the run's cutoff) on
-    JAX MD; its energies are the hybrid's (tests/test_jax_md.py compares them with the ASE path)."""
+    JAX MD, engine: jax an NPT one; their energies are the hybrid's (tests/test_jax_md.py compares
+    them with the ASE path) and the NPT run's density moves."""
     spec = trained_spec(tmp_path / "spec.yaml", EXTRA)
     base = {m.name for m in nodes_until(spec, "train.initial")}
-    nodes = [n for n in nodes_until(spec, HYBRID) if n.name in base or n.name.startswith("production.hybrid.")]
+    nodes = [n for n in nodes_until(spec, HYBRID.format(run))
+             if n.name in base or n.name.startswith(f"production.{run}.")]
     shutil.copytree(trained, tmp_path / "wd")
     assert run_graph(nodes, tmp_path / "wd", workers=1, progress=lambda *a: None) == [
-        "production.hybrid.1.pack", HYBRID]
-    summary = Archive(tmp_path / "wd" / "archive").record(nodes[-1].key)["summary"]
-    assert summary["engine"] == "jax" and summary["engine_reason"] == "fastest valid engine"
+        f"production.{run}.1.pack", HYBRID.format(run)]
+    archive = Archive(tmp_path / "wd" / "archive")
+    summary = archive.record(nodes[-1].key)["summary"]
+    assert summary["engine"] == "jax" and summary["engine_reason"] == reason
     assert summary["n_frames"] == 10
+    density = read_dataset(archive.step_dir(nodes[-1].key) / "series.nc")["density"].values
+    assert (np.ptp(density) > 1e-6) == (run == "hybrid_npt")
 
 
 @pytest.mark.skipif(find_browser() is None, reason="needs Debian chromium (.ci/run installs it)")

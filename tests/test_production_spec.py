@@ -142,13 +142,22 @@ def test_replication_is_most_cubic(factor, triple):
     assert replication(factor) == triple
 
 
-def test_a_jax_hybrid_run_needs_bj_damping(tmp_path):
-    spec = spec_with(tmp_path, "d3: {damping: zero}\n")
-    spec.write_text(spec.read_text().replace("    npt: {ensemble: npt,", "    hybrid: {hybrid_d3: true, engine: jax, temperatures: [298.15 K], ion_pairs: [2], length: 1 ps, interval: 10}\n    npt: {ensemble: npt,"))
+HYBRID_RUN = "    hybrid: {hybrid_d3: true, engine: jax, temperatures: [298.15 K], ion_pairs: [2], length: 1 ps, interval: 10}\n"
+
+
+@pytest.mark.parametrize("bad, good, run, field, message", [
+    ("damping: zero", "damping: bj", HYBRID_RUN, "hybrid", "BJ damping only"),
+    ("tail_correction: true", "tail_correction: false", HYBRID_RUN.replace("hybrid_d3", "ensemble: npt, hybrid_d3"),
+     "hybrid", "tail correction"),
+])
+def test_a_jax_hybrid_run_needs_what_jax_md_implements(tmp_path, bad, good, run, field, message):
+    """engine: jax on a hybrid run needs BJ damping, and for NPT no tail correction."""
+    spec = spec_with(tmp_path, f"d3: {{{bad}}}\n")
+    spec.write_text(spec.read_text().replace("    npt: {ensemble: npt,", run + "    npt: {ensemble: npt,"))
     with pytest.raises(SpecError) as error:
         load_spec(spec)
-    assert "production.runs.hybrid.engine" in str(error.value) and "BJ damping only" in str(error.value)
-    spec.write_text(spec.read_text().replace("d3: {damping: zero}", "d3: {damping: bj}"))
+    assert f"production.runs.{field}.engine" in str(error.value) and message in str(error.value)
+    spec.write_text(spec.read_text().replace(bad, good))
     load_spec(spec)
 
 

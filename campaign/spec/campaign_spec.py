@@ -221,6 +221,10 @@ class CampaignSpec(Section):
             if run.hybrid_d3 and run.engine == "jax" and self.d3.damping != "bj":
                 problems.append(Problem(("production", "runs", run_name, "engine"),
                                         "JAX MD runs D3 with BJ damping only", "use engine: auto or ase, or damping: bj"))
+            if run.hybrid_d3 and run.engine == "jax" and run.ensemble == "npt" and self.d3.tail_correction:
+                problems.append(Problem(("production", "runs", run_name, "engine"),
+                                        "JAX NPT has no pressure term for the D3 tail correction",
+                                        "use engine: auto or ase (ASE's stress has it), or d3.tail_correction: false"))
         return problems
 
     def _analysis_problems(self) -> list[Problem]:

@@ -59,7 +59,8 @@ class ProductionRun(Section):
     equilibration: Time = Field(default=0.0, ge=0, description="start of the run that analyses leave out")
     box: BoxPreparation = Field(default_factory=BoxPreparation)
     engine: Literal["auto", "jax", "ase"] = Field(
-        default="auto", description="auto: JAX MD where valid (Nose-Hoover NVT; D3 with BJ damping), else ASE")
+        default="auto", description=("auto: JAX MD where valid (Nose-Hoover NVT; D3 with BJ damping), else ASE; "
+                                      "jax: NPT too, with jax_md's isotropic MTK barostat instead of ASE's"))
     hybrid_d3: bool = Field(default=False, description="run the model plus D3 (the d3 section; in JAX MD or through torch-dftd in ASE)")
     d3_cutoff: Length | None = Field(default=None, gt=0, description="hybrid: D3 and CN cutoff; null: the d3 section's")
     replicas: int = Field(default=1, ge=1, description="independent runs per grid point (other seeds)")

@@ -107,7 +107,8 @@ class MDSampler(Section):
     interval: int = Field(default=10, ge=1, description="keep a frame (and check the uncertainty) every `interval` steps")
     uncertainty_threshold: Force | None = Field(default=0.5, gt=0, description="null: never stop early")
     engine: Literal["auto", "jax", "ase"] = Field(
-        default="auto", description="auto: JAX MD where valid (Nose-Hoover NVT, fixed cell; D3 with BJ damping), else ASE"
+        default="auto", description=("auto: JAX MD where valid (Nose-Hoover NVT, fixed cell; D3 with BJ damping), else ASE; "
+                                     "jax: NPT too, with jax_md's isotropic MTK barostat instead of ASE's")
     )
     hybrid_d3: bool = Field(default=False, description="sample with the model plus D3 (the d3 section; in JAX MD or through torch-dftd in ASE)")
 

@@ -2,9 +2,11 @@
 chunks of ``checkpoint_every`` steps (one task each, resumable, bit-identical when resumed).
 
 Our JAX MD (engine.jax_md) is used where it is valid and fast (Nose-Hoover chain NVT at a fixed
-cell, box at least twice the cutoff; hybrid models with D3(BJ) included, D3 in JAX); everything
-else runs through ASE with apax's calculator (plus torch-dftd D3). A box too small for JAX MD
-always goes to ASE, and the record says which engine ran and why.
+cell, box at least twice the cutoff; hybrid models with D3(BJ) included, D3 in JAX), and for NPT
+where the spec asks for ``engine: jax`` (jax_md's isotropic MTK barostat, not ASE's NPT: ``auto``
+keeps ASE's, the paper's); everything else runs through ASE with apax's calculator (plus
+torch-dftd D3). A box too small for JAX MD always goes to ASE, and the record says which engine
+ran and why.
 """
 
 from __future__ import annotations
@@ -21,17 +23,22 @@ from engine.steps.sampling import ENDS, GuardedStep, is_ensemble, model_r_max, s
 
 def choose_engine(sampler: MDSampler, box_ok: bool, d3: DispersionCorrection | None = None) -> tuple[str, str]:
     """(engine, reason) for a sampler, given whether the box is large enough for JAX MD and the D3
-    term of a hybrid sampler."""
-    jax_able = sampler.ensemble == "nvt" and sampler.thermostat == "nose_hoover_chain" and sampler.box is None
-    jax_able = jax_able and (not sampler.hybrid_d3 or d3 is not None and d3.damping == "bj")
+    term of a hybrid sampler. NPT goes to JAX only when asked for: its barostat is another one."""
+    d3_ok = not sampler.hybrid_d3 or d3 is not None and d3.damping == "bj"
+    if sampler.ensemble == "npt":
+        jax_able = sampler.engine == "jax" and d3_ok and not (sampler.hybrid_d3 and d3.tail_correction)
+    else:
+        jax_able = sampler.thermostat == "nose_hoover_chain" and sampler.box is None and d3_ok
     if sampler.engine == "ase":
         return "ase", "requested"
     if not box_ok:
         return "ase", "box not periodic or smaller than twice the cutoff: JAX MD would give wrong forces"
     if not jax_able:
         if sampler.engine == "jax":
-            return "ase", "JAX MD supports Nose-Hoover NVT without box ramps (D3 with BJ damping) only"
-        return "ase", "Langevin, NPT, box ramps and zero-damping D3 run through ASE"
+            return "ase", ("JAX MD runs Nose-Hoover NVT without box ramps and NPT (D3 with BJ damping, NPT without "
+                           "the tail correction) only")
+        return "ase", ("Langevin, box ramps and zero-damping D3 run through ASE; NPT too unless engine: jax "
+                       "(ASE's barostat is the paper's)")
     return "jax", "requested" if sampler.engine == "jax" else "fastest valid engine"
 
 
@@ -126,30 +133,30 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
 
 
 def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
-    """One chunk through our JAX MD (Nose-Hoover chain NVT, plus D3 for a hybrid); its state travels as
-    an .npz file."""
+    """One chunk through our JAX MD (Nose-Hoover chain NVT or MTK NPT, plus D3 for a hybrid); its state
+    travels as an .npz file."""
     import io
 
     import numpy as np
 
     from engine.dynamics import temperatures
     from engine.jax_hybrid import D3Term
-    from engine.jax_md import NVTSettings, run_nvt_chunk
+    from engine.jax_md import MDSettings, run_chunk
 
     s = step.sampler
     guard = step.temperature_guard
     d3 = None if step.d3 is None else D3Term.from_section(
         step.d3.functional, step.d3.damping, step.d3.cutoff, step.d3.cn_cutoff, step.d3.skin, step.d3.dtype,
         step.d3.tail_correction)
-    settings = NVTSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
+    settings = MDSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
                            threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
-                           hot_steps=guard.steps, d3=d3)
+                           hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
+                           barostat_time=s.barostat_time)
     previous = None if state is None else dict(np.load(io.BytesIO(state)))
-    chunk = run_nvt_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
+    chunk = run_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
                           state=previous, cache_dir=ctx.jax_cache)
-    density = float(atoms.get_masses().sum() / atoms.get_volume())  # NVT: the start's, throughout
-    rows = [[step_, target, temperature, density, energy, sigma] for step_, target, temperature, energy, sigma
-            in chunk.rows.tolist()]
+    rows = [[step_, target, temperature, float(frame.get_masses().sum() / frame.get_volume()), energy, sigma]
+            for frame, (step_, target, temperature, energy, sigma) in zip(chunk.frames, chunk.rows.tolist())]
     buffer = io.BytesIO()
     np.savez(buffer, **chunk.state)
     return chunk.frames, rows, buffer.getvalue(), chunk.stopped_at, chunk.stop_reason
