@@ -23,7 +23,7 @@ scaled separately), so the md step runs it only where a spec asks for ``engine: 
 image shifts are those of the box shrunk by NPT_SHRINK, the list is rebuilt on strain (see
 engine.jax_neighbours), and a box that shrinks further within a chunk stops the block, which is
 rerun with the shifts it needs. jax_md's MLP list is rebuilt on displacement only, as apax's NPT does:
-it misses no pair as long as the cell changes by less than skin / r_max between rebuilds.
+it misses no pair as long as the cell shrinks by less than skin / (r_max + skin) between rebuilds.
 
 Positions are jax_md's fractional coordinates, not wrapped into the box (``wrapped=False``), so
 frames carry continuous (unwrapped) Cartesian trajectories, as ASE's integrators give them.
