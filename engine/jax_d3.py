@@ -248,6 +248,26 @@ def _c6(zi, zj, nci, ncj, c6ab):
     return jnp.sum(jax.nn.softmax(k3_rnc, axis=1) * cn0, axis=1)
 
 
+def cn_damping(r, rco):
+    """The coordination-number count of a pair at ``r`` (bohr), rco the summed covalent radii, and its
+    derivative in r: 1 / (1 + exp(-K1 (rco / r - 1)))."""
+    ex = jnp.exp(-K1 * (rco / r - 1.0))
+    return 1.0 / (1.0 + ex), -K1 * rco * ex / (r * (1.0 + ex)) ** 2
+
+
+def bj_pair(r, q, params: D3Params):
+    """The BJ-damped pair function h(r) and dh/dr of a pair at ``r`` (bohr) with q = C8 / C6 =
+    3 r2r4_i r2r4_j: the pair's energy is -C6 h(r), h = s6 / (r^6 + R0^6) + s8 q / (r^8 + R0^8),
+    R0 = a1 sqrt(q) + a2 (independent of C6, so the C6 matrix can be computed apart)."""
+    radius = params.a1 * jnp.sqrt(q) + params.a2
+    r2 = r * r
+    r6, radius6 = r2 * r2 * r2, radius**6
+    r8, radius8 = r6 * r2, radius6 * radius**2
+    h = params.s6 / (r6 + radius6) + params.s8 * q / (r8 + radius8)
+    dh = -6 * params.s6 * r6 / (r * (r6 + radius6) ** 2) - 8 * params.s8 * q * r8 / (r * (r8 + radius8) ** 2)
+    return h, dh
+
+
 def _pairs_and_cn(positions, cell, species, neighbours, rcov, cutoff, cn_cutoff):
     """(pair distances in bohr, pairs within ``cutoff``, coordination numbers) as torch-dftd has them."""
     dtype = positions.dtype
@@ -258,8 +278,7 @@ def _pairs_and_cn(positions, cell, species, neighbours, rcov, cutoff, cn_cutoff)
     d_ang = positions[i] - (positions[j] + neighbours.shifts.astype(dtype) @ cell)
     in_cutoff = valid & (jnp.sum(d_ang**2, axis=-1) <= cutoff**2)  # the pair list torch-dftd would build
     in_cn = in_cutoff & (r <= cnthr_bohr)
-    rco = rcov[species[i]] + rcov[species[j]]
-    damp = 1.0 / (1.0 + jnp.exp(-K1 * (rco / r - 1.0)))
+    damp, _ = cn_damping(r, rcov[species[i]] + rcov[species[j]])
     cn = jax.ops.segment_sum(jnp.where(in_cn, damp, 0.0), i, num_segments=positions.shape[0])
     return r, in_cutoff, cn
 
@@ -277,18 +296,8 @@ def _energy(positions, cell, species, neighbours, triplets, tables, params, cuto
 
     pi, pj = neighbours.pair_i, neighbours.pair_j
     c6_pairs = _c6(species[pi], species[pj], cn[pi], cn[pj], c6ab)
-    c6 = c6_pairs[neighbours.pair]
-    c8 = 3 * c6 * r2r4[zi] * r2r4[zj]
-    tmp = params.a1 * jnp.sqrt(c8 / c6) + params.a2
-    tmp2 = tmp**2
-    tmp6 = tmp2**3
-    tmp8 = tmp6 * tmp2
-    r2 = r**2
-    r6 = r2**3
-    r8 = r6 * r2
-    e6 = -0.5 * params.s6 * c6 * (1 / (r6 + tmp6))
-    e8 = -0.5 * params.s8 * c8 * (1 / (r8 + tmp8))
-    energy = jnp.sum(jnp.where(in_cutoff, e6 + e8, 0.0).astype(jnp.float64))
+    h, _ = bj_pair(r, 3 * r2r4[zi] * r2r4[zj], params)
+    energy = jnp.sum(jnp.where(in_cutoff, -0.5 * c6_pairs[neighbours.pair] * h, 0.0).astype(jnp.float64))
 
     if triplets is not None:
         a, b, c = triplets.a, triplets.b, triplets.c

@@ -32,9 +32,10 @@ from engine.jax_d3 import (
     D3_AUTOANG,
     D3_AUTOEV,
     DIST_EPS,
-    K1,
     D3Params,
     _c6,
+    bj_pair,
+    cn_damping,
     _species,
     load_tables,
 )
@@ -108,32 +109,21 @@ def _c6_matrix(cn, species, c6ab):
 
 
 def _forward(term: D3Term, d, i, j, valid, species, tables):
-    """(pair energy in hartree, S6, S8) of pair vectors ``d`` (A) and what the gradient needs.
-
-    With BJ damping R0 = a1 sqrt(C8 / C6) + a2 = a1 sqrt(3 r2r4_i r2r4_j) + a2 does not depend on
-    C6, so a pair's energy is -C6 h(r) with h(r) = s6 / (r^6 + R0^6) + s8 q / (r^8 + R0^8), q = C8 / C6."""
+    """(pair energy in hartree, S6, S8) of pair vectors ``d`` (A) and what the gradient needs; a
+    pair's energy is -C6 h(r) (engine.jax_d3.bj_pair)."""
     c6ab, _, rcov, r2r4 = tables
-    p = term.params
     d2 = jnp.where(valid, jnp.sum(d * d, axis=-1), 1.0)  # padding: 1 A^2, finite everywhere
     in_cutoff = valid & (d2 <= term.cutoff**2)
     r = jnp.sqrt(d2 / D3_AUTOANG**2 + DIST_EPS)  # bohr
     in_cn = in_cutoff & (r <= term.cn_cutoff / Bohr)  # torch-dftd converts cutoffs with ASE's Bohr
     zi, zj = species[i], species[j]
-    rco = rcov[zi] + rcov[zj]
-    ex = jnp.exp(-K1 * (rco / r - 1.0))
-    damp = jnp.where(in_cn, 1.0 / (1.0 + ex), 0.0)
-    ddamp = jnp.where(in_cn, -K1 * rco * ex / (r * (1.0 + ex)) ** 2, 0.0)  # d damp / dr
+    damp, ddamp = cn_damping(r, rcov[zi] + rcov[zj])
+    damp, ddamp = jnp.where(in_cn, damp, 0.0), jnp.where(in_cn, ddamp, 0.0)
     n = species.shape[0]
     cn = jax.ops.segment_sum(damp, i, num_segments=n) + jax.ops.segment_sum(damp, j, num_segments=n)
     c6_matrix = _c6_matrix(cn, species, c6ab)
     c6 = c6_matrix[i, j]
-    q = 3 * r2r4[zi] * r2r4[zj]
-    radius = p.a1 * jnp.sqrt(q) + p.a2
-    r2 = r * r
-    r6, radius6 = r2 * r2 * r2, radius**6
-    r8, radius8 = r6 * r2, radius6 * radius**2
-    h = p.s6 / (r6 + radius6) + p.s8 * q / (r8 + radius8)
-    dh = -6 * p.s6 * r6 / (r * (r6 + radius6) ** 2) - 8 * p.s8 * q * r8 / (r * (r8 + radius8) ** 2)
+    h, dh = bj_pair(r, 3 * r2r4[zi] * r2r4[zj], term.params)
     energy = -jnp.sum(jnp.where(in_cutoff, c6 * h, 0.0).astype(jnp.float64))
     c6_64 = c6_matrix.astype(jnp.float64)
     s6, s8 = jnp.sum(c6_64), 3 * jnp.sum(c6_64 * jnp.outer(r2r4[species], r2r4[species]))
