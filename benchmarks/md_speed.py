@@ -111,7 +111,7 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
     for first, last in ((0, steps), (steps, 2 * steps), (2 * steps, (JAX_REPEATS + 2) * steps)):
         start = time.perf_counter()
         state = run_chunk(model_dir, atoms, temperatures, settings, seed=0, first=first, last=last,
-                              state=state).state
+                          state=state).state
         timings.append(time.perf_counter() - start)
     return (JAX_REPEATS - 1) * steps / (timings[2] - timings[1])
 

@@ -66,7 +66,7 @@ def md_time(engine: str, model_dir: Path, atoms, steps: int, every: int, cache: 
         else:
             settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
             state = run_chunk(model_dir, atoms, targets, settings, seed=0, first=first, last=last, state=state,
-                                  cache_dir=cache).state
+                              cache_dir=cache).state
         first = last
     return time.perf_counter() - start
 

@@ -180,9 +180,9 @@ def _jax_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cac
 
     def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
         settings = MDSettings(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
-                               threshold=None, d3=term)
+                              threshold=None, d3=term)
         chunk = run_chunk(model_dir, atoms, np.full(last + 1, TEMPERATURE_K), settings, seed=SEED, first=first,
-                              last=last, state=state, cache_dir=cache_dir)
+                          last=last, state=state, cache_dir=cache_dir)
         return chunk.state, chunk.stop_reason
 
     return _chunked(run)

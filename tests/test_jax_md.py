@@ -104,7 +104,7 @@ def cache_dir(tmp_path_factory):
 def reference(model_dir, box):
     """One uninterrupted chunk of STEPS steps at 300 K."""
     return run_chunk(model_dir, box, np.full(STEPS + 1, 300.0), SETTINGS, seed=1, first=0, last=STEPS,
-                         state=None)
+                     state=None)
 
 
 def run_chunks(model_dir, start, temperatures, bounds, state=None, settings=SETTINGS, **kwargs):
@@ -112,7 +112,7 @@ def run_chunks(model_dir, start, temperatures, bounds, state=None, settings=SETT
     frames, rows, states = [], [], []
     for first, last in zip(bounds[:-1], bounds[1:]):
         chunk = run_chunk(model_dir, start, temperatures, settings, seed=1, first=first, last=last, state=state,
-                              **kwargs)
+                          **kwargs)
         state = chunk.state
         frames += chunk.frames
         rows.append(chunk.rows)
@@ -266,7 +266,7 @@ def test_a_single_model_gives_nan_uncertainty_and_refuses_a_threshold(single_mod
     temperatures = np.full(21, 300.0)
     with pytest.raises(ValueError, match="single model"):
         run_chunk(single_model_dir, box, temperatures, replace(SETTINGS, threshold=0.5), seed=1, first=0,
-                      last=20, state=None)
+                  last=20, state=None)
     chunk = run_chunk(single_model_dir, box, temperatures, SETTINGS, seed=1, first=0, last=20, state=None)
     assert chunk.rows.shape == (2, 5) and np.isnan(chunk.rows[:, 4]).all() and np.isfinite(chunk.rows[:, :4]).all()
     assert all("uncertainty_eV_A" not in frame.info for frame in chunk.frames)
@@ -290,7 +290,7 @@ def test_bad_boxes_and_states_are_refused(model_dir, box, reference):
         run_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=50, last=60, state=reference.state)
     with pytest.raises(ValueError, match="not within"):
         run_chunk(model_dir, box, temperatures, SETTINGS, seed=1, first=STEPS, last=STEPS + 10,
-                      state=reference.state)
+                  state=reference.state)
 
 
 def test_the_temperature_guard_stops_jax_md_as_it_stops_ase_md(model_dir, box):

@@ -149,12 +149,12 @@ def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
         step.d3.functional, step.d3.damping, step.d3.cutoff, step.d3.cn_cutoff, step.d3.skin, step.d3.dtype,
         step.d3.tail_correction)
     settings = MDSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
-                           threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
-                           hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
-                           barostat_time=s.barostat_time)
+                          threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
+                          hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
+                          barostat_time=s.barostat_time)
     previous = None if state is None else dict(np.load(io.BytesIO(state)))
     chunk = run_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
-                          state=previous, cache_dir=ctx.jax_cache)
+                      state=previous, cache_dir=ctx.jax_cache)
     rows = [[step_, target, temperature, float(frame.get_masses().sum() / frame.get_volume()), energy, sigma]
             for frame, (step_, target, temperature, energy, sigma) in zip(chunk.frames, chunk.rows.tolist())]
     buffer = io.BytesIO()
