@@ -94,7 +94,7 @@ def ase_rate(atoms, calc, steps: int) -> float:
 
 
 def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float | None = None,
-             tail: bool = False) -> float | None:
+             tail: bool = False, d3_dtype: str = "float32") -> float | None:
     """Steps/s of our JAX MD (Nose-Hoover chain, frames every ``steps``; with ``d3_cutoff`` the hybrid
     model, D3(BJ) B97-3c in float32), start-up and compile time excluded: after a warm-up chunk,
     the difference of a short and a long chunk (JAX_REPEATS)."""
@@ -104,7 +104,7 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
-    d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, "float32", tail)
+    d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, d3_dtype, tail)
     settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3)
     temperatures = np.full(JAX_REPEATS * steps + 2 * steps + 1, 300.0)
     state, timings = None, []
