@@ -11,9 +11,10 @@ interchangeable: same start momenta, thermostat target ``temperatures[s]`` for s
 eqn 8 uncertainty stop at frame steps, blow-up and temperature guards after every step.
 
 A hybrid model (``MDSettings.d3``) adds engine.jax_hybrid's D3(BJ) term to the MLP energy inside
-the same loop, with its own half list (rebuilt in JIT when the skin criterion says so, reallocated
-and the block rerun on overflow). D3 is added once, outside the ensemble mean; the uncertainty is
-the MLP's, as in the ASE hybrid.
+the same loop, with its own half list: the loop checks the skin criterion after every step and stops
+the block where the list goes stale; the host rebuilds it there (with more room if it overflows) and
+the run goes on. D3 is added once, outside the ensemble mean; the uncertainty is the MLP's, as in
+the ASE hybrid.
 
 NPT (``MDSettings.pressure`` set) is jax_md's isotropic Martyna-Tobias-Klein integrator: a Nose-Hoover
 chain on the particles (``thermostat_time``) and one on the box (``barostat_time``), the whole cell
@@ -152,7 +153,8 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
     neighbors = sim.allocate(state["position"], box, minimum=int(state["capacity"]))
     if FIRST_CAPACITY is not None:
         neighbors = sim.resize(neighbors, FIRST_CAPACITY)
-    pairs = sim.allocate_d3(state["position"], box, d3, int(state.get("d3_capacity", 0)), FIRST_D3_CAPACITY)
+    pairs = sim.fitted_d3(sim.allocate_d3(state["position"], box, d3, int(state.get("d3_capacity", 0)),
+                                          FIRST_D3_CAPACITY), d3)
     nvt = sim.restore(params, Z, box, d3, state, (neighbors, pairs))
     kT = sim.kB * temperatures
     factor = _apax_std_factor(config)
@@ -162,14 +164,11 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
     while step < last:
         end = min(last, (step // interval + 1) * interval)
         targets = np.concatenate([kT[step:end], np.full(interval + step - end, kT[end - 1])])
-        done, new, (new_neighbors, new_pairs), stable, new_hot = sim.block(
+        done, new, (new_neighbors, _), stable, new_hot, stale = sim.block(
             params, Z, box, d3, nvt, (neighbors, pairs), targets, end - step, hot)
         if new_neighbors.did_buffer_overflow:  # rerun the block with the list it was meant to have
             neighbors = sim.allocate(neighbors.reference_position, sim.box_of(nvt, box),
                                      minimum=int(CAPACITY_GROWTH * neighbors.max_occupancy) + 1)
-            continue
-        if sim.overflowed(new_pairs):  # the same for the D3 list, built again where it was
-            pairs = sim.reallocate_d3(pairs, new_pairs, d3)
             continue
         if sim.outgrown(new, box):  # NPT: the box shrank past the D3 shifts; new shifts from this block's start
             if np.array_equal(box, sim.box_of(nvt, box)):  # they were made here: the box collapses within a block
@@ -181,10 +180,12 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
             d3 = sim.d3_inputs(Z, box.T)
             pairs = sim.allocate_d3(nvt.position, box, d3, int(pairs.i.shape[0]))
             continue
-        nvt, neighbors, pairs, step, hot = new, new_neighbors, new_pairs, step + int(done), int(new_hot)
+        nvt, neighbors, step, hot = new, new_neighbors, step + int(done), int(new_hot)
+        current = sim.box_of(nvt, box)
+        if stale:  # the D3 list where the block stopped, with the same room (more only if it overflows)
+            pairs = sim.fitted_d3(sim.allocate_d3(nvt.position, current, d3, capacity=int(pairs.i.shape[0])), d3)
         if stable and step % interval:
             continue
-        current = sim.box_of(nvt, box)
         energy, sigma = (float(x) for x in sim.evaluate(params, Z, current, d3, nvt.position, (neighbors, pairs)))
         sigma /= factor  # eqn 8 (NaN for a single model)
         target = temperatures[step - 1]  # of the step that led here
@@ -340,16 +341,15 @@ class _Simulator:
             """The box at ``state`` (NPT: jax_md's, from the box position; NVT: ``box``)."""
             return simulate.npt_box(state) if npt else box
 
-        def refresh(pairs, position, box, d3):
-            """The D3 list for ``position``: kept while valid, else built again (same capacity)."""
-            from engine.jax_neighbours import _build, needs_rebuild
+        def stale(pairs, position, box):
+            """Whether the D3 list may miss a pair at ``position`` (False for the MLP alone). The block
+            stops there and the host rebuilds the list: a rebuild inside the loop (``lax.cond``) cost
+            28 ms per step at 20 A, rebuild or not (benchmarks/d3_loop_breakdown.py)."""
+            from engine.jax_neighbours import needs_rebuild
 
             if pairs is None:
-                return None
-            cartesian, cell = space.raw_transform(box, position), box.T
-            return jax.lax.cond(needs_rebuild(pairs, cartesian, cell, term.cutoff, term.skin),
-                                lambda: _build(cartesian, cell, d3.shifts, term.reach, capacity=pairs.i.shape[0]),
-                                lambda: pairs)
+                return jnp.array(False)
+            return needs_rebuild(pairs, space.raw_transform(box, position), box.T, term.cutoff, term.skin)
 
         @jax.jit
         def init(params, Z, box, d3, position, momentum, mass, lists, kT):
@@ -365,29 +365,28 @@ class _Simulator:
         def block(params, Z, box, d3, nvt, lists, kT, n, hot):
             """Up to ``n`` steps, step i at target ``kT[i]``; stops early after a step that gives non-finite
             forces, an instantaneous temperature above blow_up_ratio x its target, the ``hot_steps``-th
-            step in a row above hot_ratio x its target (``hot``: the count so far), an overflowing D3 list
-            or (NPT) a box shrunk past NPT_SHRINK of ``box``, the box the D3 shifts were made for."""
+            step in a row above hot_ratio x its target (``hot``: the count so far) or (NPT) a box shrunk
+            past NPT_SHRINK of ``box``, the box the D3 shifts were made for; and after a step that leaves
+            the D3 list stale (the last output: the host rebuilds it and goes on)."""
             _, apply_fn = nose_hoover(params, Z, d3, kT[0])
 
             def step(carry):
-                i, nvt, (neighbor, pairs), _, hot = carry
+                i, nvt, (neighbor, pairs), _, hot, _ = carry
                 fixed = {} if npt else {"box": box}  # NPT integrates its own box
                 nvt = apply_fn(nvt, neighbor=(neighbor, pairs), kT=kT[i], **fixed)
                 now = current_box(nvt, box)
                 neighbor = neighbor.update(nvt.position, box=now)
-                pairs = refresh(pairs, nvt.position, now, d3)
                 kinetic_kT = 2 * simulate.kinetic_energy(nvt) / nvt.position.size
                 hot = jnp.where(kinetic_kT > settings.hot_ratio * kT[i], hot + 1, 0)
                 stable = (jnp.all(jnp.isfinite(nvt.force)) & (kinetic_kT <= settings.blow_up_ratio * kT[i])
                           & (hot < settings.hot_steps))
-                if pairs is not None:
-                    stable = stable & (pairs.count <= pairs.i.shape[0])
-                    if npt:
-                        stable = stable & ~shrunk(now, box)
-                return i + 1, nvt, (neighbor, pairs), stable, hot
+                if pairs is not None and npt:
+                    stable = stable & ~shrunk(now, box)
+                return i + 1, nvt, (neighbor, pairs), stable, hot, stale(pairs, nvt.position, now)
 
-            return jax.lax.while_loop(lambda carry: (carry[0] < n) & carry[3], step,
-                                      (jnp.zeros((), int), nvt, lists, jnp.array(True), jnp.asarray(hot)))
+            return jax.lax.while_loop(lambda carry: (carry[0] < n) & carry[3] & ~carry[5], step,
+                                      (jnp.zeros((), int), nvt, lists, jnp.array(True), jnp.asarray(hot),
+                                       jnp.array(False)))
 
         @jax.jit
         def evaluate(params, Z, box, d3, position, lists):
@@ -454,7 +453,7 @@ class _Simulator:
                     *, at_cell: Any = None) -> Any:
         """The D3 half list at fractional ``position`` (None for the MLP alone), with room for
         engine.jax_hybrid.CAPACITY_MULTIPLIER x its pairs or ``minimum``, or exactly ``capacity`` (which
-        may overflow: the first block then reallocates)."""
+        may overflow: ``fitted_d3`` then reallocates)."""
         if self.term is None:
             return None
         from engine.jax_hybrid import CAPACITY_MULTIPLIER as MULTIPLIER
@@ -466,18 +465,15 @@ class _Simulator:
             capacity = max(minimum, int(MULTIPLIER * found) + 1)
         return build(cartesian, box.T, d3.shifts, self.term.cutoff, self.term.skin, capacity)
 
-    @staticmethod
-    def overflowed(pairs: Any) -> bool:
-        """Whether the D3 list found more pairs than it has room for."""
-        return pairs is not None and int(pairs.count) > pairs.i.shape[0]
-
-    def reallocate_d3(self, pairs: Any, overflowed: Any, d3: Any) -> Any:
-        """``pairs`` built again where it was built, with room for CAPACITY_GROWTH x the pairs the
-        overflowing list found."""
+    def fitted_d3(self, pairs: Any, d3: Any) -> Any:
+        """``pairs``, or where it found more pairs than it has room for, the same list built again with
+        room for CAPACITY_GROWTH x them (never a truncated list)."""
         from engine.jax_neighbours import build
 
-        capacity = int(CAPACITY_GROWTH * int(overflowed.count)) + 1
-        return build(pairs.ref_positions, pairs.ref_cell, d3.shifts, self.term.cutoff, self.term.skin, capacity)
+        while pairs is not None and int(pairs.count) > pairs.i.shape[0]:
+            capacity = int(CAPACITY_GROWTH * int(pairs.count)) + 1
+            pairs = build(pairs.ref_positions, pairs.ref_cell, d3.shifts, self.term.cutoff, self.term.skin, capacity)
+        return pairs
 
     def initial_state(self, params: Any, Z: np.ndarray, box: np.ndarray, d3: Any, start: Atoms, temperature: float,
                       seed: int) -> dict[str, np.ndarray]:

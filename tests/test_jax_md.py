@@ -371,7 +371,7 @@ def test_hybrid_trajectory_follows_the_ase_hybrid_and_conserves_energy(model_dir
     assert (total.max() - total.min()) / len(box) < 1e-4
 
 
-def test_an_overflowing_d3_list_is_reallocated_and_the_block_rerun(model_dir, box, hybrid_reference, monkeypatch):
+def test_an_overflowing_d3_list_is_reallocated_before_it_is_used(model_dir, box, hybrid_reference, monkeypatch):
     monkeypatch.setattr(jax_md, "FIRST_D3_CAPACITY", 64)
     chunk = run_chunk(model_dir, box, np.full(41, 300.0), HYBRID, seed=1, first=0, last=40, state=None)
     assert int(chunk.state["d3_capacity"]) > 64
