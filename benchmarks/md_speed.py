@@ -142,14 +142,9 @@ def apax_jax_rate(model_dir: Path, atoms, steps: int, workdir: Path, r_max: floa
     return (JAX_REPEATS - 1) * steps / (timings[2] - timings[1])
 
 
-def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
-    """The full table's row: JAX MD, ASE + apax, ASE + apax + D3 (8/20 A, skin 0/0.5 A)."""
-    import torch
-
+def zero_frames(atoms) -> list:
+    """Three rattled copies of ``atoms`` labelled with zero energy, forces and stress (the model's data)."""
     from ase.calculators.singlepoint import SinglePointCalculator
-
-    from engine import apax_model
-    from engine.d3 import hybrid_calculator
 
     rng = np.random.default_rng(0)
     frames = []
@@ -158,6 +153,17 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
         frame.positions += rng.normal(scale=0.05, size=frame.positions.shape)
         frame.calc = SinglePointCalculator(frame, energy=0.0, forces=np.zeros((len(frame), 3)), stress=np.zeros(6))
         frames.append(frame)
+    return frames
+
+
+def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
+    """The full table's row: JAX MD, ASE + apax, ASE + apax + D3 (8/20 A, skin 0/0.5 A)."""
+    import torch
+
+    from engine import apax_model
+    from engine.d3 import hybrid_calculator
+
+    frames = zero_frames(atoms)
     single, ensemble = (model(tmp / f"p{pairs}", frames, members, args.r_max, args.nn) for members in (1, 2))
     rates = {
         "apax jax ensemble": apax_jax_rate(ensemble, atoms, args.steps, tmp / f"p{pairs}", args.r_max),
