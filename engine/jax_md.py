@@ -145,11 +145,11 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
 
     sim = _simulator(config, len(start), settings)
     Z = np.asarray(start.numbers, dtype=np.int32)
-    if state is None:
-        box = start.cell.array.T
-        state = sim.initial_state(params, Z, box, sim.d3_inputs(Z, start.cell.array), start, temperatures[0], seed)
-    box = sim.box_of(state, start.cell.array.T)  # columns are lattice vectors (jax_md's convention)
+    # columns are lattice vectors (jax_md's convention); a resumed NPT run goes on in its own box
+    box = start.cell.array.T if state is None else sim.box_of(state, start.cell.array.T)
     d3 = sim.d3_inputs(Z, box.T)
+    if state is None:
+        state = sim.initial_state(params, Z, box, d3, start, temperatures[0], seed)
     neighbors = sim.allocate(state["position"], box, minimum=int(state["capacity"]))
     if FIRST_CAPACITY is not None:
         neighbors = sim.resize(neighbors, FIRST_CAPACITY)
