@@ -41,9 +41,6 @@ from engine.jax_d3 import (
 )
 from engine.jax_neighbours import Pairs, image_shifts
 
-#: capacity of a new D3 list over the pair-images found (jax_md's multiplier for its lists)
-CAPACITY_MULTIPLIER = 1.25
-
 
 @dataclass(frozen=True)
 class D3Term:

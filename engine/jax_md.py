@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 CAPACITY_MULTIPLIER = 1.25
 #: after an overflow the list is reallocated with at least this multiple of its capacity and the block rerun
 CAPACITY_GROWTH = 1.5
-#: test hook: the capacity of the list each chunk starts with (None: the state's, or CAPACITY_MULTIPLIER
-#: x the pairs found if that is more); a tiny one forces the overflow path
+#: test hook: the capacity of the list each chunk starts with (None: the state's where the pairs fit, else CAPACITY_MULTIPLIER
+#: x the pairs found); a tiny one forces the overflow path
 FIRST_CAPACITY: int | None = None
 #: test hook: the same for the D3 list of a hybrid model
 FIRST_D3_CAPACITY: int | None = None
@@ -422,10 +422,11 @@ class _Simulator:
         return self.npt and self.term is not None and bool(shrunk(self.box_of(state, box), box))
 
     def allocate(self, position: Any, box: np.ndarray, minimum: int = 0) -> Any:
-        """jax_md's neighbour list at ``position``, padded to CAPACITY_MULTIPLIER x its pairs or ``minimum``
-        pairs, whichever is more, at most all pairs (jax_md's limit)."""
+        """jax_md's neighbour list at ``position`` with room for ``minimum`` pairs where they fit (a
+        resumed chunk keeps its capacity, so nothing is recompiled), else for CAPACITY_MULTIPLIER x
+        its pairs; at most all pairs (jax_md's limit)."""
         neighbors = self.neighbor_fn.allocate(position, box=box)  # exactly its pairs
-        capacity = max(minimum, int(CAPACITY_MULTIPLIER * neighbors.max_occupancy))
+        capacity = _room(neighbors.max_occupancy, minimum)
         return self.resize(neighbors, min(capacity, self.n_atoms * (self.n_atoms - 1)))
 
     def resize(self, neighbors: Any, capacity: int) -> Any:
@@ -451,18 +452,17 @@ class _Simulator:
 
     def allocate_d3(self, position: Any, box: np.ndarray, d3: Any, minimum: int = 0, capacity: int | None = None,
                     *, at_cell: Any = None) -> Any:
-        """The D3 half list at fractional ``position`` (None for the MLP alone), with room for
-        engine.jax_hybrid.CAPACITY_MULTIPLIER x its pairs or ``minimum``, or exactly ``capacity`` (which
+        """The D3 half list at fractional ``position`` (None for the MLP alone), with room for ``minimum``
+        pairs where they fit, else for CAPACITY_MULTIPLIER x its pairs, or exactly ``capacity`` (which
         may overflow: ``fitted_d3`` then reallocates)."""
         if self.term is None:
             return None
-        from engine.jax_hybrid import CAPACITY_MULTIPLIER as MULTIPLIER
         from engine.jax_neighbours import build
 
         cartesian = np.asarray(position) @ box.T
         if capacity is None:
-            found = int(build(cartesian, box.T, d3.shifts, self.term.cutoff, self.term.skin, 1).count)
-            capacity = max(minimum, int(MULTIPLIER * found) + 1)
+            capacity = _room(int(build(cartesian, box.T, d3.shifts, self.term.cutoff, self.term.skin, 1).count),
+                             minimum)
         return build(cartesian, box.T, d3.shifts, self.term.cutoff, self.term.skin, capacity)
 
     def fitted_d3(self, pairs: Any, d3: Any) -> Any:
@@ -508,6 +508,12 @@ class _Simulator:
             if np.shape(state[name]) != leaf.shape:
                 raise ValueError(f"state {name} has shape {np.shape(state[name])}, expected {leaf.shape}")
         return jax.tree_util.tree_unflatten(tree, [jnp.asarray(state[name], dtype=jnp.float64) for name in names])
+
+
+def _room(found: int, minimum: int) -> int:
+    """A list's capacity for ``found`` pairs: ``minimum`` (the capacity it had) while they fit, so that
+    the compiled loop is reused, else CAPACITY_MULTIPLIER x them."""
+    return int(minimum) if int(found) <= minimum else int(CAPACITY_MULTIPLIER * int(found)) + 1
 
 
 def shrunk(box, reference):

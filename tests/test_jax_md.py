@@ -389,6 +389,30 @@ def test_a_hybrid_run_resumes_from_its_state(model_dir, box, hybrid_reference):
     np.testing.assert_allclose(frames[-1].positions, hybrid_reference.frames[-1].positions, rtol=0, atol=1e-8)
 
 
+def test_a_resumed_chunk_keeps_list_capacities_that_fit(model_dir, box):
+    """A chunk starts with the capacities its state gives wherever the pairs fit, even with less room
+    than a new list would get (1.25 x the pairs): a new capacity is a new shape, which recompiles the
+    loop at every chunk whose pair count grew a little."""
+    from ase.neighborlist import neighbor_list
+
+    from engine.jax_hybrid import d3_inputs
+    from engine.jax_neighbours import build
+
+    temperatures = np.full(21, 300.0)
+    state = dict(run_chunk(model_dir, box, temperatures, HYBRID, seed=1, first=0, last=10, state=None).state)
+    atoms = box.copy()
+    atoms.positions = state["position"] @ box.cell.array
+    ordered = len(neighbor_list("i", atoms, R_MAX + SETTINGS.skin))  # jax_md's list holds both directions
+    d3_pairs = int(build(atoms.positions, atoms.cell.array, d3_inputs(D3, atoms.numbers, atoms.cell.array).shifts,
+                         D3.cutoff, D3.skin, 1).count)
+    room = int(1.1 * ordered), int(1.1 * d3_pairs)  # enough for these 10 steps, less than a new list's
+    state.update(capacity=np.array(room[0]), d3_capacity=np.array(room[1]))
+    chunk = run_chunk(model_dir, box, temperatures, HYBRID, seed=1, first=10, last=20, state=state)
+    assert chunk.stopped_at is None
+    assert int(chunk.state["capacity"]) == room[0]
+    assert int(chunk.state["d3_capacity"]) == room[1]
+
+
 # --- NPT: jax_md's isotropic MTK barostat with the MLP, and with D3 ---
 
 NPT = replace(SETTINGS, pressure=0.0, barostat_time=50.0)
