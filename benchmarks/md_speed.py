@@ -6,10 +6,12 @@
 Columns: apax's own JAX MD (``apax.md.simulate.run_md``, 2-member ensemble), our JAX MD
 (engine.jax_md: single model, 2-member ensemble), our JAX MD of the hybrid model (D3(BJ) in the
 loop, float32, skin 0.5 A: single model and ensemble at 8 A and 20 A, the ensemble at 20 A with
-the tail correction), ASE + apax calculator (ensemble), ASE + apax + torch-dftd D3 at 8 A and 20 A
-without and with a 0.5 A neighbour-list skin. Ratios are to our JAX MD with the ensemble (the
-engine the LotF sampling and production use when they can); hybrid columns of a single model are
-best read against "jax single".
+the tail correction), our JAX MD in NPT (MTK integrator with the box held, single model, alone and
+with D3 at 20 A),
+ASE + apax calculator (ensemble), ASE + apax + torch-dftd D3 at 8 A and 20 A without and with a
+0.5 A neighbour-list skin. Ratios are to our JAX MD with the same model: "jax single" for the
+single-model columns, "jax ensemble" (the engine the LotF sampling and production use when they
+can) for the others.
 The model has the paper's architecture (512x512, ZBL off; ``--nn`` for another) trained for one epoch on three rattled
 frames labelled with zero energy, forces and stress: it predicts (almost) no forces, so every
 engine runs its steps without the blow-up guard stopping a garbage model, and speed does not
@@ -17,9 +19,10 @@ depend on the weights. Its cutoff defaults to 5.0 A rather than the paper's 5.5 
 because JAX MD needs a box of at least twice the cutoff and 4 pairs make a 10.75 A box; smaller
 boxes print n/a there (the engine routes them to ASE).
 
-``--d3-only`` times the D3 part alone (ASE MD driven by torch-dftd's own calculator, and by
-ours with skin 0 and 0.5 A) on ``--device``, with ratios to torch-dftd's calculator: the skin's
-speed-up without the MLP, which is what the paper measured on a GPU. Every run starts from
+``--d3-only`` times the D3 part alone (ASE MD driven by torch-dftd's own calculator, by ours with
+skin 0 and 0.5 A on ``--device``, and by our JAX D3 on JAX's default device, skin 0.5 A), with
+ratios to torch-dftd's calculator: the skin's speed-up without the MLP, which is what the paper
+measured on a GPU. Every run starts from
 Maxwell-Boltzmann velocities at 300 K so that the neighbour list really goes stale. ``--boxes``
 keeps the packed boxes as extxyz files (packed where RDKit and PACKMOL exist, read elsewhere).
 """
@@ -38,6 +41,10 @@ D3_CUTOFFS = (7.93766, 20.0)
 #: JAX MD rates are differences of runs of 1 and JAX_REPEATS x ``--steps`` steps, so that the
 #: compile time (seconds, and varying by seconds between runs) cancels
 JAX_REPEATS = 11
+#: NPT columns time the MTK integrator's cost per step with the box held by a barostat this slow (fs):
+#: the benchmark's model predicts no forces, so with D3 there is no liquid to hold a box and it
+#: collapses (rebuilding the D3 list at every step); what NPT adds per step is the same either way
+NPT_BAROSTAT_FS = 1e6
 
 
 def box(pairs: int, boxes: Path | None):
@@ -94,10 +101,13 @@ def ase_rate(atoms, calc, steps: int) -> float:
 
 
 def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float | None = None,
-             tail: bool = False, d3_dtype: str = "float32") -> float | None:
+             tail: bool = False, d3_dtype: str = "float32", npt: bool = False) -> float | None:
     """Steps/s of our JAX MD (Nose-Hoover chain, frames every ``steps``; with ``d3_cutoff`` the hybrid
-    model, D3(BJ) B97-3c in float32), start-up and compile time excluded: after a warm-up chunk,
-    the difference of a short and a long chunk (JAX_REPEATS)."""
+    model, D3(BJ) B97-3c in float32; ``npt``: the MTK integrator with the box held, see NPT_BAROSTAT_FS),
+    start-up and compile
+    time excluded: after a warm-up chunk, the difference of a short and a long chunk (JAX_REPEATS)."""
+    from ase import units
+
     from engine import apax_model
     from engine.jax_hybrid import D3Term
     from engine.jax_md import MDSettings, run_chunk
@@ -105,7 +115,8 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
     d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, d3_dtype, tail)
-    settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3)
+    settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3,
+                          pressure=units.bar if npt else None, barostat_time=NPT_BAROSTAT_FS)
     temperatures = np.full(JAX_REPEATS * steps + 2 * steps + 1, 300.0)
     state, timings = None, []
     for first, last in ((0, steps), (steps, 2 * steps), (2 * steps, (JAX_REPEATS + 2) * steps)):
@@ -174,6 +185,8 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
         rates[f"jax single+D3 {cutoff:.0f}A"] = jax_rate(single, atoms, args.steps, args.r_max, cutoff)
         rates[f"jax ens.+D3 {cutoff:.0f}A"] = jax_rate(ensemble, atoms, args.steps, args.r_max, cutoff)
     rates["jax ens.+D3 20A+tail"] = jax_rate(ensemble, atoms, args.steps, args.r_max, D3_CUTOFFS[1], tail=True)
+    rates["jax single NPT"] = jax_rate(single, atoms, args.steps, args.r_max, npt=True)
+    rates["jax single+D3 20A NPT"] = jax_rate(single, atoms, args.steps, args.r_max, D3_CUTOFFS[1], npt=True)
     rates["ase+apax"] = ase_rate(atoms, apax_model.load_calculator(ensemble), args.steps)
     for cutoff in D3_CUTOFFS:
         for skin in (0.0, 0.5):
@@ -183,8 +196,42 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
     return rates
 
 
+def jax_d3_calculator(cutoff: float):
+    """D3(BJ) B97-3c alone as an ASE calculator on our JAX path: engine.jax_hybrid's energy (float32)
+    and its jitted gradient on engine.jax_neighbours' list, kept by NeighbourList (skin 0.5 A)."""
+    import jax
+    from ase.calculators.calculator import Calculator, all_changes
+
+    from engine.jax_hybrid import D3Term, d3_energy
+    from engine.jax_neighbours import NeighbourList
+
+    term = D3Term.from_section("b97-3c", "bj", cutoff, cutoff, 0.5, "float32", False)
+    call = jax.jit(jax.value_and_grad(lambda positions, cell, inputs, pairs: d3_energy(positions, cell, inputs,
+                                                                                        pairs, term)))
+
+    class JaxD3(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def __init__(self):
+            super().__init__()
+            self.neighbours, self.inputs = NeighbourList(term.cutoff, term.skin), None
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            from engine.jax_hybrid import d3_inputs
+
+            super().calculate(atoms, properties, system_changes)
+            cell = self.atoms.cell.array
+            if self.inputs is None:
+                self.inputs = d3_inputs(term, self.atoms.numbers, cell)
+            pairs = self.neighbours.update(self.atoms.positions, cell)
+            energy, gradient = call(self.atoms.positions, cell, self.inputs, pairs)
+            self.results = {"energy": float(energy), "forces": -np.asarray(gradient)}
+
+    return JaxD3()
+
+
 def d3_rates(atoms, args) -> dict[str, float | None]:
-    """The D3-only row: torch-dftd's calculator, then ours with skin 0 and 0.5 A, per cutoff."""
+    """The D3-only row: torch-dftd's calculator, ours with skin 0 and 0.5 A, and our JAX D3 (CPU), per cutoff."""
     import torch
     from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
@@ -197,6 +244,7 @@ def d3_rates(atoms, args) -> dict[str, float | None]:
         for skin in (0.0, 0.5):
             calc = SkinD3Calculator(cn_cutoff=cutoff, skin=skin, **common)
             rates[f"{cutoff:.0f}A skin {skin}"] = ase_rate(atoms, calc, args.steps)
+        rates[f"{cutoff:.0f}A jax skin 0.5"] = ase_rate(atoms, jax_d3_calculator(cutoff), args.steps)
     return rates
 
 
@@ -233,8 +281,9 @@ def main() -> None:
         print(f"D3 only, device {args.device}, {args.steps} steps; baseline: torch-dftd's calculator at the same cutoff")
         table(rows, lambda name, rates: rates[f"{name.split()[0]} torch-dftd"])  # columns start with the cutoff
     else:
-        print(f"{args.steps} steps, r_max {args.r_max} A, nn {args.nn}; baseline: our JAX MD with the 2-member ensemble")
-        table(rows, lambda name, rates: rates["jax ensemble"])
+        print(f"{args.steps} steps, r_max {args.r_max} A, nn {args.nn}; baseline: our JAX MD with the same model "
+              f"(single or 2-member ensemble)")
+        table(rows, lambda name, rates: rates["jax single" if "single" in name else "jax ensemble"])
 
 
 if __name__ == "__main__":
