@@ -7,7 +7,7 @@ more than a 0.5 A skin, which roughly doubled the speed of MD with the D3 term.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from torch import Tensor
 from torch_dftd.functions.edge_extraction import calc_edge_index
 from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
+
+if TYPE_CHECKING:
+    from campaign.spec import DispersionCorrection
 
 SUMMED = ("energy", "free_energy", "forces", "stress")  # additive properties of MLP and D3
 
@@ -194,6 +197,14 @@ def _voigt(value: Any) -> Any:
     from ase.stress import full_3x3_to_voigt_6_stress
 
     return full_3x3_to_voigt_6_stress(value) if np.shape(value) == (3, 3) else value
+
+
+def calculator_options(section: DispersionCorrection, cutoff: float | None = None) -> dict[str, Any]:
+    """Keyword arguments of this module's calculators for a spec's d3 section (``cutoff`` in A instead of
+    the section's, if given)."""
+    return {"xc": section.functional, "damping": section.damping,
+            "cutoff": section.cutoff if cutoff is None else float(cutoff), "cn_cutoff": section.cn_cutoff,
+            "skin": section.skin, "dtype": getattr(torch, section.dtype), "tail_correction": section.tail_correction}
 
 
 def hybrid_calculator(mlp_calc: Calculator, tail_correction: bool = False, **d3_params) -> HybridCalculator:

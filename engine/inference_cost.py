@@ -8,8 +8,8 @@ THERMOSTAT_TIME_FS, as the md step runs it: jax_md's ``nvt_nose_hoover`` (chain 
 ASE's ``NoseHooverChainNVT`` (chain of 3) for ``ase`` and ``ase+d3``. Steps are timed in chunks as
 the md step runs them (engine.jax_md.run_chunk, engine.dynamics.run_md_chunk): one frame per
 chunk, no uncertainty stop, each chunk's fixed costs (state hand-over, neighbour list) included.
-JAX's tracing and compilation within a timed chunk (engine.jax_md recompiles when a chunk starts
-with a new neighbour-list capacity or pair count, apax's calculator when its list overflows) are
+JAX's tracing and compilation within a timed chunk (engine.jax_md recompiles when a chunk's pairs
+outgrow its list or the D3 image shifts change, apax's calculator when its list overflows) are
 taken off its time and reported apart.
 """
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import xarray as xr
     from ase import Atoms
 
+    from campaign.spec import DispersionCorrection
+
 PATHS = ("jax", "jax+d3", "ase", "ase+d3")
 D3_PATHS = ("jax+d3", "ase+d3")
 TIMESTEP_FS = 0.5
@@ -38,22 +40,23 @@ SEED = 0  # Maxwell-Boltzmann momenta, drawn alike by both engines
 
 
 def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple[int, int, int]],
-                   paths: Sequence[str], d3: dict[str, Any] | None, d3_cutoffs: Sequence[float], n_steps: int,
+                   paths: Sequence[str], d3: DispersionCorrection | None, d3_cutoffs: Sequence[float], n_steps: int,
                    warmup: int, n_timings: int = 3, cache_dir: Path | None = None) -> xr.Dataset:
     """Seconds per MD step of the apax model in ``model_dir`` on ``box`` replicated k x k x k (an int)
     or a x b x c (a triple) for each of ``repeats``, through each of ``paths`` (``PATHS``).
 
-    ``d3``: engine.d3.hybrid_calculator's keyword arguments (engine.steps.md.d3_options gives them for
-    a spec's d3 section; None: its defaults) with ``cutoff`` replaced by each of ``d3_cutoffs`` (A),
-    one ``jax+d3`` and one ``ase+d3`` run each (the same term in JAX: engine.jax_hybrid.D3Term). Each (path, size) first runs at least ``warmup`` steps (compilation,
+    ``d3``: the spec's d3 section (None: its defaults) with ``cutoff`` replaced by each of ``d3_cutoffs``
+    (A), one ``jax+d3`` run (engine.jax_hybrid.D3Term) and one ``ase+d3`` run (engine.d3) each. Each (path, size) first runs at least ``warmup`` steps (compilation,
     neighbour lists, thermostat settling) in chunks of ``n_steps`` steps, then ``n_timings`` chunks
     are timed one by one; the median and the spread are reported. The time JAX spends compiling
     within a timed chunk is taken off (and reported). ``jax`` (and ``jax+d3``) is NaN, with the reason, where the box is not periodic or
     not wider than twice the model's cutoff (engine.apax_model.jax_md_valid); any path is NaN, with
     the reason, where the MD stopped early (blow-up or temperature guard). See ``_dataset``.
     """
+    from campaign.spec import DispersionCorrection
     from engine.apax_model import _model_config
 
+    d3 = d3 or DispersionCorrection()
     unknown = sorted(set(paths) - set(PATHS))
     if unknown or not paths or len(set(paths)) != len(paths):
         raise ValueError(f"paths must be distinct entries of {PATHS}, got {list(paths)}")
@@ -84,7 +87,7 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
                 compile_times[i, j, :len(times)] = compiling
             reasons[i, j] = reason
     settings = {"n_steps": n_steps, "warmup_steps": warmup_steps, "n_timings": n_timings, "r_max": r_max,
-                "torch_device": (d3 or {}).get("device", "cpu")}
+                "torch_device": "cpu"}
     return _dataset(runs, [len(box) * math.prod(r) for r in replications], replications, samples, compile_times,
                     reasons, settings)
 
@@ -114,7 +117,7 @@ Timer = Callable[["Atoms", int, int, int], tuple[list[float], list[float], str]]
 
 
 @contextmanager
-def _compiling() -> Iterator[list[tuple[float, float]]]:
+def compile_spans() -> Iterator[list[tuple[float, float]]]:
     """The (start, end) times of JAX's tracing, lowering and compilation (persistent cache reads
     included) while in the block; nested ones (a jit traced within another) overlap."""
     import jax.monitoring
@@ -132,7 +135,7 @@ def _compiling() -> Iterator[list[tuple[float, float]]]:
         jax.monitoring.unregister_event_time_span_listener(listener)
 
 
-def _covered(spans: list[tuple[float, float]]) -> float:
+def covered_seconds(spans: list[tuple[float, float]]) -> float:
     """Seconds covered by the union of the spans."""
     total, reach = 0.0, -math.inf
     for start, end in sorted(spans):
@@ -151,32 +154,27 @@ def _chunked(run: Callable[[Atoms, int, int, Any, int], tuple[Any, str | None]])
         times: list[float] = []
         compiling: list[float] = []
         for first in range(0, warmup_steps + n_timings * n_steps, n_steps):
-            with _compiling() as spans:
+            with compile_spans() as spans:
                 start = time.perf_counter()
                 state, stop = run(atoms, first, first + n_steps, state, n_steps)
                 elapsed = time.perf_counter() - start
             if stop:
                 return [], [], f"MD stopped early, no timing kept: {stop}"
             if first >= warmup_steps:
-                compiling.append(_covered(spans))
+                compiling.append(covered_seconds(spans))
                 times.append((elapsed - compiling[-1]) / n_steps)
         return times, compiling, ""
 
     return timer
 
 
-def _jax_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cache_dir: Path | None) -> Timer:
-    """Chunks of engine.jax_md.run_chunk (no uncertainty stop), with the D3 term of ``d3`` (the ASE
-    path's keyword arguments) at ``d3_cutoff`` in the loop unless NaN."""
+def _jax_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cache_dir: Path | None) -> Timer:
+    """Chunks of engine.jax_md.run_chunk (no uncertainty stop), with the D3 term of ``d3`` at
+    ``d3_cutoff`` in the loop unless NaN."""
     from engine.jax_hybrid import D3Term
     from engine.jax_md import MDSettings, run_chunk
 
-    term = None
-    if not math.isnan(d3_cutoff):
-        d3 = d3 or {}
-        term = D3Term.from_section(d3.get("xc", "b97-3c"), d3.get("damping", "bj"), d3_cutoff,
-                                   d3.get("cn_cutoff") or d3_cutoff, d3.get("skin", 0.5),
-                                   str(d3.get("dtype", "float32")).removeprefix("torch."), d3.get("tail_correction", False))
+    term = None if math.isnan(d3_cutoff) else D3Term.from_spec(d3, d3_cutoff)
 
     def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
         settings = MDSettings(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
@@ -188,7 +186,7 @@ def _jax_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cac
     return _chunked(run)
 
 
-def _ase_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cache_dir: Path | None) -> Timer:
+def _ase_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cache_dir: Path | None) -> Timer:
     """Chunks of engine.dynamics.run_md_chunk with apax's calculator (plus D3 at ``d3_cutoff`` unless
     NaN), one calculator for all chunks of a size so that only the warm-up compiles."""
     from campaign.spec import MDSampler
@@ -197,9 +195,9 @@ def _ase_timer(model_dir: Path, d3_cutoff: float, d3: dict[str, Any] | None, cac
 
     calc = load_calculator(model_dir, cache_dir=cache_dir)
     if not math.isnan(d3_cutoff):
-        from engine.d3 import hybrid_calculator
+        from engine.d3 import calculator_options, hybrid_calculator
 
-        calc = hybrid_calculator(calc, **{**(d3 or {}), "cutoff": d3_cutoff})
+        calc = hybrid_calculator(calc, **calculator_options(d3, d3_cutoff))
 
     def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
         sampler = MDSampler(ensemble="nvt", thermostat="nose_hoover_chain", temperature=TEMPERATURE_K,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,9 @@ from engine.jax_d3 import (
     load_tables,
 )
 from engine.jax_neighbours import Pairs, image_shifts
+
+if TYPE_CHECKING:
+    from campaign.spec import DispersionCorrection
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ class D3Term:
             raise ValueError(f"D3 in JAX MD implements BJ damping only, not {damping!r}")
         return cls(D3Params.from_functional(functional), float(cutoff), float(min(cn_cutoff, cutoff)),
                    float(skin), dtype, bool(tail_correction))
+
+    @classmethod
+    def from_spec(cls, section: DispersionCorrection, cutoff: float | None = None) -> D3Term:
+        """The term of a spec's d3 section (``cutoff`` in A instead of the section's, if given)."""
+        return cls.from_section(section.functional, section.damping, section.cutoff if cutoff is None else cutoff,
+                                section.cn_cutoff, section.skin, section.dtype, section.tail_correction)
 
     @property
     def reach(self) -> float:

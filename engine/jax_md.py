@@ -19,7 +19,8 @@ the ASE hybrid.
 NPT (``MDSettings.pressure`` set) is jax_md's isotropic Martyna-Tobias-Klein integrator: a Nose-Hoover
 chain on the particles (``thermostat_time``) and one on the box (``barostat_time``), the whole cell
 scaled by one factor, the pressure from the volume derivative of the energy (MLP and D3 alike,
-through jax_md's ``perturbation``). It is not ASE's NPT (engine.dynamics: Melchionna, box lengths
+through jax_md's ``perturbation``), run through engine.jax_npt's copy, which takes one gradient
+per step where jax_md's takes three. It is not ASE's NPT (engine.dynamics: Melchionna, box lengths
 scaled separately), so the md step runs it only where a spec asks for ``engine: jax``. The D3 list's
 image shifts are those of the box shrunk by NPT_SHRINK, the list is rebuilt on strain (see
 engine.jax_neighbours), and a box that shrinks further within a chunk stops the block, which is
@@ -331,10 +332,12 @@ class _Simulator:
             """jax_md's (init, apply) for NVT, or NPT where the settings give a pressure."""
             energy = total_energy(params, Z, d3)
             dt, tau = settings.timestep * units.fs, settings.thermostat_time * units.fs
-            if npt:
-                return simulate.npt_nose_hoover(energy, shift, dt, settings.pressure, kT,
-                                                barostat_kwargs={"tau": settings.barostat_time * units.fs},
-                                                thermostat_kwargs={"tau": tau})
+            if npt:  # jax_md's MTK integrator with one energy gradient per step instead of three
+                from engine.jax_npt import npt_nose_hoover
+
+                return npt_nose_hoover(energy, shift, dt, settings.pressure, kT,
+                                       barostat_kwargs={"tau": settings.barostat_time * units.fs},
+                                       thermostat_kwargs={"tau": tau})
             return simulate.nvt_nose_hoover(energy, shift, dt, kT, tau=tau)
 
         def current_box(state, box):

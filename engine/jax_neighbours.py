@@ -20,8 +20,8 @@ within rounding of the cutoff may be judged otherwise than in float64.
 
 The builds and the rebuild test are jitted functions of arrays of fixed shape, so an MD loop can
 call them inside JIT; :class:`NeighbourList` drives them from the host (rebuild, reallocation,
-image shifts for a changed cell); engine.jax_md drives them inside its loop for hybrid models
-(rebuild by ``jax.lax.cond``, overflow stops the block and the host reallocates).
+image shifts for a changed cell); engine.jax_md's loop tests :func:`needs_rebuild` after every step
+and stops where the list goes stale, and the host rebuilds it (with more room on overflow).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from ase import Atoms
 
 from campaign.spec import ApaxModel
 from campaign.units import to_internal
-from engine.inference_cost import _covered, inference_cost
+from engine.inference_cost import covered_seconds, inference_cost
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,6 @@ def test_bad_requests_are_refused_before_anything_runs(tmp_path, kwargs, message
 
 
 def test_compilation_spans_are_counted_once_where_they_nest():
-    assert _covered([]) == 0
-    assert _covered([(0.0, 10.0), (2.0, 3.0), (9.0, 12.0), (20.0, 21.0)]) == pytest.approx(13.0)
-    assert math.isclose(_covered([(5.0, 6.0), (1.0, 2.0)]), 2.0)
+    assert covered_seconds([]) == 0
+    assert covered_seconds([(0.0, 10.0), (2.0, 3.0), (9.0, 12.0), (20.0, 21.0)]) == pytest.approx(13.0)
+    assert math.isclose(covered_seconds([(5.0, 6.0), (1.0, 2.0)]), 2.0)

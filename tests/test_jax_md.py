@@ -450,6 +450,29 @@ def test_npt_moves_the_box_and_its_pressure_is_the_ase_stress(model_dir, box, ca
 
 
 @pytest.mark.parametrize("hybrid", [False, True])
+def test_npt_follows_jax_mds_own_integrator(model_dir, box, hybrid, monkeypatch):
+    """engine.jax_npt (one gradient per step) against jax_md's npt_nose_hoover (three), same start
+    and barostat: the same trajectory and box to rounding over 20 steps. apax's network computes in
+    float32, so the two gradient graphs differ by float32 rounding, which the tiny model's chaos
+    grows about 100-fold per 10 steps (1.5e-8 relative at step 10, see above)."""
+    from apax.utils.jax_md_reduced import simulate
+
+    from engine import jax_npt
+
+    settings = replace(NPT, d3=D3) if hybrid else NPT
+    ours = run_chunk(model_dir, box, np.full(21, 300.0), settings, seed=1, first=0, last=20, state=None)
+    monkeypatch.setattr(jax_npt, "npt_nose_hoover", simulate.npt_nose_hoover)
+    monkeypatch.setattr(jax_md, "_SIMULATORS", {})
+    theirs = run_chunk(model_dir, box, np.full(21, 300.0), settings, seed=1, first=0, last=20, state=None)
+    assert "strain_derivative" in ours.state and "strain_derivative" not in theirs.state
+    assert abs(ours.frames[-1].get_volume() / box.get_volume() - 1) > 1e-5  # the box moved
+    np.testing.assert_allclose(ours.rows, theirs.rows, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(ours.frames[-1].positions, theirs.frames[-1].positions, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours.frames[-1].cell.array, theirs.frames[-1].cell.array, rtol=1e-7)
+    assert ours.frames[-1].info["pressure_bar"] == pytest.approx(theirs.frames[-1].info["pressure_bar"], rel=1e-5)
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
 def test_an_npt_run_resumes_from_its_state(model_dir, box, hybrid):
     """Two NPT chunks (box position, box momentum and barostat chain in the state) follow one."""
     settings = replace(NPT, d3=D3) if hybrid else NPT

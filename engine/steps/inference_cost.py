@@ -41,14 +41,13 @@ class InferenceCost(ModelAnalysis):
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from archive.arrays import write_dataset
         from engine.inference_cost import inference_cost
-        from engine.steps.md import d3_options
 
         (box,) = ctx.input_frames("box")
         box.calc = None
         repeats = [replication(n // self.box_pairs) for n in self.ion_pairs]
         cutoffs = self.d3_cutoffs if {"jax+d3", "ase+d3"} & set(self.paths) else []
         ds = inference_cost(ctx.model_dir(f"model{task_id}"), box, repeats=repeats, paths=self.paths,
-                            d3=d3_options(self.d3), d3_cutoffs=cutoffs, n_steps=self.n_steps, warmup=self.warmup,
+                            d3=self.d3, d3_cutoffs=cutoffs, n_steps=self.n_steps, warmup=self.warmup,
                             cache_dir=ctx.jax_cache)
         ds.attrs.update(model=self.models[int(task_id)], model_step=ctx.inputs[f"model{task_id}"])
         write_dataset(ctx.archive.task_file(ctx.key, task_id, ".nc"), ds)

@@ -42,14 +42,6 @@ def choose_engine(sampler: MDSampler, box_ok: bool, d3: DispersionCorrection | N
     return "jax", "requested" if sampler.engine == "jax" else "fastest valid engine"
 
 
-def d3_options(d3: DispersionCorrection) -> dict[str, Any]:
-    """Keyword arguments of engine.d3's calculators for the spec's d3 section."""
-    import torch
-
-    return {"xc": d3.functional, "damping": d3.damping, "cutoff": d3.cutoff, "cn_cutoff": d3.cn_cutoff,
-            "skin": d3.skin, "dtype": getattr(torch, d3.dtype), "tail_correction": d3.tail_correction}
-
-
 @register
 class MD(GuardedStep):
     """Sample candidates from an MD run that starts at the ``start`` input's last end structure; the
@@ -123,9 +115,9 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
 
     calc = apax_model.load_calculator(model_dir, cache_dir=ctx.jax_cache)  # a fresh calculator every chunk
     if step.d3 is not None:
-        from engine.d3 import hybrid_calculator
+        from engine.d3 import calculator_options, hybrid_calculator
 
-        calc = hybrid_calculator(calc, **d3_options(step.d3))
+        calc = hybrid_calculator(calc, **calculator_options(step.d3))
     uncertainty = (lambda a: apax_model.force_uncertainty(calc.results)) if is_ensemble(ctx) else None
     chunk = run_md_chunk(atoms, calc, step.sampler, seed=step.seed, first=first, last=last, state=state,
                          uncertainty=uncertainty, guard=step.temperature_guard)
@@ -145,9 +137,7 @@ def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
 
     s = step.sampler
     guard = step.temperature_guard
-    d3 = None if step.d3 is None else D3Term.from_section(
-        step.d3.functional, step.d3.damping, step.d3.cutoff, step.d3.cn_cutoff, step.d3.skin, step.d3.dtype,
-        step.d3.tail_correction)
+    d3 = None if step.d3 is None else D3Term.from_spec(step.d3)
     settings = MDSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
                           threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
                           hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
