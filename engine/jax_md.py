@@ -53,8 +53,8 @@ if TYPE_CHECKING:
 CAPACITY_MULTIPLIER = 1.25
 #: after an overflow the list is reallocated with at least this multiple of its capacity and the block rerun
 CAPACITY_GROWTH = 1.5
-#: test hook: the capacity of the list each chunk starts with (None: the state's where the pairs fit, else CAPACITY_MULTIPLIER
-#: x the pairs found); a tiny one forces the overflow path
+#: test hook: the capacity of the list each chunk starts with (None: the state's where the pairs fit,
+#: else CAPACITY_MULTIPLIER x the pairs found); a tiny one forces the overflow path
 FIRST_CAPACITY: int | None = None
 #: test hook: the same for the D3 list of a hybrid model
 FIRST_D3_CAPACITY: int | None = None
@@ -453,8 +453,8 @@ class _Simulator:
 
         return d3_inputs(self.term, numbers, np.asarray(cell) * (NPT_SHRINK if self.npt else 1.0))
 
-    def allocate_d3(self, position: Any, box: np.ndarray, d3: Any, minimum: int = 0, capacity: int | None = None,
-                    *, at_cell: Any = None) -> Any:
+    def allocate_d3(self, position: Any, box: np.ndarray, d3: Any, minimum: int = 0,
+                    capacity: int | None = None) -> Any:
         """The D3 half list at fractional ``position`` (None for the MLP alone), with room for ``minimum``
         pairs where they fit, else for CAPACITY_MULTIPLIER x its pairs, or exactly ``capacity`` (which
         may overflow: ``fitted_d3`` then reallocates)."""
