@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from archive.reader import Campaign
+    from ilcampaign.archive.reader import Campaign
 
 
 def open(path: Any, **options: Any) -> Campaign:
-    """The campaign at ``path`` (work directory, archive folder or export file); see archive.reader.open_campaign."""
-    from archive.reader import open_campaign
+    """The campaign at ``path`` (work directory, archive folder or export file); see ilcampaign.archive.reader.open_campaign."""
+    from ilcampaign.archive.reader import open_campaign
 
     return open_campaign(path, **options)

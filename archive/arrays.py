@@ -1,7 +1,7 @@
 """Array results (learning curves, errors per frame, ...) as netCDF4 files via xarray + h5netcdf.
 
 Every numeric variable must say its ``units`` (CF style, "1" for dimensionless), so no number in
-the archive is ambiguous. Files are byte-stable (see archive.hdf5): the same dataset gives the
+the archive is ambiguous. Files are byte-stable (see ilcampaign.archive.hdf5): the same dataset gives the
 same bytes, with variables and attributes in the dataset's order, contiguous and uncompressed
 unless a variable's encoding asks otherwise.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import xarray as xr
 
-from archive.atomic import atomic_path
+from ilcampaign.archive.atomic import atomic_path
 
 NUMERIC_KINDS = "iufc"  # bool, str, datetime and timedelta are exempt (xarray encodes the latter's units)
 
@@ -21,11 +21,11 @@ NUMERIC_KINDS = "iufc"  # bool, str, datetime and timedelta are exempt (xarray e
 def write_dataset(path: str | os.PathLike[str], ds: xr.Dataset) -> None:
     """Write ``ds`` to ``path`` atomically and byte-stably; ValueError if a numeric variable lacks
     ``units``. (xarray's ``to_netcdf`` cannot make files without HDF5 timestamps, so the dataset
-    goes through h5netcdf's store on a file made by archive.hdf5.)"""
+    goes through h5netcdf's store on a file made by ilcampaign.archive.hdf5.)"""
     for name, variable in ds.variables.items():
         if variable.dtype.kind in NUMERIC_KINDS and "units" not in variable.attrs:
             raise ValueError(f"variable {name!r} has no 'units' attribute (use '1' if dimensionless)")
-    from archive.hdf5 import create
+    from ilcampaign.archive.hdf5 import create
 
     with atomic_path(path) as tmp, create(tmp, track_order=True) as f:
         dump(f, ds, mode="w")

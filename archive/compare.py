@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from archive.store import Archive
+from ilcampaign.archive.store import Archive
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NUMERIC, METADATA, CONTENT, MISSING = "numeric", "metadata only", "content", "missing"

@@ -6,7 +6,7 @@ Layout of the export::
     /campaign/index.json      the archive's index.json, as text
     /campaign/manifest.json   the spec as written and its step graph (campaign.json; absent before a run)
     /campaign/software.json   {package: [versions]} over every record
-    /campaign/ro-crate-metadata.json  the Workflow Run RO-Crate of the finished steps (archive.provenance;
+    /campaign/ro-crate-metadata.json  the Workflow Run RO-Crate of the finished steps (ilcampaign.archive.provenance;
                               with the manifest only); its file ids are the archive paths, as here
     /campaign/split.json      {HDF5 path: {file, sha256}} of trajectories split off to their own files
     /steps/<key>              attrs name, kind: one group per finished step
@@ -37,9 +37,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from archive.atomic import atomic_path, sha256_file
-from archive.hdf5 import create
-from archive.store import Archive, ArchiveError
+from ilcampaign.archive.atomic import atomic_path, sha256_file
+from ilcampaign.archive.hdf5 import create
+from ilcampaign.archive.store import Archive, ArchiveError
 
 FORMAT = "ilcampaign-export 2"
 OLD_FORMATS = ("ilcampaign-export 1",)  # read by archive.open, refused by verify_export (attributes not checksummed)
@@ -327,7 +327,7 @@ def _put_netcdf(f: h5py.File, where: str, source: Path) -> None:
     the export holds little else."""
     import xarray as xr
 
-    from archive.arrays import dump
+    from ilcampaign.archive.arrays import dump
 
     dump(f, xr.load_dataset(source, engine="h5netcdf", decode_cf=False), mode="a", group=where)
 
@@ -358,7 +358,7 @@ def _crate(archive: Archive) -> bytes:
     """The archive's RO-Crate metadata, written to a scratch folder and read back."""
     import tempfile
 
-    from archive.provenance import ro_crate
+    from ilcampaign.archive.provenance import ro_crate
 
     with tempfile.TemporaryDirectory() as scratch:
         return ro_crate(archive.root, scratch).read_bytes()

@@ -7,7 +7,7 @@ per-frame ``box/pbc``; energy as ``observables/atoms/potential_energy``; stress 
 ``atoms.info`` scalars as observables (NaN or "" = absent in that frame, strings JSON-encoded).
 Every element's ``step`` (frame ordinal 1..n) and ``time`` (nominal 1 fs per frame) are hard
 links to one shared pair, as H5MD allows; MDAnalysis needs them per frame, not scalar. Files are
-byte-stable (see archive.hdf5): the same frames give the same bytes.
+byte-stable (see ilcampaign.archive.hdf5): the same frames give the same bytes.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from archive.atomic import atomic_path
-from archive.hdf5 import create
+from ilcampaign.archive.atomic import atomic_path
+from ilcampaign.archive.hdf5 import create
 
 PARTICLES = "/particles/atoms"
 OBSERVABLES = "/observables/atoms"

@@ -17,8 +17,8 @@ from typing import Any
 from rocrate.model import ComputerLanguage, ContextEntity, Person, SoftwareApplication
 from rocrate.rocrate import ROCrate
 
-from archive.atomic import sha256_file
-from archive.store import Archive, ArchiveError
+from ilcampaign.archive.atomic import sha256_file
+from ilcampaign.archive.store import Archive, ArchiveError
 
 #: the profiles the crate follows beyond the one ``add_workflow`` adds (Workflow RO-Crate 1.1)
 PROFILES = {

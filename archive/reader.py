@@ -1,5 +1,5 @@
 """One small read API over a campaign in a work directory, an archive folder or a one-file export
-(archive.export), so analyses read published campaigns as they read local ones."""
+(ilcampaign.archive.export), so analyses read published campaigns as they read local ones."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 
-from archive.atomic import atomic_path
-from archive.store import Archive
+from ilcampaign.archive.atomic import atomic_path
+from ilcampaign.archive.store import Archive
 
 if TYPE_CHECKING:
     import ase
@@ -113,12 +113,12 @@ class _Folder:
         return self.archive.record(key)
 
     def frames(self, key: str, filename: str) -> list[ase.Atoms]:
-        from archive.frames import read_frames
+        from ilcampaign.archive.frames import read_frames
 
         return read_frames(self.archive.output(key, filename))
 
     def dataset(self, key: str, filename: str) -> xr.Dataset:
-        from archive.arrays import read_dataset
+        from ilcampaign.archive.arrays import read_dataset
 
         return read_dataset(self.archive.output(key, filename))
 
@@ -133,7 +133,7 @@ class _Export:
     """Reading an export file (opened per call, so it is never held open)."""
 
     def __init__(self, path: Path, cache_dir: Path):
-        from archive.export import FORMAT, OLD_FORMATS
+        from ilcampaign.archive.export import FORMAT, OLD_FORMATS
 
         self.path, self.cache_dir = path, cache_dir
         with h5py.File(path, "r") as f:
@@ -155,7 +155,7 @@ class _Export:
             return json.loads(f[name][()]) if name in f else None
 
     def frames(self, key: str, filename: str) -> list[ase.Atoms]:
-        from archive.frames import read_frames
+        from ilcampaign.archive.frames import read_frames
 
         with h5py.File(self.path, "r") as f:
             return read_frames(f[f"steps/{key}/{filename}"])
@@ -164,7 +164,7 @@ class _Export:
         """The netCDF group, less the export's checksum attrs."""
         import xarray as xr
 
-        from archive.export import CHECKSUMS
+        from ilcampaign.archive.export import CHECKSUMS
 
         ds = xr.load_dataset(self.path, group=f"steps/{key}/{filename}", engine="h5netcdf")
         for attrs in (ds.attrs, *(variable.attrs for variable in ds.variables.values())):
@@ -193,7 +193,7 @@ class _Export:
 def _extract(group: h5py.Group, target: Path) -> None:
     """An H5MD group as a file of its own, atomically: one copy keeps the hard links that H5MD
     elements share, then its members move up to the root."""
-    from archive.hdf5 import create
+    from ilcampaign.archive.hdf5 import create
 
     with atomic_path(target) as tmp, create(tmp) as out:
         group.file.copy(group, out, name="copy")

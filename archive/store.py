@@ -17,7 +17,7 @@ Layout under ``<workdir>/archive``::
 A step counts as finished only once its key is in the index; the index is replaced atomically
 after the record and outputs are durable, so a crash at any instant leaves a readable archive.
 Outputs and blobs are byte-stable (the same result gives the same bytes, wherever and whenever
-it was computed: archive.hdf5, engine.model_blob); times and hosts go to records only.
+it was computed: ilcampaign.archive.hdf5, ilcampaign.engine.models.blob); times and hosts go to records only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from archive.atomic import TMP_SUFFIX, append_line, atomic_path, atomic_write_json, sha256_file
+from ilcampaign.archive.atomic import TMP_SUFFIX, append_line, atomic_path, atomic_write_json, sha256_file
 
 FORMAT = 1
 _INDEX_LOCK = threading.Lock()  # the index is read, changed and replaced as one step

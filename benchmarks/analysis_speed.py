@@ -1,4 +1,4 @@
-"""RDF and MSD throughput (frames/s) and peak memory of engine.analysis against MDAnalysis (reading
+"""RDF and MSD throughput (frames/s) and peak memory of ilcampaign.engine.analysis against MDAnalysis (reading
 the same H5MD file, and from memory via MemoryReader) and freud if installed, on a 100,000-frame x
 300-atom trajectory in the archive's format (10 BMIM BF4-like ion pairs, NPT-like cell per part).
 Each measurement runs in its own subprocess so peak RSS values do not mix.
@@ -30,12 +30,12 @@ R_MAX, BINS = 8.0, 1000
 
 def build(path: Path, n_frames: int) -> None:
     """Random-walk ions (rigid-ish molecules drifting) written in parts of PART frames by
-    write_frames and joined by archive.frames.concatenate."""
+    write_frames and joined by ilcampaign.archive.frames.concatenate."""
     import ase
     from ase.data import atomic_numbers
 
-    from archive.frames import concatenate, write_frames
-    from engine.guards import template
+    from ilcampaign.archive.frames import concatenate, write_frames
+    from ilcampaign.engine.structures.guards import template
 
     numbers, mol_ids = [], []
     for k in range(N_PAIRS):
@@ -68,8 +68,8 @@ def build(path: Path, n_frames: int) -> None:
 
 def selections(path: str):
     """Atom indices of the RDF pair (ring N of BMIM, B of BF4) for both codes."""
-    from engine.analysis import Trajectory, element_groups, molecules, of_species
-    from engine.guards import template
+    from ilcampaign.engine.analysis import Trajectory, element_groups, molecules, of_species
+    from ilcampaign.engine.structures.guards import template
 
     with Trajectory(path) as traj:
         mols = molecules(traj.mol_ids, traj.numbers)
@@ -83,7 +83,7 @@ def measure(method: str, path: str, stop: int) -> dict:
     n_idx, b_idx, n_atoms = selections(path)
     start = time.perf_counter()
     if method.startswith("ours"):
-        from engine.analysis import MSD, RDF, Sites, Trajectory
+        from ilcampaign.engine.analysis import MSD, RDF, Sites, Trajectory
 
         with Trajectory(path) as traj:
             if method == "ours-rdf":
@@ -114,7 +114,7 @@ def measure(method: str, path: str, stop: int) -> dict:
     elif method == "freud-rdf":
         import freud
 
-        from engine.analysis import Trajectory
+        from ilcampaign.engine.analysis import Trajectory
 
         rdf = freud.density.RDF(bins=BINS, r_max=R_MAX)
         with Trajectory(path) as traj:

@@ -33,8 +33,8 @@ def d3_alone(atoms, fractional: bool) -> float:
     import jax
     from apax.utils.jax_md_reduced import space
 
-    from engine.jax_hybrid import D3Term, d3_energy, d3_inputs
-    from engine.jax_neighbours import build
+    from ilcampaign.engine.dispersion.jax_term import D3Term, d3_energy, d3_inputs
+    from ilcampaign.engine.dispersion.neighbours import build
 
     term = D3Term.from_section("b97-3c", "bj", CUTOFF, CUTOFF, 0.5, "float32", False)
     cell = atoms.cell.array
@@ -56,10 +56,11 @@ def d3_alone(atoms, fractional: bool) -> float:
 
 
 def without_rebuild(run):
-    """``run()`` with engine.jax_neighbours.needs_rebuild always false (fresh simulators before and after)."""
+    """``run()`` with ilcampaign.engine.dispersion.neighbours.needs_rebuild always false (fresh simulators before and after)."""
     import jax.numpy as jnp
 
-    from engine import jax_md, jax_neighbours
+    from ilcampaign.engine.md import jax as jax_md
+    from ilcampaign.engine.dispersion import neighbours as jax_neighbours
 
     original = jax_neighbours.needs_rebuild
     jax_md._SIMULATORS.clear()

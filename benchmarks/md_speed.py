@@ -4,7 +4,7 @@
     python benchmarks/md_speed.py --d3-only --device cuda --boxes DIR [--pairs 8 16 32]
 
 Columns: apax's own JAX MD (``apax.md.simulate.run_md``, 2-member ensemble), our JAX MD
-(engine.jax_md: single model, 2-member ensemble), our JAX MD of the hybrid model (D3(BJ) in the
+(ilcampaign.engine.md.jax: single model, 2-member ensemble), our JAX MD of the hybrid model (D3(BJ) in the
 loop, float32, skin 0.5 A: single model and ensemble at 8 A and 20 A, the ensemble at 20 A with
 the tail correction), our JAX MD in NPT (MTK integrator with the box held, single model, alone and
 with D3 at 20 A),
@@ -55,8 +55,8 @@ def box(pairs: int, boxes: Path | None):
     path = boxes / f"pairs{pairs}.extxyz" if boxes else None
     if path and path.exists():
         return read(path)
-    from campaign.units import to_internal
-    from engine.packing import conformer, pack_box
+    from ilcampaign.campaign.units import to_internal
+    from ilcampaign.engine.structures.packing import conformer, pack_box
 
     ions = [(conformer(BMIM, seed=0), pairs), (conformer(BF4, seed=1), pairs)]
     atoms = pack_box(ions, to_internal("1.21 g/cm^3", "density"), seed=0, tolerance=2.0)
@@ -70,8 +70,8 @@ def model(directory: Path, frames, members: int, r_max: float, nn: list[int]) ->
     """A GMNN with hidden layers ``nn`` (``members`` 1: a single model) trained briefly on ``frames``."""
     from apax.train.run import run
 
-    from campaign.spec import ApaxModel
-    from engine import apax_training
+    from ilcampaign.campaign.spec import ApaxModel
+    from ilcampaign.engine.models import training as apax_training
 
     ensemble = None if members == 1 else {"n_members": members}
     spec = ApaxModel(epochs=1, batch_size=1, valid_batch_size=1, ensemble=ensemble, r_max=r_max, zbl=False, nn=nn)
@@ -110,10 +110,10 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
     outgrows its capacity recompiles the loop once)."""
     from ase import units
 
-    from engine import apax_model
-    from engine.inference_cost import compile_spans, covered_seconds
-    from engine.jax_hybrid import D3Term
-    from engine.jax_md import MDSettings, run_chunk
+    from ilcampaign.engine.models import apax as apax_model
+    from ilcampaign.engine.analysis.inference_cost import compile_spans, covered_seconds
+    from ilcampaign.engine.dispersion.jax_term import D3Term
+    from ilcampaign.engine.md.jax import MDSettings, run_chunk
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
@@ -142,7 +142,7 @@ def apax_jax_rate(model_dir: Path, atoms, steps: int, workdir: Path, r_max: floa
     from apax.md.simulate import run_md
     from ase.io import write
 
-    from engine import apax_model
+    from ilcampaign.engine.models import apax as apax_model
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
@@ -179,8 +179,8 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
     """The full table's row: JAX MD, ASE + apax, ASE + apax + D3 (8/20 A, skin 0/0.5 A)."""
     import torch
 
-    from engine import apax_model
-    from engine.d3 import hybrid_calculator
+    from ilcampaign.engine.models import apax as apax_model
+    from ilcampaign.engine.dispersion.torch_dftd import hybrid_calculator
 
     frames = zero_frames(atoms)
     single, ensemble = (model(tmp / f"p{pairs}", frames, members, args.r_max, args.nn) for members in (1, 2))
@@ -207,13 +207,13 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
 
 
 def jax_d3_calculator(cutoff: float):
-    """D3(BJ) B97-3c alone as an ASE calculator on our JAX path: engine.jax_hybrid's energy (float32)
-    and its jitted gradient on engine.jax_neighbours' list, kept by NeighbourList (skin 0.5 A)."""
+    """D3(BJ) B97-3c alone as an ASE calculator on our JAX path: ilcampaign.engine.dispersion.jax_term's energy (float32)
+    and its jitted gradient on ilcampaign.engine.dispersion.neighbours' list, kept by NeighbourList (skin 0.5 A)."""
     import jax
     from ase.calculators.calculator import Calculator, all_changes
 
-    from engine.jax_hybrid import D3Term, d3_energy
-    from engine.jax_neighbours import NeighbourList
+    from ilcampaign.engine.dispersion.jax_term import D3Term, d3_energy
+    from ilcampaign.engine.dispersion.neighbours import NeighbourList
 
     term = D3Term.from_section("b97-3c", "bj", cutoff, cutoff, 0.5, "float32", False)
     call = jax.jit(jax.value_and_grad(lambda positions, cell, inputs, pairs: d3_energy(positions, cell, inputs,
@@ -227,7 +227,7 @@ def jax_d3_calculator(cutoff: float):
             self.neighbours, self.inputs = NeighbourList(term.cutoff, term.skin), None
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-            from engine.jax_hybrid import d3_inputs
+            from ilcampaign.engine.dispersion.jax_term import d3_inputs
 
             super().calculate(atoms, properties, system_changes)
             cell = self.atoms.cell.array
@@ -245,7 +245,7 @@ def d3_rates(atoms, args) -> dict[str, float | None]:
     import torch
     from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
-    from engine.d3 import SkinD3Calculator
+    from ilcampaign.engine.dispersion.torch_dftd import SkinD3Calculator
 
     rates = {}
     for cutoff in D3_CUTOFFS:

@@ -40,17 +40,17 @@ def zero_labelled(atoms, n: int, seed: int) -> list:
 
 
 def spec_model(epochs: int):
-    from campaign.spec import ApaxModel
+    from ilcampaign.campaign.spec import ApaxModel
 
     return ApaxModel(nn=[32, 32], r_max=5.0, epochs=epochs, batch_size=2, valid_batch_size=4, zbl=False)
 
 
 def md_time(engine: str, model_dir: Path, atoms, steps: int, every: int, cache: Path) -> float:
     """Wall time of ``steps`` MD steps run in chunks of ``every``, each started as a resumed chunk."""
-    from campaign.spec import MDSampler
-    from engine import apax_model
-    from engine.dynamics import run_md_chunk, temperatures
-    from engine.jax_md import MDSettings, run_chunk
+    from ilcampaign.campaign.spec import MDSampler
+    from ilcampaign.engine.models import apax as apax_model
+    from ilcampaign.engine.md.ase import run_md_chunk, temperatures
+    from ilcampaign.engine.md.jax import MDSettings, run_chunk
 
     thermostat = "langevin" if engine == "ase" else "nose_hoover_chain"
     sampler = MDSampler(thermostat=thermostat, temperature=300, n_steps=steps, interval=10, uncertainty_threshold=None)
@@ -72,7 +72,7 @@ def md_time(engine: str, model_dir: Path, atoms, steps: int, every: int, cache: 
 
 
 def train_time(frames: list, workdir: Path, every: int, epochs: int) -> float:
-    from engine.apax_training import train
+    from ilcampaign.engine.models.training import train
 
     start = time.perf_counter()
     train(spec_model(epochs), frames[:12], frames[12:], workdir, checkpoint_every=every)
@@ -88,9 +88,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, nargs="+", default=[10, 1])
     args = parser.parse_args()
 
-    from campaign.units import to_internal
-    from engine.apax_training import train
-    from engine.packing import conformer, pack_box
+    from ilcampaign.campaign.units import to_internal
+    from ilcampaign.engine.models.training import train
+    from ilcampaign.engine.structures.packing import conformer, pack_box
 
     atoms = pack_box([(conformer(BMIM, seed=0), args.pairs), (conformer(BF4, seed=1), args.pairs)],
                      to_internal("1.21 g/cm^3", "density"), seed=0, tolerance=2.0)

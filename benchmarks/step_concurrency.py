@@ -52,11 +52,11 @@ def main() -> None:
     parser.add_argument("--from", dest="first_group", default="production")
     args = parser.parse_args()
 
-    import engine.steps  # noqa: F401
-    from campaign.loader import load_spec
-    from engine.execute import make_executor
-    from engine.graph import build_graph
-    from engine.runner import run_graph
+    import ilcampaign.engine.steps  # noqa: F401
+    from ilcampaign.campaign.loader import load_spec
+    from ilcampaign.engine.run.execute import make_executor
+    from ilcampaign.engine.graph import build_graph
+    from ilcampaign.engine.run.runner import run_graph
 
     nodes = build_graph(load_spec(args.spec), base=args.spec.resolve().parent)
     groups = list(dict.fromkeys(node.group for node in nodes))

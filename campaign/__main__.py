@@ -1,5 +1,5 @@
 """``python -m campaign`` is the ``campaign`` command."""
 
-from campaign.cli import app
+from ilcampaign.campaign.cli import app
 
 app(prog_name="campaign")

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from engine.runner import GraphFailed
+    from ilcampaign.engine.run.runner import GraphFailed
 
 app = typer.Typer(
     help="Declarative learning-on-the-fly campaigns for machine-learned potentials of ionic liquids.",
@@ -34,7 +34,7 @@ WorkdirOpt = Annotated[
 
 
 def _load(path: Path):
-    from campaign.loader import SpecError, load_spec
+    from ilcampaign.campaign.loader import SpecError, load_spec
 
     try:
         return load_spec(path)
@@ -48,7 +48,7 @@ def _workdir(spec, workdir: Path | None) -> Path:
 
 
 def _graph(spec, path: Path):
-    from engine.graph import build_graph
+    from ilcampaign.engine.graph import build_graph
 
     try:
         return build_graph(spec, base=path.resolve().parent)
@@ -58,7 +58,7 @@ def _graph(spec, path: Path):
 
 
 def _archive(workdir: Path):
-    from archive.store import Archive
+    from ilcampaign.archive.store import Archive
 
     return Archive(workdir / "archive")
 
@@ -75,7 +75,7 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write it to this file instead")] = None,
 ) -> None:
     """Print the JSON Schema of spec files as written (for editors and the YAML language server)."""
-    from campaign.schema import spec_schema
+    from ilcampaign.campaign.schema import spec_schema
 
     text = json.dumps(spec_schema(), indent=2) + "\n"
     if output is None:
@@ -92,8 +92,8 @@ def schema(
 @app.command("show-spec")
 def show_spec(spec: SpecArg) -> None:
     """Print the fully resolved spec: every default filled in, quantities with units."""
-    from campaign.loader import dump_spec
-    from campaign.spec import dispersion
+    from ilcampaign.campaign.loader import dump_spec
+    from ilcampaign.campaign.spec import dispersion
 
     loaded = _load(spec)
     print(dump_spec(loaded), end="")
@@ -116,7 +116,7 @@ def plan(
     if table:
         _print_schedule(loaded)
         return
-    from engine.graph import state, why
+    from ilcampaign.engine.graph import state, why
 
     nodes = _graph(loaded, spec)
     archive = _archive(_workdir(loaded, workdir))
@@ -148,7 +148,7 @@ def plan(
 
 def _print_schedule(spec) -> None:
     """Table 1 of the spec: what each iteration samples and adds, and the running dataset counts."""
-    from campaign.schedule import table
+    from ilcampaign.campaign.schedule import table
 
     rows = table(spec)
     shown = Table(title=f"{spec.campaign.name}: the schedule (Table 1), counts as the spec asks for them",
@@ -177,7 +177,7 @@ def _print_schedule(spec) -> None:
 @app.command("why")
 def why_cmd(spec: SpecArg, step: Annotated[str, typer.Argument(help="step name or key prefix")], workdir: WorkdirOpt = None) -> None:
     """Explain why a step would run: which fields or inputs changed since it last finished."""
-    from engine.graph import why
+    from ilcampaign.engine.graph import why
 
     loaded = _load(spec)
     nodes = _graph(loaded, spec)
@@ -213,9 +213,9 @@ def run(
         TimeRemainingColumn,
     )
 
-    from engine.manifest import campaign_manifest
-    from engine.runner import GraphFailed, LockedError, run_graph
-    from engine.step import StepFailed
+    from ilcampaign.engine.graph.manifest import campaign_manifest
+    from ilcampaign.engine.run.runner import GraphFailed, LockedError, run_graph
+    from ilcampaign.engine.step import StepFailed
 
     loaded = _load(spec)
     nodes = _graph(loaded, spec)
@@ -271,7 +271,7 @@ def _executor(spec, spec_path: Path, directory: Path, workers: int | None, parsl
         parsl = spec_path.resolve().parent / execution.config
     if parsl is None:
         return workers or getattr(execution, "workers", 1), None
-    from engine.parsl_executor import ParslExecutor
+    from ilcampaign.engine.run.parsl_executor import ParslExecutor
 
     try:
         executor = ParslExecutor(parsl, run_dir=directory / "parsl")
@@ -285,7 +285,7 @@ def _report_failures(exc: GraphFailed, directory: Path) -> None:
     """Name each failed step and the steps it blocked; tracebacks of unforeseen errors go to error.log."""
     import traceback
 
-    from engine.step import StepFailed
+    from ilcampaign.engine.step import StepFailed
 
     tracebacks = []
     for name, failure in exc.failures:
@@ -405,7 +405,7 @@ def verify(
 
 
 def _is_hdf5(path: Path) -> bool:
-    from archive.compare import HDF5_MAGIC
+    from ilcampaign.archive.compare import HDF5_MAGIC
 
     with open(path, "rb") as handle:
         return handle.read(len(HDF5_MAGIC)) == HDF5_MAGIC
@@ -413,7 +413,7 @@ def _is_hdf5(path: Path) -> bool:
 
 def _verify_export(path: Path, against: Path | None) -> None:
     """Check every checksum of an export file and its split files; exit 1 naming each damaged object."""
-    from archive.export import verify_export
+    from ilcampaign.archive.export import verify_export
 
     if against is not None:
         err.print("--against compares work directories, not export files", markup=False)
@@ -443,8 +443,8 @@ def export_cmd(
     the spec and step graph, and <workdir>/report.html and the report's figure PDFs (newest of
     <workdir>/report_cache/*/<figure>/figure.pdf) where present; every dataset checksummed
     (campaign verify FILE.h5)."""
-    from archive.export import export
-    from archive.store import ArchiveError
+    from ilcampaign.archive.export import export
+    from ilcampaign.archive.store import ArchiveError
 
     directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
     archive = _archive(directory)
@@ -481,8 +481,8 @@ def publish_cmd(
     longer has, and publish with --release. A rerun after a failure resumes where it stopped."""
     import os
 
-    from publish.dataverse import token_from
-    from publish.deposit import PublishError, publish
+    from ilcampaign.publish.dataverse import token_from
+    from ilcampaign.publish.deposit import PublishError, publish
 
     directory = target.resolve() if target.is_dir() else _workdir(_load(target), workdir)
     try:
@@ -521,7 +521,7 @@ def _report_files(directory: Path) -> dict[str, Path]:
 def _view(target: Path, workdir: Path | None):
     """The campaign view of a spec (its graph, computed now) or of a work directory (the graph its
     last run stored), and the work directory."""
-    from reports.view import CampaignView
+    from ilcampaign.reports.view import CampaignView
 
     if target.is_dir():
         directory = target.resolve()
@@ -531,7 +531,7 @@ def _view(target: Path, workdir: Path | None):
                       markup=False)
             raise typer.Exit(2)
     else:
-        from engine.manifest import campaign_manifest
+        from ilcampaign.engine.graph.manifest import campaign_manifest
 
         loaded = _load(target)
         directory = _workdir(loaded, workdir)
@@ -547,7 +547,7 @@ def report(
 ) -> None:
     """Write the campaign's report: one self-contained HTML file rebuilt from the archive alone
     (runs no step; figures are cached in <workdir>/report_cache)."""
-    from reports.render import write_report
+    from ilcampaign.reports.render import write_report
 
     view, directory = _view(target, workdir)
     path = write_report(view, directory / "report_cache", output or directory / "report.html")
@@ -561,7 +561,7 @@ def figures(
     workdir: WorkdirOpt = None,
 ) -> None:
     """Write the paper figures (PDF, PNG, plotted data as CSV) and the tables (CSV, LaTeX)."""
-    from reports.render import write_figure_set
+    from ilcampaign.reports.render import write_figure_set
 
     view, directory = _view(target, workdir)
     written = write_figure_set(view, directory / "report_cache", output)
@@ -571,7 +571,7 @@ def figures(
 def _print_comparison(ours, theirs) -> None:
     """Each step of two archives: identical, or which outputs and blobs differ and how; exit 1 on
     any difference."""
-    from archive.compare import compare_archives
+    from ilcampaign.archive.compare import compare_archives
 
     steps = compare_archives(ours, theirs)
     for step in steps:

@@ -19,7 +19,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
 
-from campaign.spec import CampaignSpec, Problem
+from ilcampaign.campaign.spec import CampaignSpec, Problem
 
 Loc = tuple[Any, ...]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from campaign.spec import (
+from ilcampaign.campaign.spec import (
     BoxRamp,
     CampaignSpec,
     InitialFile,
@@ -21,7 +21,7 @@ from campaign.spec import (
     Stage,
     TemperatureRamp,
 )
-from campaign.units import from_internal
+from ilcampaign.campaign.units import from_internal
 
 RULE_NAMES = {"bal": "BAL", "random": "random", "all": "all"}
 

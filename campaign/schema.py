@@ -16,8 +16,8 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 
-from campaign.spec import SAMPLER_KINDS, CampaignSpec, Failures, FinalModel, Iteration, Relabel, Start, TemperatureRamp
-from campaign.units import DEFAULT_UNIT, UNITS, from_internal
+from ilcampaign.campaign.spec import SAMPLER_KINDS, CampaignSpec, Failures, FinalModel, Iteration, Relabel, Start, TemperatureRamp
+from ilcampaign.campaign.units import DEFAULT_UNIT, UNITS, from_internal
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 Schema = dict[str, Any]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from archive.store import Archive
+from ilcampaign.archive.store import Archive
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -55,7 +55,7 @@ class StepContext:
         return self.archive.step_dir(self.key)
 
     def input_frames(self, slot: str) -> list[Atoms]:
-        from archive.frames import read_frames
+        from ilcampaign.archive.frames import read_frames
 
         return read_frames(self.archive.output(self.inputs[slot], FRAMES))
 
@@ -64,11 +64,11 @@ class StepContext:
 
     def model_dir(self, slot: str = "model") -> Path:
         """The trained model of input ``slot``, unpacked once per work directory from its blob as a
-        folder apax loads (engine.model_blob)."""
+        folder apax loads (ilcampaign.engine.models.blob)."""
         import shutil
         import tempfile
 
-        from engine.model_blob import unpack
+        from ilcampaign.engine.models.blob import unpack
 
         digest = self.input_record(slot)["blobs"]["model"]
         target = self.scratch.parent / "models" / digest[:16]
@@ -103,7 +103,7 @@ class StepContext:
         self.archive.journal(self.key, {"event": event, **fields, "time": time.time()})
 
     def task_frames(self, task_id: str) -> list[Atoms]:
-        from archive.frames import read_frames
+        from ilcampaign.archive.frames import read_frames
 
         path = self.archive.task_file(self.key, task_id, ".h5")
         return read_frames(path) if path.exists() else []
@@ -121,7 +121,7 @@ class StepContext:
         return outputs, summary
 
     def write_frames(self, frames: list[Atoms], filename: str = FRAMES) -> str:
-        from archive.frames import write_frames
+        from ilcampaign.archive.frames import write_frames
 
         write_frames(self.out_dir / filename, frames)
         return filename
@@ -147,7 +147,7 @@ class Step(BaseModel):
         raise NotImplementedError
 
     def task_resources(self) -> dict[str, Any]:
-        """What one task needs by default (keys as ``campaign.spec.execution.Resources``); the
+        """What one task needs by default (keys as ``ilcampaign.campaign.spec.execution.Resources``); the
         spec's ``execution.resources`` override it per step kind."""
         return dict(TASK_RESOURCES)
 

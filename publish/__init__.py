@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from publish.deposit import Deposit
+    from ilcampaign.publish.deposit import Deposit
 
 
 def publish(*args: Any, **kwargs: Any) -> Deposit:
-    """Export the campaign and deposit it in a Dataverse collection; see publish.deposit.publish."""
-    from publish.deposit import publish as _publish
+    """Export the campaign and deposit it in a Dataverse collection; see ilcampaign.publish.deposit.publish."""
+    from ilcampaign.publish.deposit import publish as _publish
 
     return _publish(*args, **kwargs)

@@ -280,7 +280,7 @@ class DryRun(Client):
         if request.body is not None:
             entry["json"] = request.body
         if request.upload is not None:
-            from publish.deposit import checksums
+            from ilcampaign.publish.deposit import checksums
 
             path = request.upload.path
             entry["multipart"] = {"jsonData": request.upload.json_data,

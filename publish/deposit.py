@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.atomic import atomic_write_json
-from publish.dataverse import (
+from ilcampaign.archive.atomic import atomic_write_json
+from ilcampaign.publish.dataverse import (
     Client,
     ConnectionLost,
     DataverseError,
@@ -30,7 +30,7 @@ from publish.dataverse import (
     InsecureURL,
     check_url,
 )
-from publish.metadata import CAMPAIGN_ID_AGENCY, MetadataError, dataset_json, digest
+from ilcampaign.publish.metadata import CAMPAIGN_ID_AGENCY, MetadataError, dataset_json, digest
 
 ALGORITHMS = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}
 
@@ -232,7 +232,7 @@ def _remote_checksum(data_file: dict[str, Any]) -> tuple[str, str]:
 
 def _locate(target: Path):
     """(work directory, Archive) of a work directory or an archive folder."""
-    from archive.store import Archive
+    from ilcampaign.archive.store import Archive
 
     target = target.resolve()
     if (target / "archive" / "index.json").exists():
@@ -248,8 +248,8 @@ def _export(archive, out: Path, state: dict[str, Any], report_files: dict[str, P
     missing or changed."""
     import h5py
 
-    from archive.export import export, verify_export
-    from archive.store import ArchiveError
+    from ilcampaign.archive.export import export, verify_export
+    from ilcampaign.archive.store import ArchiveError
 
     source = hashlib.sha256()
     for path in (archive.index_path, archive.manifest_path):

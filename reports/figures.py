@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from reports.style import DOUBLE, OKABE_ITO, SINGLE, figure, styled
+from ilcampaign.reports.style import DOUBLE, OKABE_ITO, SINGLE, figure, styled
 
 #: molar gas constant, J/(mol K) (Arrhenius lines)
 R_GAS = 8.314462618

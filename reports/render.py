@@ -15,8 +15,8 @@ from typing import Any
 
 import jinja2
 
-from reports import tables
-from reports.view import CampaignView
+from ilcampaign.reports import tables
+from ilcampaign.reports.view import CampaignView
 
 CACHE_FORMAT = 1
 
@@ -57,7 +57,7 @@ def _cache_key(view: CampaignView, function: Callable, code: str) -> str:
 
 def figures(view: CampaignView, cache: Path) -> list[Figure]:
     """Every figure of the campaign, drawn only on a cache miss."""
-    from reports.figures import FIGURES
+    from ilcampaign.reports.figures import FIGURES
 
     code = _code_version()
     out = []
@@ -74,8 +74,8 @@ def figures(view: CampaignView, cache: Path) -> list[Figure]:
 
 def _draw(view: CampaignView, function: Callable, folder: Path) -> None:
     """Draw one figure function's plots into a fresh cache folder (renamed into place when complete)."""
-    from reports.figures import Missing
-    from reports.style import save, svg_text
+    from ilcampaign.reports.figures import Missing
+    from ilcampaign.reports.style import save, svg_text
 
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from reports.view import CampaignView
+from ilcampaign.reports.view import CampaignView
 
 SAMPLER_KINDS = ("md", "geometry_optimisation", "conformers", "volume_scan", "initial_pool")
 Cell = str | int | float | None

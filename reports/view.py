@@ -10,7 +10,7 @@ from typing import Any
 
 import xarray as xr
 
-from archive.store import Archive
+from ilcampaign.archive.store import Archive
 
 STATES = ("done", "stale", "not run")
 

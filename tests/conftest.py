@@ -82,8 +82,8 @@ def trained_spec(path: Path, extra: str) -> Path:
 
 def nodes_until(spec: Path, last: str):
     """The spec's steps up to and including ``last``."""
-    from campaign.loader import load_spec
-    from engine.graph import build_graph
+    from ilcampaign.campaign.loader import load_spec
+    from ilcampaign.engine.graph import build_graph
 
     nodes = build_graph(load_spec(spec), base=spec.parent)
     return nodes[: [n.name for n in nodes].index(last) + 1]
@@ -92,7 +92,7 @@ def nodes_until(spec: Path, last: str):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Path:
     """A work directory with the steps of ``trained_spec`` up to the first model (train.initial)."""
-    from engine.runner import run_graph
+    from ilcampaign.engine.run.runner import run_graph
 
     root = tmp_path_factory.mktemp("trained")
     spec = trained_spec(root / "spec.yaml", "sampling:\n  - samplers:\n      md: {n_steps: 10}\n"

@@ -1,4 +1,4 @@
-"""RDF and MSD of engine.analysis against MDAnalysis and against direct numpy on small synthetic
+"""RDF and MSD of ilcampaign.engine.analysis against MDAnalysis and against direct numpy on small synthetic
 trajectories. Coordinates lie on a 2^-10 A grid and cells are ones MDAnalysis's float32 arithmetic
 holds exactly (power-of-two lengths; triclinic cells that survive its box round trip), so both
 codes see the same distances to the last bit and histogram counts must agree exactly."""
@@ -11,9 +11,9 @@ import ase
 import numpy as np
 import pytest
 
-from archive.frames import read_frames, write_frames
-from engine.analysis import MSD, RDF, Sites, Trajectory, molecules
-from engine.analysis.msd import msd_fft
+from ilcampaign.archive.frames import read_frames, write_frames
+from ilcampaign.engine.analysis import MSD, RDF, Sites, Trajectory, molecules
+from ilcampaign.engine.analysis.msd import msd_fft
 
 GRID = 2.0**-10
 N_ATOMS, N_FRAMES = 40, 200

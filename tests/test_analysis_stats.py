@@ -1,4 +1,4 @@
-"""Statistics of engine.analysis.stats on synthetic data with known answers."""
+"""Statistics of ilcampaign.engine.analysis.stats on synthetic data with known answers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from engine.analysis.msd import msd_fft
-from engine.analysis.stats import (
+from ilcampaign.engine.analysis.msd import msd_fft
+from ilcampaign.engine.analysis.stats import (
     KB,
     XI,
     arrhenius_fit,

@@ -1,4 +1,4 @@
-"""engine.apax_model and engine.apax_training end to end on a tiny real dataset: one BMIM BF4 ion
+"""ilcampaign.engine.models.apax and ilcampaign.engine.models.training end to end on a tiny real dataset: one BMIM BF4 ion
 pair (30 atoms, 7.2 A box) rattled and labelled with GFN2-xTB, and one [16, 16] ensemble trained
 for a few epochs that every test shares (training dominates the run time)."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from campaign.spec import ApaxModel
-from campaign.units import to_internal
+from ilcampaign.campaign.spec import ApaxModel
+from ilcampaign.campaign.units import to_internal
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def min_pairwise_distance(features: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def box() -> Atoms:
-    from engine.packing import conformer, pack_box
+    from ilcampaign.engine.structures.packing import conformer, pack_box
 
     ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
     return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
@@ -65,7 +65,7 @@ def labelled(box) -> list[Atoms]:
 @pytest.fixture(scope="module")
 def trained(labelled, tmp_path_factory):
     """The shared ensemble, and whether training left the root logger's handlers as they were."""
-    from engine.apax_training import train
+    from ilcampaign.engine.models.training import train
 
     before = list(logging.getLogger().handlers)
     result = train(tiny_model(), labelled[:8], labelled[8:], tmp_path_factory.mktemp("train"), checkpoint_every=2)
@@ -73,7 +73,7 @@ def trained(labelled, tmp_path_factory):
 
 
 def test_apax_config_has_the_paper_settings_and_is_validated(tmp_path):
-    from engine.apax_training import apax_config
+    from ilcampaign.engine.models.training import apax_config
 
     paths = dict(train_path=tmp_path / "t.extxyz", valid_path=tmp_path / "v.extxyz", directory=tmp_path,
                  n_train=10, n_valid=5)
@@ -100,7 +100,7 @@ def test_apax_config_has_the_paper_settings_and_is_validated(tmp_path):
 
 
 def test_train_gives_finite_metrics_curves_with_units_and_a_lean_model(trained, tmp_path):
-    from archive.arrays import write_dataset
+    from ilcampaign.archive.arrays import write_dataset
 
     result, root_logger_kept = trained
     assert root_logger_kept
@@ -124,7 +124,7 @@ def test_train_gives_finite_metrics_curves_with_units_and_a_lean_model(trained, 
 
 
 def test_force_uncertainty_is_eqn_8(trained, labelled):
-    from engine.apax_model import force_uncertainty, load_calculator
+    from ilcampaign.engine.models.apax import force_uncertainty, load_calculator
 
     atoms = labelled[9].copy()
     atoms.calc = load_calculator(trained[0].model_dir)
@@ -140,7 +140,7 @@ def test_force_uncertainty_is_eqn_8(trained, labelled):
 
 
 def test_jax_md_valid_uses_perpendicular_widths(box):
-    from engine.apax_model import jax_md_valid
+    from ilcampaign.engine.models.apax import jax_md_valid
 
     side = box.cell.lengths()[0]  # 7.2 A
     assert jax_md_valid(box, R_MAX)
@@ -162,7 +162,7 @@ def test_bal_picks_distinct_frames_spread_wider_than_random_picks(trained, label
     spread of ten seeded random picks, what BAL is for, and (2) the bound the greedy pick does
     guarantee: any n + 2 pool frames have two within twice the pick's minimum distance. Seeds and
     model are fixed, so neither check is flaky."""
-    from engine.apax_model import bal_select
+    from ilcampaign.engine.models.apax import bal_select
 
     pool = rattled(box, np.linspace(0.01, 0.3, 16), seed=5)
     n = 4
@@ -188,7 +188,7 @@ def test_jitted_create_params_equals_apax_bit_for_bit(box, n_models, tmp_path):
     from apax.train.checkpoints import create_params
     from apax.data.preprocessing import compute_nl
 
-    from engine.apax_training import apax_config, jitted_create_params
+    from ilcampaign.engine.models.training import apax_config, jitted_create_params
 
     config = Config.model_validate(apax_config(tiny_model(), train_path=tmp_path / "train.extxyz",
                                                valid_path=tmp_path / "valid.extxyz", directory=tmp_path,

@@ -15,10 +15,10 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from archive import frames as frames_module
-from archive.arrays import read_dataset, write_dataset
-from archive.atomic import sha256_file
-from archive.frames import count_frames, read_frames, write_frames
+from ilcampaign.archive import frames as frames_module
+from ilcampaign.archive.arrays import read_dataset, write_dataset
+from ilcampaign.archive.atomic import sha256_file
+from ilcampaign.archive.frames import count_frames, read_frames, write_frames
 from tests.conftest import ROOT
 
 RNG = np.random.default_rng(42)
@@ -258,7 +258,7 @@ def test_killed_writer_leaves_previous_frames_intact(tmp_path):
         f"""
         import os, signal
         from ase.build import molecule
-        from archive import frames
+        from ilcampaign.archive import frames
 
         def die(f, *args):
             f.flush()  # the partial file reaches the disk, then the writer is killed

@@ -7,7 +7,7 @@ import json
 import pytest
 from ruamel.yaml import YAML
 
-from campaign.loader import load_spec
+from ilcampaign.campaign.loader import load_spec
 from tests.conftest import ROOT, run_cli
 from tests.test_spec_errors import BASE, edited
 

@@ -13,8 +13,8 @@ from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
-from engine.d3 import SkinD3Calculator, d3_results, hybrid_calculator, shift_labels
-from engine.packing import conformer
+from ilcampaign.engine.dispersion.torch_dftd import SkinD3Calculator, d3_results, hybrid_calculator, shift_labels
+from ilcampaign.engine.structures.packing import conformer
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 CUTOFF = 7.93766  # the paper's "8 A"

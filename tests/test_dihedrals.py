@@ -1,4 +1,4 @@
-"""Dihedral quadruples from SMARTS and angles under minimum image (engine.analysis.dihedrals)."""
+"""Dihedral quadruples from SMARTS and angles under minimum image (ilcampaign.engine.analysis.dihedrals)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import ase
 import numpy as np
 import pytest
 
-from archive.frames import write_frames
-from engine.analysis import Trajectory, dihedral_angles, dihedral_distributions, dihedral_quads
-from engine.guards import template
+from ilcampaign.archive.frames import write_frames
+from ilcampaign.engine.analysis import Trajectory, dihedral_angles, dihedral_distributions, dihedral_quads
+from ilcampaign.engine.structures.guards import template
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 

@@ -1,4 +1,4 @@
-"""Sampling dynamics (engine.dynamics): eqn 9 and box ramps, the uncertainty stop, the blow-up guard,
+"""Sampling dynamics (ilcampaign.engine.md.ase): eqn 9 and box ramps, the uncertainty stop, the blow-up guard,
 NPT, geometry optimisation, and chunked runs that equal unchunked ones bit for bit.
 
 The dynamics logic is tested on EMT nitrogen (N2 molecules in a periodic box: fast, bonded, with
@@ -17,10 +17,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.constraints import FixBondLengths
 
-from archive.arrays import write_dataset
-from campaign.spec import BoxRamp, GeometryOptimisation, MDSampler, TemperatureRamp
-from campaign.units import to_internal
-from engine.dynamics import box_cell, optimise_chunk, ramp, run_md_chunk, series
+from ilcampaign.archive.arrays import write_dataset
+from ilcampaign.campaign.spec import BoxRamp, GeometryOptimisation, MDSampler, TemperatureRamp
+from ilcampaign.campaign.units import to_internal
+from ilcampaign.engine.md.ase import box_cell, optimise_chunk, ramp, run_md_chunk, series
 
 
 def eqn9(t, start, end, amplitude, t_end, t_per):
@@ -338,8 +338,8 @@ def test_md_on_an_ion_pair_with_gfn2_labels_its_frames():
     step's solution), 1e-6 eV in energy and ~3e-4 eV/A in forces."""
     from tblite.ase import TBLite
 
-    from engine.packing import conformer, pack_box
-    from engine.reference import compute
+    from ilcampaign.engine.structures.packing import conformer, pack_box
+    from ilcampaign.engine.labels.reference import compute
 
     pair = pack_box([(conformer("CCCCn1cc[n+](C)c1", 0), 1), (conformer("F[B-](F)(F)F", 1), 1)],
                     to_internal("0.3 g/cm^3", "density"), seed=3, tolerance=2.0)

@@ -20,12 +20,12 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from archive.arrays import write_dataset
-from archive.atomic import sha256_file
-from archive.export import export, verify_export
-from archive.frames import concatenate, read_frames, write_frames
-from archive.reader import open_campaign
-from archive.store import Archive, ArchiveError
+from ilcampaign.archive.arrays import write_dataset
+from ilcampaign.archive.atomic import sha256_file
+from ilcampaign.archive.export import export, verify_export
+from ilcampaign.archive.frames import concatenate, read_frames, write_frames
+from ilcampaign.archive.reader import open_campaign
+from ilcampaign.archive.store import Archive, ArchiveError
 from tests.conftest import ROOT, run_cli
 
 RNG = np.random.default_rng(7)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from archive.store import Archive
-from reports.figures import FIGURES, Missing, Plot, all_plots
-from reports.style import save, svg_text
-from reports.view import CampaignView
+from ilcampaign.archive.store import Archive
+from ilcampaign.reports.figures import FIGURES, Missing, Plot, all_plots
+from ilcampaign.reports.style import save, svg_text
+from ilcampaign.reports.view import CampaignView
 
 DEMO = Path(__file__).resolve().parent.parent / "campaigns" / "demo" / "archive"
 R_GAS = 8.314462618
@@ -264,7 +264,7 @@ def by_name(campaign: Campaign, build) -> Plot:
 
 # ---------------------------------------------------------------------- each figure
 def test_parity_draws_per_atom_energies_and_forces_per_element(campaign):
-    from reports.figures import fig1_parity
+    from ilcampaign.reports.figures import fig1_parity
 
     plot = by_name(campaign, fig1_parity)
     assert plot.id == "fig1_parity"
@@ -287,7 +287,7 @@ def test_parity_draws_per_atom_energies_and_forces_per_element(campaign):
 
 
 def test_inference_cost_draws_timed_points_and_names_those_not_run(campaign):
-    from reports.figures import fig2_inference_cost
+    from ilcampaign.reports.figures import fig2_inference_cost
 
     plot = by_name(campaign, fig2_inference_cost)
     ax, ds = axes(plot, "cost m2"), cost()
@@ -305,7 +305,7 @@ def test_inference_cost_draws_timed_points_and_names_those_not_run(campaign):
 
 
 def test_rdf_shows_site_pairs_then_intermolecular_pairs_and_exports_all(campaign):
-    from reports.figures import fig3_rdf
+    from ilcampaign.reports.figures import fig3_rdf
 
     plot, ds = by_name(campaign, fig3_rdf), rdf()
     shown = [ax.get_title() for ax in plot.figure.axes if ax.get_label().startswith("rdf ")]
@@ -329,7 +329,7 @@ def test_rdf_shows_site_pairs_then_intermolecular_pairs_and_exports_all(campaign
 
 
 def test_dihedrals_draw_each_growing_window(campaign):
-    from reports.figures import fig5_dihedrals
+    from ilcampaign.reports.figures import fig5_dihedrals
 
     plot, ds = by_name(campaign, fig5_dihedrals), dihedrals()
     for i, run in enumerate(RUNS[:2]):
@@ -342,7 +342,7 @@ def test_dihedrals_draw_each_growing_window(campaign):
 
 
 def test_arrhenius_draws_D_with_ci_fits_corrections_and_references(campaign):
-    from reports.figures import fig6_arrhenius
+    from ilcampaign.reports.figures import fig6_arrhenius
 
     plot = by_name(campaign, fig6_arrhenius)
     ax = axes(plot, "arrhenius")
@@ -379,7 +379,7 @@ def test_arrhenius_draws_D_with_ci_fits_corrections_and_references(campaign):
 
 
 def test_density_draws_means_with_ci_and_experiment(campaign):
-    from reports.figures import fig7_density
+    from ilcampaign.reports.figures import fig7_density
 
     plot = by_name(campaign, fig7_density)
     ax = axes(plot, "density")
@@ -401,7 +401,7 @@ def test_density_draws_means_with_ci_and_experiment(campaign):
 
 
 def test_lotf_conditions_draw_temperature_target_and_density_per_iteration(campaign):
-    from reports.figures import lotf_conditions
+    from ilcampaign.reports.figures import lotf_conditions
 
     plot = by_name(campaign, lotf_conditions)
     for name, temperature in (("iter01.md", [290.0, 310.0, 305.0]), ("iter02.md", [295.0, 300.0, 301.0])):
@@ -414,7 +414,7 @@ def test_lotf_conditions_draw_temperature_target_and_density_per_iteration(campa
 
 
 def test_lotf_uncertainty_draws_evaluated_points_threshold_and_stop(campaign):
-    from reports.figures import lotf_uncertainty
+    from ilcampaign.reports.figures import lotf_uncertainty
 
     plot = by_name(campaign, lotf_uncertainty)
     ax = axes(plot, "uncertainty")
@@ -430,7 +430,7 @@ def test_lotf_uncertainty_draws_evaluated_points_threshold_and_stop(campaign):
 
 
 def test_learning_curves_draw_validation_force_mae_and_loss(campaign):
-    from reports.figures import learning_curves
+    from ilcampaign.reports.figures import learning_curves
 
     plot = by_name(campaign, learning_curves)
     for name, offset in (("train.initial", 0.0), ("iter01.train", 0.3)):
@@ -471,7 +471,7 @@ def test_stale_analysis_is_missing_and_several_analyses_get_suffixed_ids(tmp_pat
 
 # ---------------------------------------------------------------------- deterministic output
 def test_svg_and_saved_files_are_byte_identical(campaign, tmp_path):
-    from reports.figures import fig7_density
+    from ilcampaign.reports.figures import fig7_density
 
     plot = by_name(campaign, fig7_density)
     text = svg_text(plot.figure)

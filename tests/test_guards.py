@@ -10,10 +10,10 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from campaign.spec import Contacts, MDSampler, TemperatureGuard
-from engine.dynamics import run_md_chunk
-from engine.guards import ContactCheck, bonds_of, template, worst_contact
-from engine.packing import conformer, pack_box
+from ilcampaign.campaign.spec import Contacts, MDSampler, TemperatureGuard
+from ilcampaign.engine.md.ase import run_md_chunk
+from ilcampaign.engine.structures.guards import ContactCheck, bonds_of, template, worst_contact
+from ilcampaign.engine.structures.packing import conformer, pack_box
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 
@@ -70,8 +70,8 @@ def test_without_topology_every_pair_is_held_to_the_bonded_bound(box):
 
 
 def test_the_pack_step_refuses_overlapping_molecules(box):
-    from engine.step import StepFailed
-    from engine.steps.pack import Pack
+    from ilcampaign.engine.step import StepFailed
+    from ilcampaign.engine.steps.pack import Pack
 
     pack = Pack(ions=[{"name": "BMIM", "smiles": BMIM, "count": 2}, {"name": "BF4", "smiles": BF4, "count": 2}],
                 density=0.6, packing_density=0.6, tolerance=2.0, seed=3, contacts=Contacts())
@@ -144,15 +144,15 @@ def test_a_label_with_100_eV_per_A_is_refused_and_recorded(tmp_path):
     labels are) refuses that frame: recorded with its force, not passed on."""
     from ase.io import read, write
 
-    from archive.atomic import sha256_file
-    from archive.frames import read_frames, write_frames
-    from archive.store import Archive
-    from campaign.spec import XTB, Failures
-    from engine.graph import Node, resolve_keys
-    from engine.labelling import configuration_digest
-    from engine.runner import run_graph
-    from engine.steps.initial_data import FileFrames
-    from engine.steps.label import Label
+    from ilcampaign.archive.atomic import sha256_file
+    from ilcampaign.archive.frames import read_frames, write_frames
+    from ilcampaign.archive.store import Archive
+    from ilcampaign.campaign.spec import XTB, Failures
+    from ilcampaign.engine.graph import Node, resolve_keys
+    from ilcampaign.engine.labels.cache import configuration_digest
+    from ilcampaign.engine.run.runner import run_graph
+    from ilcampaign.engine.steps.initial_data import FileFrames
+    from ilcampaign.engine.steps.label import Label
 
     trajectory = tmp_path / "frames.extxyz"
     write(trajectory, [Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74 + 0.01 * k]], cell=[6] * 3, pbc=True)
@@ -180,7 +180,7 @@ def test_a_label_with_100_eV_per_A_is_refused_and_recorded(tmp_path):
 def test_select_drops_candidates_beyond_the_contact_guard(box):
     """Whatever a sampler hands over (volume scans, conformer boxes, a pool), select never offers a
     candidate that breaks the guard, and records it with the worst contact."""
-    from engine.steps.select import Select
+    from ilcampaign.engine.steps.select import Select
 
     bad = box.copy()
     bad.positions[1] = bad.positions[0] + [0.3, 0, 0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from campaign.loader import load_spec
-from engine.graph import build_graph
-from engine.hashing import canonical, digest
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.hashing import canonical, digest
 from tests.conftest import tiny_spec
 
 CP2K_SPEC = """\
@@ -82,7 +82,7 @@ def test_keys_are_stable_across_processes(tmp_path):
 
     spec = tiny_spec(tmp_path / "a.yaml")
     code = (
-        "from campaign.loader import load_spec; from engine.graph import build_graph; "
+        "from ilcampaign.campaign.loader import load_spec; from ilcampaign.engine.graph import build_graph; "
         f"print([n.key for n in build_graph(load_spec({str(spec)!r}))])"
     )
     outputs = {

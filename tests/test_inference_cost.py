@@ -1,4 +1,4 @@
-"""engine.inference_cost on a tiny real model: a [16, 16] two-member ensemble with r_max 4 A (so the
+"""ilcampaign.engine.analysis.inference_cost on a tiny real model: a [16, 16] two-member ensemble with r_max 4 A (so the
 30-atom, 7.2 A BMIM BF4 box is too small for JAX MD and its 2 x 2 x 2 replica is not), trained for
 a few epochs on GFN2-xTB labels. Times are measured, never compared: only their presence is checked."""
 
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from campaign.spec import ApaxModel
-from campaign.units import to_internal
-from engine.inference_cost import covered_seconds, inference_cost
+from ilcampaign.campaign.spec import ApaxModel
+from ilcampaign.campaign.units import to_internal
+from ilcampaign.engine.analysis.inference_cost import covered_seconds, inference_cost
 
 
 @pytest.fixture(scope="module")
 def box() -> Atoms:
-    from engine.packing import conformer, pack_box
+    from ilcampaign.engine.structures.packing import conformer, pack_box
 
     ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
     return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
@@ -29,7 +29,7 @@ def model_dir(box, tmp_path_factory):
     from ase.calculators.singlepoint import SinglePointCalculator
     from tblite.ase import TBLite
 
-    from engine.apax_training import train
+    from ilcampaign.engine.models.training import train
 
     rng = np.random.default_rng(0)
     frames = []
@@ -46,7 +46,7 @@ def model_dir(box, tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_path_is_timed_where_valid_and_jax_is_nan_with_the_reason_elsewhere(model_dir, box, tmp_path):
-    from archive.arrays import write_dataset
+    from ilcampaign.archive.arrays import write_dataset
 
     cost = inference_cost(model_dir, box, repeats=[2, (1, 1, 1)], paths=["jax", "jax+d3", "ase", "ase+d3"], d3=None,
                           d3_cutoffs=[4.0, 5.0], n_steps=5, warmup=5, n_timings=2, cache_dir=tmp_path / "jax")

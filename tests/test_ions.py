@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from campaign.spec import Contacts, IonRelaxation
-from engine.guards import ContactCheck
-from engine.ions import embedded
+from ilcampaign.campaign.spec import Contacts, IonRelaxation
+from ilcampaign.engine.structures.guards import ContactCheck
+from ilcampaign.engine.structures.ions import embedded
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,13 @@ def test_ion_is_sane_packs_and_has_moderate_forces(name, smiles, charge, tmp_pat
     """Through the molecules and pack steps: the stored ion, a 2-pair box at 1 g/cm^3, one xTB single point."""
     from tblite.ase import TBLite
 
-    from archive.frames import read_frames
-    from archive.store import Archive
-    from campaign.spec import Ion
-    from engine.graph import Node, resolve_keys
-    from engine.runner import run_graph
-    from engine.steps.molecules import Molecules
-    from engine.steps.pack import Pack
+    from ilcampaign.archive.frames import read_frames
+    from ilcampaign.archive.store import Archive
+    from ilcampaign.campaign.spec import Ion
+    from ilcampaign.engine.graph import Node, resolve_keys
+    from ilcampaign.engine.run.runner import run_graph
+    from ilcampaign.engine.steps.molecules import Molecules
+    from ilcampaign.engine.steps.pack import Pack
 
     pair = [Ion(name=name, smiles=smiles, count=2), Ion(name="partner", smiles=PARTNER[charge], count=2)]
     ions = pair if charge == "cation" else pair[::-1]
@@ -61,8 +61,8 @@ def test_uff_would_have_crushed_pf6():
     """What RDKit's UFF alone makes of PF6- breaks the contact guard; the idealised start does not."""
     from rdkit.Chem import AllChem
 
-    from engine.ions import conformer_atoms
-    from engine.packing import molecule
+    from ilcampaign.engine.structures.ions import conformer_atoms
+    from ilcampaign.engine.structures.packing import molecule
 
     mol, params = molecule(ANIONS["PF6"], 1)
     AllChem.EmbedMolecule(mol, params)

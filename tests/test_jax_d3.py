@@ -1,4 +1,4 @@
-"""JAX D3(BJ) (engine/jax_d3.py) against torch-dftd's ASE calculator, finite differences and itself."""
+"""JAX D3(BJ) (engine/dispersion/jax_d3.py) against torch-dftd's ASE calculator, finite differences and itself."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ase.geometry import get_distances
 from scipy.spatial.transform import Rotation
 from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
-from engine import jax_d3
-from engine.jax_d3 import (
+from ilcampaign.engine.dispersion import jax_d3
+from ilcampaign.engine.dispersion.jax_d3 import (
     B97_3C,
     D3Params,
     build_neighbours,
@@ -25,7 +25,7 @@ from engine.jax_d3 import (
     d3_energy_forces_stress,
     load_tables,
 )
-from engine.packing import conformer
+from ilcampaign.engine.structures.packing import conformer
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 
@@ -81,7 +81,7 @@ def assert_matches(atoms, cutoff, cn_cutoff, xc="b97-3c", e_tol=1e-8, f_tol=1e-7
 
 
 def test_tables_and_parameters_come_from_torch_dftd_without_importing_torch():
-    code = ("import sys; from engine.jax_d3 import D3Params, B97_3C, load_tables; t = load_tables(); "
+    code = ("import sys; from ilcampaign.engine.dispersion.jax_d3 import D3Params, B97_3C, load_tables; t = load_tables(); "
             "assert t.c6ab.shape == (95, 95, 5, 5, 3) and t.rcov.shape == (95,); "
             "assert D3Params.from_functional('b97-3c') == B97_3C; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -269,7 +269,7 @@ def test_tail_pressure_is_the_virial_not_the_volume_derivative(argon_gas):
 def test_hybrid_with_tail_adds_the_tail_to_energy_and_stress_only(box):
     from ase.calculators.lj import LennardJones
 
-    from engine.d3 import hybrid_calculator
+    from ilcampaign.engine.dispersion.torch_dftd import hybrid_calculator
 
     atoms = box.copy()
     plain = hybrid_calculator(LennardJones(rc=4.0), cutoff=8.0, cn_cutoff=8.0, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""D3 on the JIT half list (engine/jax_hybrid.py) against torch-dftd: energy, forces and stress."""
+"""D3 on the JIT half list (engine/dispersion/jax_term.py) against torch-dftd: energy, forces and stress."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from engine.jax_d3 import B97_3C, D3Params, tail_correction
-from engine.jax_hybrid import D3Term, d3_energy, d3_inputs
-from engine.jax_neighbours import build
+from ilcampaign.engine.dispersion.jax_d3 import B97_3C, D3Params, tail_correction
+from ilcampaign.engine.dispersion.jax_term import D3Term, d3_energy, d3_inputs
+from ilcampaign.engine.dispersion.neighbours import build
 from tests.test_jax_d3 import ion_box, torch_dftd
 
 

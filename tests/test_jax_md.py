@@ -1,4 +1,4 @@
-"""engine.jax_md on a tiny real system: one BMIM BF4 ion pair (30 atoms, 7.2 A box) rattled and
+"""ilcampaign.engine.md.jax on a tiny real system: one BMIM BF4 ion pair (30 atoms, 7.2 A box) rattled and
 labelled with GFN2-xTB, and a [16, 16] two-member ensemble (r_max 3 A, so the box passes
 jax_md_valid) trained for a few epochs that every test shares. Training and the first
 compilation dominate the run time; every run after the first reuses the compiled code."""
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from ase import Atoms, units
 
-from campaign.spec import ApaxModel
-from campaign.units import to_internal
-from engine import jax_md
-from engine.jax_d3 import B97_3C
-from engine.jax_hybrid import D3Term
-from engine.jax_md import MDSettings, run_chunk
+from ilcampaign.campaign.spec import ApaxModel
+from ilcampaign.campaign.units import to_internal
+from ilcampaign.engine.md import jax as jax_md
+from ilcampaign.engine.dispersion.jax_d3 import B97_3C
+from ilcampaign.engine.dispersion.jax_term import D3Term
+from ilcampaign.engine.md.jax import MDSettings, run_chunk
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def tiny_model() -> ApaxModel:
 
 @pytest.fixture(scope="module")
 def box() -> Atoms:
-    from engine.packing import conformer, pack_box
+    from ilcampaign.engine.structures.packing import conformer, pack_box
 
     ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
     return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
@@ -48,7 +48,7 @@ def model_dir(box, tmp_path_factory):
     from ase.calculators.singlepoint import SinglePointCalculator
     from tblite.ase import TBLite
 
-    from engine.apax_training import train
+    from ilcampaign.engine.models.training import train
 
     rng = np.random.default_rng(0)
     frames = []
@@ -83,7 +83,7 @@ def single_model_dir(model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def calculator(model_dir):
     """apax's ASE calculator for the ensemble (one for all tests: it compiles on first use)."""
-    from engine.apax_model import load_calculator
+    from ilcampaign.engine.models.apax import load_calculator
 
     return load_calculator(model_dir)
 
@@ -185,7 +185,7 @@ def test_frames_are_copies_of_the_start_every_interval_steps(reference, box):
 def test_forces_energy_and_uncertainty_equal_apax_ase_calculator(model_dir, box, reference, calculator, triclinic):
     """The integrator's forces (the state's) and each frame's energy and eqn 8 uncertainty equal
     those of apax's ASE calculator at the frame's configuration, in an orthorhombic and a sheared box."""
-    from engine.apax_model import force_uncertainty, jax_md_valid
+    from ilcampaign.engine.models.apax import force_uncertainty, jax_md_valid
 
     chunk = reference
     if triclinic:
@@ -202,7 +202,7 @@ def test_forces_energy_and_uncertainty_equal_apax_ase_calculator(model_dir, box,
 
 
 def test_a_tiny_threshold_stops_at_the_first_frame_and_keeps_it(model_dir, box, reference, calculator):
-    from engine.apax_model import force_uncertainty
+    from ilcampaign.engine.models.apax import force_uncertainty
 
     tiny = replace(SETTINGS, threshold=1e-4)
     chunk = run_chunk(model_dir, box, np.full(STEPS + 1, 300.0), tiny, seed=1, first=0, last=STEPS, state=None)
@@ -304,7 +304,7 @@ def test_the_temperature_guard_stops_jax_md_as_it_stops_ase_md(model_dir, box):
     assert [f.info["step"] for f in chunk.frames] == [10]
 
 
-# --- the hybrid model: MLP + D3(BJ) inside the loop (engine.jax_hybrid) ---
+# --- the hybrid model: MLP + D3(BJ) inside the loop (ilcampaign.engine.dispersion.jax_term) ---
 
 D3 = D3Term(B97_3C, 8.0, 8.0, 0.5, "float64")  # the box is 7.2 A: many pairs reach into images
 HYBRID = replace(SETTINGS, d3=D3)
@@ -314,7 +314,7 @@ def ase_hybrid(calculator, term: D3Term = D3):
     """apax's ASE calculator plus torch-dftd D3 (the ASE path), in float64, rebuilding its list every call."""
     import torch
 
-    from engine.d3 import hybrid_calculator
+    from ilcampaign.engine.dispersion.torch_dftd import hybrid_calculator
 
     return hybrid_calculator(calculator, tail_correction=term.tail_correction, xc="b97-3c", damping="bj",
                              cutoff=term.cutoff, cn_cutoff=term.cn_cutoff, skin=0.0, dtype=torch.float64)
@@ -330,7 +330,7 @@ def hybrid_reference(model_dir, box):
 def test_hybrid_forces_and_energy_equal_the_ase_hybrid(model_dir, box, hybrid_reference, calculator, tail):
     """The integrator's forces and the frames' energies are those of apax + torch-dftd at the frame; D3
     changes them (it is really there), the uncertainty stays the MLP's."""
-    from engine.apax_model import force_uncertainty
+    from ilcampaign.engine.models.apax import force_uncertainty
 
     term = replace(D3, tail_correction=tail)
     chunk = hybrid_reference if not tail else run_chunk(
@@ -395,8 +395,8 @@ def test_a_resumed_chunk_keeps_list_capacities_that_fit(model_dir, box):
     loop at every chunk whose pair count grew a little."""
     from ase.neighborlist import neighbor_list
 
-    from engine.jax_hybrid import d3_inputs
-    from engine.jax_neighbours import build
+    from ilcampaign.engine.dispersion.jax_term import d3_inputs
+    from ilcampaign.engine.dispersion.neighbours import build
 
     temperatures = np.full(21, 300.0)
     state = dict(run_chunk(model_dir, box, temperatures, HYBRID, seed=1, first=0, last=10, state=None).state)
@@ -451,13 +451,13 @@ def test_npt_moves_the_box_and_its_pressure_is_the_ase_stress(model_dir, box, ca
 
 @pytest.mark.parametrize("hybrid", [False, True])
 def test_npt_follows_jax_mds_own_integrator(model_dir, box, hybrid, monkeypatch):
-    """engine.jax_npt (one gradient per step) against jax_md's npt_nose_hoover (three), same start
+    """ilcampaign.engine.md.jax_npt (one gradient per step) against jax_md's npt_nose_hoover (three), same start
     and barostat: the same trajectory and box to rounding over 20 steps. apax's network computes in
     float32, so the two gradient graphs differ by float32 rounding, which the tiny model's chaos
     grows about 100-fold per 10 steps (1.5e-8 relative at step 10, see above)."""
     from apax.utils.jax_md_reduced import simulate
 
-    from engine import jax_npt
+    from ilcampaign.engine.md import jax_npt
 
     settings = replace(NPT, d3=D3) if hybrid else NPT
     ours = run_chunk(model_dir, box, np.full(21, 300.0), settings, seed=1, first=0, last=20, state=None)

@@ -1,4 +1,4 @@
-"""engine.jax_neighbours against ASE's brute-force neighbour list: along a trajectory whose cell
+"""ilcampaign.engine.dispersion.neighbours against ASE's brute-force neighbour list: along a trajectory whose cell
 shrinks, grows and shears strongly, no pair within the cutoff is ever missing, and an overflow
 reallocates instead of truncating."""
 
@@ -10,7 +10,7 @@ from ase.neighborlist import primitive_neighbor_list
 
 import jax
 
-from engine.jax_neighbours import NeighbourList, image_shifts, pair_vectors
+from ilcampaign.engine.dispersion.neighbours import NeighbourList, image_shifts, pair_vectors
 
 jax.config.update("jax_enable_x64", True)  # distances compared with a float64 brute-force list
 

@@ -10,14 +10,14 @@ import pytest
 from ase import units
 from ase.io import write
 
-from archive.frames import read_frames
-from archive.store import Archive
-from campaign.spec import XTB, Failures, InitialFile
-from engine.graph import Node, resolve_keys
-from engine.reference import cp2k_version, parse_cp2k_version, reference_software
-from engine.runner import run_graph
-from engine.steps.initial_data import FileFrames
-from engine.steps.label import Label
+from ilcampaign.archive.frames import read_frames
+from ilcampaign.archive.store import Archive
+from ilcampaign.campaign.spec import XTB, Failures, InitialFile
+from ilcampaign.engine.graph import Node, resolve_keys
+from ilcampaign.engine.labels.reference import cp2k_version, parse_cp2k_version, reference_software
+from ilcampaign.engine.run.runner import run_graph
+from ilcampaign.engine.steps.initial_data import FileFrames
+from ilcampaign.engine.steps.label import Label
 from tests.test_reference import PBE, bf4_anion
 
 pytestmark = pytest.mark.slow

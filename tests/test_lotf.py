@@ -9,11 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from archive.frames import read_frames
-from archive.store import Archive
-from campaign.loader import load_spec
-from engine.graph import build_graph
-from engine.runner import run_graph
+from ilcampaign.archive.frames import read_frames
+from ilcampaign.archive.store import Archive
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.run.runner import run_graph
 from tests.conftest import tiny_spec
 
 pytestmark = pytest.mark.slow
@@ -134,10 +134,10 @@ def test_final_model_is_trained_on_relabelled_data(campaign):
 def test_d3_step_adds_torch_dftd_d3_to_the_labels(campaign, tmp_path):
     """The ``d3`` step (final models' d3: add/remove) on real xTB labels; specs refuse adding D3 to
     xTB's labels (GFN2 has D4 built in), so the node is added to the graph by hand."""
-    from campaign.spec import DispersionCorrection
-    from engine.d3 import d3_results
-    from engine.graph import Node, resolve_keys
-    from engine.steps.d3 import D3Relabel
+    from ilcampaign.campaign.spec import DispersionCorrection
+    from ilcampaign.engine.dispersion.torch_dftd import d3_results
+    from ilcampaign.engine.graph import Node, resolve_keys
+    from ilcampaign.engine.steps.d3 import D3Relabel
 
     spec, workdir, keys, _ = campaign
     copy = tmp_path / "wd"
@@ -171,8 +171,8 @@ def test_a_bad_model_collapse_is_stopped_and_never_reaches_the_dataset(campaign,
     """The first model (4 epochs on 3 frames) at 3000 K pulls atoms together or apart: the contact guard
     stops the MD at that frame, which is not a candidate, and the dataset after the iteration holds
     no frame beyond the contact or force bounds."""
-    from campaign.spec import Contacts
-    from engine.guards import ContactCheck, max_force
+    from ilcampaign.campaign.spec import Contacts
+    from ilcampaign.engine.structures.guards import ContactCheck, max_force
 
     spec, workdir, keys, _ = campaign
     copy = tmp_path / "wd"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from campaign.spec import DispersionCorrection, MDSampler
-from campaign.units import to_internal
-from engine.apax_model import jax_md_valid
-from engine.packing import conformer, pack_box
-from engine.steps.md import choose_engine
+from ilcampaign.campaign.spec import DispersionCorrection, MDSampler
+from ilcampaign.campaign.units import to_internal
+from ilcampaign.engine.models.apax import jax_md_valid
+from ilcampaign.engine.structures.packing import conformer, pack_box
+from ilcampaign.engine.steps.md import choose_engine
 
 NHC = {"thermostat": "nose_hoover_chain"}
 

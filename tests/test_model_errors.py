@@ -1,4 +1,4 @@
-"""engine.model_errors on a tiny real model: a [16, 16] two-member ensemble trained for a few
+"""ilcampaign.engine.analysis.model_errors on a tiny real model: a [16, 16] two-member ensemble trained for a few
 epochs on one BMIM BF4 ion pair (30 atoms) labelled with GFN2-xTB, evaluated on held-out frames of
 30 and 60 atoms (training dominates the run time)."""
 
@@ -9,9 +9,9 @@ import pytest
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from campaign.spec import ApaxModel
-from campaign.units import to_internal
-from engine.model_errors import model_errors
+from ilcampaign.campaign.spec import ApaxModel
+from ilcampaign.campaign.units import to_internal
+from ilcampaign.engine.analysis.model_errors import model_errors
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def labelled(atoms: Atoms) -> Atoms:
 @pytest.fixture(scope="module")
 def frames() -> list[Atoms]:
     """10 rattled frames: 8 of the 30-atom box (4 train, 2 valid, 2 test), 2 of it doubled (test)."""
-    from engine.packing import conformer, pack_box
+    from ilcampaign.engine.structures.packing import conformer, pack_box
 
     ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
     box = pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
@@ -45,7 +45,7 @@ def frames() -> list[Atoms]:
 
 @pytest.fixture(scope="module")
 def model_dir(frames, tmp_path_factory):
-    from engine.apax_training import train
+    from ilcampaign.engine.models.training import train
 
     model = ApaxModel(nn=[16, 16], n_basis=4, n_radial=3, r_max=3.0, epochs=5, batch_size=2, valid_batch_size=2)
     return train(model, frames[:4], frames[4:6], tmp_path_factory.mktemp("train"), checkpoint_every=100).model_dir
@@ -67,7 +67,7 @@ def by_hand(model_dir, frames: list[Atoms]) -> dict[str, np.ndarray]:
     """Per-frame errors with apax's ASE calculator, one frame at a time. Every box is wider than
     2 r_max, so the calculator takes its jax_md neighbour list, whose stress is right (its
     padded-offset path for smaller boxes leaves the offsets unstrained)."""
-    from engine.apax_model import force_uncertainty, load_calculator
+    from ilcampaign.engine.models.apax import force_uncertainty, load_calculator
 
     calc = load_calculator(model_dir)
     energy, forces, stress, sigma, symbols = [], [], [], [], []
@@ -85,7 +85,7 @@ def by_hand(model_dir, frames: list[Atoms]) -> dict[str, np.ndarray]:
 
 
 def test_errors_match_a_per_frame_calculator_loop(model_dir, test_frames, tmp_path, monkeypatch):
-    from archive.arrays import write_dataset
+    from ilcampaign.archive.arrays import write_dataset
 
     monkeypatch.chdir(tmp_path)
     errors = model_errors(model_dir, test_frames, batch_size=3)  # two batches, the second padded

@@ -1,12 +1,12 @@
-"""Conformers, PACKMOL boxes and rigid rescaling (engine.packing)."""
+"""Conformers, PACKMOL boxes and rigid rescaling (ilcampaign.engine.structures.packing)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from campaign.units import to_internal
-from engine.packing import conformer, pack_box, scale_rigid
+from ilcampaign.campaign.units import to_internal
+from ilcampaign.engine.structures.packing import conformer, pack_box, scale_rigid
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 DENSITY = to_internal("1.2 g/cm^3", "density")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from campaign.loader import load_spec
-from campaign.schedule import table
-from campaign.spec import CampaignSpec, dispersion
-from campaign.units import from_internal
-from engine.graph import build_graph
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.campaign.schedule import table
+from ilcampaign.campaign.spec import CampaignSpec, dispersion
+from ilcampaign.campaign.units import from_internal
+from ilcampaign.engine.graph import build_graph
 from tests.conftest import ROOT, run_cli
 
 SPEC = ROOT / "specs" / "bmim_bf4.yaml"

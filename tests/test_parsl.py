@@ -1,4 +1,4 @@
-"""Tasks through Parsl (engine.parsl_executor): on local worker processes and on a real one-node
+"""Tasks through Parsl (ilcampaign.engine.run.parsl_executor): on local worker processes and on a real one-node
 Slurm cluster (tests/slurm_cluster.py) the tiny campaign gives the step keys and the output files of
 the local executor, bit for bit; a labelling run interrupted on Slurm (its job cancelled, or the
 campaign process killed) loses no finished label and computes none twice, whether Parsl retries
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from archive.frames import read_frames
-from archive.store import Archive
-from campaign.loader import load_spec
-from engine.graph import build_graph
-from engine.parsl_executor import ParslExecutor, load_config
-from engine.runner import run_graph
+from ilcampaign.archive.frames import read_frames
+from ilcampaign.archive.store import Archive
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.run.parsl_executor import ParslExecutor, load_config
+from ilcampaign.engine.run.runner import run_graph
 from tests.conftest import ROOT, tiny_spec
 from tests.slurm_cluster import slurm_cluster, unavailable
 
@@ -226,10 +226,10 @@ def test_slurm_labels_like_the_local_executor(reference, slurm, tmp_path):
 RUNNER = """\
 import sys
 from pathlib import Path
-from campaign.loader import load_spec
-from engine.graph import build_graph
-from engine.parsl_executor import ParslExecutor
-from engine.runner import run_graph
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.run.parsl_executor import ParslExecutor
+from ilcampaign.engine.run.runner import run_graph
 spec, workdir, config = map(Path, sys.argv[1:])
 nodes = build_graph(load_spec(spec), base=spec.parent)
 executor = ParslExecutor(config, workdir)

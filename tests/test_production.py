@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 import pytest
 
-from archive.arrays import NUMERIC_KINDS, read_dataset
-from archive.frames import read_frames
-from archive.store import Archive
-from engine.runner import run_graph
+from ilcampaign.archive.arrays import NUMERIC_KINDS, read_dataset
+from ilcampaign.archive.frames import read_frames
+from ilcampaign.archive.store import Archive
+from ilcampaign.engine.run.runner import run_graph
 from tests.chromium import find_browser, open_report
 from tests.conftest import ROOT, nodes_until, run_cli, trained_spec
 from tests.test_production_spec import REFERENCES
@@ -185,7 +185,7 @@ def test_model_errors_and_inference_cost(produced):
 RUNNER = """\
 import sys
 from pathlib import Path
-from engine.runner import run_graph
+from ilcampaign.engine.run.runner import run_graph
 from tests.conftest import nodes_until
 run_graph(nodes_until(Path(sys.argv[1]), sys.argv[3]), Path(sys.argv[2]), workers=1, progress=lambda *a: None)
 """

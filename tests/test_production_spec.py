@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from campaign.loader import SpecError, load_spec
-from engine.graph import build_graph
-from engine.reference_data import compare, load_reference
-from engine.steps.inference_cost import replication
+from ilcampaign.campaign.loader import SpecError, load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.analysis.reference_data import compare, load_reference
+from ilcampaign.engine.steps.inference_cost import replication
 from tests.conftest import ROOT, tiny_spec
 
 SCHEDULE = """
@@ -108,7 +108,7 @@ def test_unknown_production_model_is_located(tmp_path):
 
 
 def test_reference_table_and_comparison():
-    from campaign.spec import ReferenceData
+    from ilcampaign.campaign.spec import ReferenceData
 
     entry = ReferenceData(file="references/bmim_bf4_density_experimental.csv", quantity="density", unit="g/cm^3",
                           value_column="density_g_cm3", uncertainty_column="uncertainty_g_cm3", citation="x")
@@ -126,7 +126,7 @@ def test_reference_table_and_comparison():
 
 
 def test_bad_reference_file_names_line_and_column(tmp_path):
-    from campaign.spec import ReferenceData
+    from ilcampaign.campaign.spec import ReferenceData
 
     (tmp_path / "d.csv").write_text("T_K,value,uncertainty,source\n300,1.2,,a\n310,oops,,b\n")
     entry = ReferenceData(file="d.csv", quantity="density", unit="g/cm^3", citation="x")

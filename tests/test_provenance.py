@@ -13,11 +13,11 @@ import pytest
 from rocrate.rocrate import ROCrate
 from ruamel.yaml import YAML
 
-from archive.provenance import ro_crate
-from archive.store import Archive
-from campaign.loader import SpecError, load_spec
-from engine.graph import build_graph
-from engine.manifest import campaign_manifest
+from ilcampaign.archive.provenance import ro_crate
+from ilcampaign.archive.store import Archive
+from ilcampaign.campaign.loader import SpecError, load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.graph.manifest import campaign_manifest
 from tests.conftest import ROOT, run_cli
 
 DEMO_ARCHIVE = ROOT / "campaigns" / "demo" / "archive"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from ase.build import bulk
 
-from archive.frames import write_frames
-from archive.store import Archive
-from publish.dataverse import Client
-from publish.deposit import PublishError, publish
-from publish.metadata import MetadataError, dataset_json
+from ilcampaign.archive.frames import write_frames
+from ilcampaign.archive.store import Archive
+from ilcampaign.publish.dataverse import Client
+from ilcampaign.publish.deposit import PublishError, publish
+from ilcampaign.publish.metadata import MetadataError, dataset_json
 from tests.conftest import run_cli
 from tests.dataverse_server import Dataverse
 from tests.test_export import frame, key

@@ -1,4 +1,4 @@
-"""Reference calculators (engine.reference): CP2K input, single points and failures; tblite.
+"""Reference calculators (ilcampaign.engine.labels.reference): CP2K input, single points and failures; tblite.
 
 The CP2K tests need Debian's cp2k (``cp2k_shell`` and /usr/share/cp2k); CI installs it.
 """
@@ -14,9 +14,9 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.cp2k import InputSection, parse_input
 
-from campaign.spec import CP2K, XTB
-from engine.packing import conformer
-from engine.reference import ReferenceFailure, compute, cp2k_input, make_calculator
+from ilcampaign.campaign.spec import CP2K, XTB
+from ilcampaign.engine.structures.packing import conformer
+from ilcampaign.engine.labels.reference import ReferenceFailure, compute, cp2k_input, make_calculator
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 # small and fast (~5 s with one thread): PBE, double-zeta MOLOPT basis, 250 Ry

@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
-from campaign.loader import load_spec
-from engine.manifest import campaign_manifest
-from engine.runner import run_graph
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.graph.manifest import campaign_manifest
+from ilcampaign.engine.run.runner import run_graph
 from tests.chromium import find_browser, open_report
 from tests.conftest import nodes_until, run_cli, trained_spec
 

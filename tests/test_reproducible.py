@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archive.atomic import sha256_file
-from archive.store import Archive
+from ilcampaign.archive.atomic import sha256_file
+from ilcampaign.archive.store import Archive
 from tests.conftest import run_cli, tiny_spec
 from tests.test_run import events, node_keys, start, wait_for
 
@@ -174,7 +174,7 @@ def test_verify_against_says_metadata_only(campaigns, tmp_path):
     times), the training's metrics.nc given one more attribute: same arrays, other bytes."""
     import h5py
 
-    from archive.arrays import read_dataset
+    from ilcampaign.archive.arrays import read_dataset
 
     _, first, second = campaigns
 
@@ -200,8 +200,8 @@ def test_compare_looks_inside_model_blobs(tmp_path):
     """Without science: a blob whose parameter file differs in one value is named down to the
     dataset, one whose tar differs in its headers only is metadata only, and a step that only
     one archive finished is listed as such."""
-    from archive.compare import METADATA, NUMERIC, Difference, compare_archives
-    from archive.hdf5 import create
+    from ilcampaign.archive.compare import METADATA, NUMERIC, Difference, compare_archives
+    from ilcampaign.archive.hdf5 import create
 
     def blob(archive: Archive, weights: list[float], mtime: int = 0) -> str:
         folder = tmp_path / f"blob{len(list(tmp_path.iterdir()))}"

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archive.frames import read_frames
-from archive.store import Archive
-from campaign.loader import load_spec
-from engine.runner import run_graph
+from ilcampaign.archive.frames import read_frames
+from ilcampaign.archive.store import Archive
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.run.runner import run_graph
 from tests.conftest import ROOT, nodes_until, trained_spec
 
 pytestmark = pytest.mark.slow
@@ -60,9 +60,9 @@ def test_initial_data_labels_come_from_the_md(trained):
 RUNNER = """\
 import sys
 from pathlib import Path
-from campaign.loader import load_spec
-from engine.graph import build_graph
-from engine.runner import run_graph
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.run.runner import run_graph
 spec = Path(sys.argv[1])
 nodes = build_graph(load_spec(spec), base=spec.parent)
 nodes = nodes[: [n.name for n in nodes].index("iter01.md") + 1]

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archive.frames import read_frames
-from archive.store import Archive
-from campaign.loader import load_spec
-from engine.graph import build_graph
+from ilcampaign.archive.frames import read_frames
+from ilcampaign.archive.store import Archive
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.engine.graph import build_graph
 from tests.conftest import MD, ROOT, campaign_cmd, run_cli, tiny_spec
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from campaign.loader import SpecError, load_spec
-from engine.graph import build_graph
-from engine.steps.dataset import Dataset
+from ilcampaign.campaign.loader import SpecError, load_spec
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.steps.dataset import Dataset
 from tests.test_spec_errors import BASE, write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_fraction_split_and_forced_splits():
 
 
 def test_first_dataset_asking_for_too_many_frames_fails():
-    from engine.step import StepFailed
+    from ilcampaign.engine.step import StepFailed
 
     step = Dataset(seed=0, validation_fraction=0.5, fixed_validation=False, n_test=5, n_valid=2, n_train=4)
     with pytest.raises(StepFailed, match="asks for 11 frames"):

@@ -1,4 +1,4 @@
-"""engine.runner's step scheduling: independent steps run at the same time and share the task
+"""ilcampaign.engine.run.runner's step scheduling: independent steps run at the same time and share the task
 slots; a failing step stops only the steps that depend on it. The steps here are test kinds (a
 task that waits, a task that fails) run on a thread pool, so that timing and failure are exact."""
 
@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from archive.store import Archive
-from engine.graph import Node
-from engine.hashing import step_key
-from engine.runner import GraphFailed, run_graph
-from engine.step import SingleTaskStep, StepContext, StepFailed, TaskResult, register
+from ilcampaign.archive.store import Archive
+from ilcampaign.engine.graph import Node
+from ilcampaign.engine.hashing import step_key
+from ilcampaign.engine.run.runner import GraphFailed, run_graph
+from ilcampaign.engine.step import SingleTaskStep, StepContext, StepFailed, TaskResult, register
 
 
 @register
@@ -138,9 +138,9 @@ def test_resources_come_from_the_kind_and_the_spec_and_are_recorded_with_cpu_hou
 def test_the_spec_knows_every_step_kind_and_training_and_md_want_a_gpu():
     import typing
 
-    import engine.steps  # noqa: F401  (fills the registry)
-    from campaign.spec.execution import StepKind
-    from engine.step import REGISTRY
+    import ilcampaign.engine.steps  # noqa: F401  (fills the registry)
+    from ilcampaign.campaign.spec.execution import StepKind
+    from ilcampaign.engine.step import REGISTRY
 
     assert set(typing.get_args(StepKind)) == {kind for kind in REGISTRY if not kind.startswith("test_")}
     assert all(REGISTRY[kind].task_resources(None)["gpus"] == 1 for kind in ("train", "md", "production", "inference_cost"))
@@ -151,7 +151,7 @@ def test_a_filesystem_without_locks_is_refused_clearly(tmp_path, monkeypatch):
     import errno
     import fcntl
 
-    from engine.runner import LockedError
+    from ilcampaign.engine.run.runner import LockedError
 
     def no_locks(*_):
         raise OSError(errno.ENOLCK, "No locks available")

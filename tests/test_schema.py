@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-import campaign.spec
-from campaign.loader import SpecError, dump_spec, load_spec
-from campaign.schema import quantity_pattern, spec_schema
-from campaign.units import UNITS, to_internal
+import ilcampaign.campaign.spec
+from ilcampaign.campaign.loader import SpecError, dump_spec, load_spec
+from ilcampaign.campaign.schema import quantity_pattern, spec_schema
+from ilcampaign.campaign.units import UNITS, to_internal
 from tests.conftest import ROOT, run_cli
 from tests.test_spec_errors import BASE, edited, write
 
@@ -55,7 +55,7 @@ def test_resolved_specs_validate(name):
 
 # --------------------------------------------------------------------------- valid specs, one per input form
 
-MODELINE = "# yaml-language-server: $schema=../campaign.schema.json\n"
+MODELINE = "# yaml-language-server: $schema=../ilcampaign.campaign.schema.json\n"
 
 VALID = {
     "rules: a list and a single mapping; samplers with and without kind": BASE + """\
@@ -246,12 +246,12 @@ def properties(shape: dict) -> dict:
 
 def test_every_model_field_is_in_the_schema():
     defs = SCHEMA["$defs"]
-    sections = {name: getattr(campaign.spec, name) for name in defs if name in campaign.spec.__all__}
+    sections = {name: getattr(ilcampaign.campaign.spec, name) for name in defs if name in ilcampaign.campaign.spec.__all__}
     assert {"CP2K", "Iteration", "MDSampler", "TemperatureRamp", "Start"} <= set(sections)
     for name, model in sections.items():
         for shape in (defs[name], defs.get(f"Partial{name}", defs[name])):
             assert set(properties(shape)) == set(model.model_fields), name
-    assert set(SCHEMA["properties"]) == set(campaign.spec.CampaignSpec.model_fields)
+    assert set(SCHEMA["properties"]) == set(ilcampaign.campaign.spec.CampaignSpec.model_fields)
 
 
 def test_inheriting_iterations_and_overrides_require_nothing_and_refuse_unknown_keys():
@@ -269,7 +269,7 @@ def test_inheriting_iterations_and_overrides_require_nothing_and_refuse_unknown_
 
 
 def test_only_raw_apax_settings_are_free_form():
-    """A new free-form mapping is either a partial section (list it in campaign.schema.OVERRIDES)
+    """A new free-form mapping is either a partial section (list it in ilcampaign.campaign.schema.OVERRIDES)
     or meant to take anything (list it here)."""
     sections = [("CampaignSpec", SCHEMA), *SCHEMA["$defs"].items()]
     free = {f"{name.removeprefix('Partial')}.{field}" for name, section in sections
@@ -281,7 +281,7 @@ def test_only_raw_apax_settings_are_free_form():
 def test_schema_imports_no_science_library():
     """`campaign schema` stays quick: making the schema loads no science library."""
     heavy = "{'rdkit', 'torch', 'jax', 'ase', 'numpy', 'engine'}"
-    code = ("import sys; from campaign.schema import spec_schema; spec_schema(); "
+    code = ("import sys; from ilcampaign.campaign.schema import spec_schema; spec_schema(); "
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -294,8 +294,8 @@ def test_schema_command_prints_it_and_writes_the_same_file(tmp_path):
     printed = run_cli("schema")
     assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout) == SCHEMA
-    written = run_cli("schema", "--output", tmp_path / "campaign.schema.json")
+    written = run_cli("schema", "--output", tmp_path / "ilcampaign.campaign.schema.json")
     assert written.returncode == 0 and written.stdout == ""
-    assert (tmp_path / "campaign.schema.json").read_text() == printed.stdout
+    assert (tmp_path / "ilcampaign.campaign.schema.json").read_text() == printed.stdout
     failed = run_cli("schema", "--output", tmp_path / "missing" / "schema.json")
     assert failed.returncode == 1 and "cannot write" in failed.stderr and "Traceback" not in failed.stderr

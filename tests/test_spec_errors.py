@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from campaign.loader import SpecError, SpecProblem, dump_spec, load_spec
+from ilcampaign.campaign.loader import SpecError, SpecProblem, dump_spec, load_spec
 
 # line numbers of BASE, as the tests below rely on them:
 #  1 campaign:         5   ions:              9     - name: BF4           13 reference:

@@ -1,4 +1,4 @@
-"""Structures without dynamics (engine.structures): rigid volume scans, conformers, conformer boxes."""
+"""Structures without dynamics (ilcampaign.engine.structures.candidates): rigid volume scans, conformers, conformer boxes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from campaign.units import to_internal
-from engine.packing import conformer, scale_rigid
-from engine.structures import conformer_boxes, conformers, volume_scan
+from ilcampaign.campaign.units import to_internal
+from ilcampaign.engine.structures.packing import conformer, scale_rigid
+from ilcampaign.engine.structures.candidates import conformer_boxes, conformers, volume_scan
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from campaign.spec import ApaxModel
+from ilcampaign.campaign.spec import ApaxModel
 from tests.conftest import ROOT
 from tests.test_apax_model import R_MAX, box, labelled  # noqa: F401  (module fixtures: the labelled frames)
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 EPOCHS, EVERY, PATIENCE = 12, 3, 2
 DATA, REFERENCE, KILLED = "d" * 64, "e" * 64, "f" * 64  # step keys in the test archive
 TASK = "fit"
-WORKER = "import json, sys; from engine.execute import TaskRef, run_task; run_task(TaskRef(**json.loads(sys.argv[1])))"
+WORKER = "import json, sys; from ilcampaign.engine.run.execute import TaskRef, run_task; run_task(TaskRef(**json.loads(sys.argv[1])))"
 
 
 def tiny_model(**changes) -> ApaxModel:
@@ -58,8 +58,8 @@ class Worker:
 
 def start_task(root: Path, key: str) -> Worker:
     """Start the train task of step ``key`` (the model ``tiny_model``) in a fresh process."""
-    from engine.execute import TaskRef
-    from engine.steps.train import Train
+    from ilcampaign.engine.run.execute import TaskRef
+    from ilcampaign.engine.steps.train import Train
 
     params = Train(model=tiny_model(), checkpoint_every=EVERY).model_dump(mode="json")
     ref = TaskRef(str(root / "archive"), str(root / "scratch"), "train", params, key, {"data": DATA}, TASK)
@@ -115,7 +115,7 @@ def parameters(model_dir: Path) -> dict[str, np.ndarray]:
 
 def unpack_model(archive, key: str, into: Path) -> Path:
     """The model directory of a finished train task, unpacked from its blob as the steps load it."""
-    from engine.model_blob import unpack
+    from ilcampaign.engine.models.blob import unpack
 
     return unpack(archive.blob_path(archive.done_tasks(key)[TASK]["model"]), into)
 
@@ -133,9 +133,9 @@ def runs(labelled, tmp_path_factory):  # noqa: F811
     killed run's checkpoint folder after the first kill; the epochs each kill resumed from."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from archive.frames import write_frames
-    from archive.store import Archive
-    from engine.step import FRAMES
+    from ilcampaign.archive.frames import write_frames
+    from ilcampaign.archive.store import Archive
+    from ilcampaign.engine.step import FRAMES
 
     root = tmp_path_factory.mktemp("campaign")
     archive = Archive(root / "archive")
@@ -167,8 +167,8 @@ def runs(labelled, tmp_path_factory):  # noqa: F811
 def test_killed_training_resumes_to_the_uninterrupted_parameters(runs, tmp_path):
     """Same parameters, and the same model blob and learning curves byte for byte, although the
     two trainings ran in different folders (their task folders) and one was killed twice."""
-    from archive.arrays import read_dataset
-    from archive.atomic import sha256_file
+    from ilcampaign.archive.arrays import read_dataset
+    from ilcampaign.archive.atomic import sha256_file
 
     archive, _, kills = runs
     events = archive.events(KILLED)
@@ -207,9 +207,9 @@ def test_resumable_fit_matches_apax_fit(runs, tmp_path):
     (also the same as unpacked from our canonical blob, which apax's loader reads)."""
     from apax.train.run import run
 
-    from archive.arrays import read_dataset
-    from engine.apax_model import _apax_contained
-    from engine.apax_training import apax_config, learning_curves
+    from ilcampaign.archive.arrays import read_dataset
+    from ilcampaign.engine.models.apax import _apax_contained
+    from ilcampaign.engine.models.training import apax_config, learning_curves
 
     archive, _, _ = runs
     workdir = archive.checkpoint_dir(REFERENCE, TASK)
@@ -227,7 +227,7 @@ def test_a_stale_checkpoint_of_other_data_is_not_resumed(runs, labelled):  # noq
     """The folder as the first kill left it (a checkpoint after 3 epochs), trained on relabelled data."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from engine.apax_training import train
+    from ilcampaign.engine.models.training import train
 
     _, stale, kills = runs
     assert (stale / "model" / "latest" / str(kills[0] - 1)).is_dir()  # orbax's step: the last epoch done (0-based)
@@ -248,7 +248,7 @@ def test_a_stale_checkpoint_of_other_data_is_not_resumed(runs, labelled):  # noq
 def test_fingerprint_follows_config_and_data_not_location(tmp_path):
     """What decides whether a checkpoint is resumed: the config (seed here) and the data bytes;
     not where the folder lies."""
-    from engine.apax_training import _fingerprint, apax_config
+    from ilcampaign.engine.models.training import _fingerprint, apax_config
 
     def fingerprint(folder: Path, model: ApaxModel, data: str = "frames") -> str:
         folder.mkdir(exist_ok=True)
@@ -266,8 +266,8 @@ def test_fingerprint_follows_config_and_data_not_location(tmp_path):
 
 def test_a_single_model_trains_and_validates(labelled, tmp_path):  # noqa: F811
     """``ensemble: null``: apax trains one model; its calculator has no ensemble forces."""
-    from engine.apax_model import _model_config, load_calculator
-    from engine.apax_training import train
+    from ilcampaign.engine.models.apax import _model_config, load_calculator
+    from ilcampaign.engine.models.training import train
 
     result = train(tiny_model(ensemble=None), labelled[:8], labelled[8:], tmp_path, checkpoint_every=EVERY)
     assert _model_config(result.model_dir).model.ensemble is None

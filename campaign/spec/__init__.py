@@ -4,22 +4,22 @@ picked by ``kind:``. Quantities accept units (``"800 Ry"``, ``"0.5 fs"``) and ar
 units. This package imports nothing else of ilcampaign but the unit helpers, so the engine and
 the CLI can both build on it."""
 
-from campaign.spec.analyses import RDF, Analysis, DensityAnalysis, Diffusion, Dihedrals, InferenceCost, ModelErrors, Site
-from campaign.spec.base import Problem, Section, brief, deep_merge, not_hashed, with_overrides
-from campaign.spec.campaign_info import Author, CampaignInfo
-from campaign.spec.campaign_spec import CampaignSpec, FinalStage, Stage
-from campaign.spec.checkpoints import Checkpoints
-from campaign.spec.execution import LocalExecution, ParslExecution
-from campaign.spec.d3 import DispersionCorrection
-from campaign.spec.failures import DEFAULT_RETRIES, Failures
-from campaign.spec.final_models import FinalModel
-from campaign.spec.guards import Contacts, Guards, TemperatureGuard
-from campaign.spec.initial_data import InitialData, InitialFile, InitialMD, InitialRattle, InitialSplit
-from campaign.spec.model import ApaxModel, Ensemble, LearningRates, LossWeights
-from campaign.spec.production import BoxPreparation, Production, ProductionRun
-from campaign.spec.reference import CP2K, D3, SCF, XTB, Reference, dispersion
-from campaign.spec.references import ReferenceData
-from campaign.spec.sampling import (
+from ilcampaign.campaign.spec.analyses import RDF, Analysis, DensityAnalysis, Diffusion, Dihedrals, InferenceCost, ModelErrors, Site
+from ilcampaign.campaign.spec.base import Problem, Section, brief, deep_merge, not_hashed, with_overrides
+from ilcampaign.campaign.spec.campaign_info import Author, CampaignInfo
+from ilcampaign.campaign.spec.campaign_spec import CampaignSpec, FinalStage, Stage
+from ilcampaign.campaign.spec.checkpoints import Checkpoints
+from ilcampaign.campaign.spec.execution import LocalExecution, ParslExecution
+from ilcampaign.campaign.spec.d3 import DispersionCorrection
+from ilcampaign.campaign.spec.failures import DEFAULT_RETRIES, Failures
+from ilcampaign.campaign.spec.final_models import FinalModel
+from ilcampaign.campaign.spec.guards import Contacts, Guards, TemperatureGuard
+from ilcampaign.campaign.spec.initial_data import InitialData, InitialFile, InitialMD, InitialRattle, InitialSplit
+from ilcampaign.campaign.spec.model import ApaxModel, Ensemble, LearningRates, LossWeights
+from ilcampaign.campaign.spec.production import BoxPreparation, Production, ProductionRun
+from ilcampaign.campaign.spec.reference import CP2K, D3, SCF, XTB, Reference, dispersion
+from ilcampaign.campaign.spec.references import ReferenceData
+from ilcampaign.campaign.spec.sampling import (
     SAMPLER_KINDS,
     BoxRamp,
     ConformerSampler,
@@ -37,7 +37,7 @@ from campaign.spec.sampling import (
     VolumeScan,
     expand,
 )
-from campaign.spec.system import Ion, IonRelaxation, System, formal_charge
+from ilcampaign.campaign.spec.system import Ion, IonRelaxation, System, formal_charge
 
 __all__ = [
     "RDF", "Analysis", "BoxPreparation", "DensityAnalysis", "Diffusion", "Dihedrals", "InferenceCost", "ModelErrors",

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from campaign.spec.base import Section
-from campaign.units import Length
+from ilcampaign.campaign.spec.base import Section
+from ilcampaign.campaign.units import Length
 
 
 class Site(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from campaign.spec.base import Section
+from ilcampaign.campaign.spec.base import Section
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 ORCID = r"^\d{4}-\d{4}-\d{4}-\d{3}[\dX]$"

@@ -9,27 +9,27 @@ from math import gcd
 
 from pydantic import Field, field_validator, model_validator
 
-from campaign.spec.analyses import Analysis
-from campaign.spec.base import Problem, Section, brief, with_overrides
-from campaign.spec.campaign_info import CampaignInfo
-from campaign.spec.checkpoints import Checkpoints
-from campaign.spec.d3 import DispersionCorrection
-from campaign.spec.execution import Execution, LocalExecution
-from campaign.spec.failures import DEFAULT_RETRIES, Failures
-from campaign.spec.final_models import FinalModel
-from campaign.spec.guards import Guards
-from campaign.spec.initial_data import InitialData, InitialMD, InitialSplit
-from campaign.spec.model import ApaxModel
-from campaign.spec.production import Production
-from campaign.spec.reference import CP2K, XTB, Reference, dispersion
-from campaign.spec.references import ReferenceData
-from campaign.spec.sampling import (
+from ilcampaign.campaign.spec.analyses import Analysis
+from ilcampaign.campaign.spec.base import Problem, Section, brief, with_overrides
+from ilcampaign.campaign.spec.campaign_info import CampaignInfo
+from ilcampaign.campaign.spec.checkpoints import Checkpoints
+from ilcampaign.campaign.spec.d3 import DispersionCorrection
+from ilcampaign.campaign.spec.execution import Execution, LocalExecution
+from ilcampaign.campaign.spec.failures import DEFAULT_RETRIES, Failures
+from ilcampaign.campaign.spec.final_models import FinalModel
+from ilcampaign.campaign.spec.guards import Guards
+from ilcampaign.campaign.spec.initial_data import InitialData, InitialMD, InitialSplit
+from ilcampaign.campaign.spec.model import ApaxModel
+from ilcampaign.campaign.spec.production import Production
+from ilcampaign.campaign.spec.reference import CP2K, XTB, Reference, dispersion
+from ilcampaign.campaign.spec.references import ReferenceData
+from ilcampaign.campaign.spec.sampling import (
     Iteration,
     Planned,
     expand,
     inherit_iterations,
 )
-from campaign.spec.system import System
+from ilcampaign.campaign.spec.system import System
 
 RESERVED_NAMES = ("initial", "initial_data", "molecules", "pack", "final", "label", "dataset", "train", "last",
                   "all", "production", "analysis")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from campaign.spec.base import Section
+from ilcampaign.campaign.spec.base import Section
 
 
 class Checkpoints(Section):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from campaign.spec.base import Section
+from ilcampaign.campaign.spec.base import Section
 
 
 #: the step kinds (engine/steps; tests/test_scheduler.py keeps the two lists equal)
@@ -38,7 +38,7 @@ class LocalExecution(Section):
 
 class ParslExecution(Section):
     """Tasks through Parsl: its HighThroughputExecutor on the provider a config file names
-    (local processes, or Slurm jobs; see engine/parsl_executor.py and specs/parsl/)."""
+    (local processes, or Slurm jobs; see engine/run/parsl_executor.py and specs/parsl/)."""
 
     kind: Literal["parsl"]
     config: str = Field(description="Parsl configuration file (YAML or .py), relative to the spec's folder")

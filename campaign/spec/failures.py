@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from campaign.spec.base import Section
+from ilcampaign.campaign.spec.base import Section
 
 
 class Failures(Section):

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from campaign.spec.base import Section
-from campaign.units import Length
+from ilcampaign.campaign.spec.base import Section
+from ilcampaign.campaign.units import Length
 
 
 class FinalModel(Section):

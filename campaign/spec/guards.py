@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from campaign.spec.base import Section
-from campaign.units import Force
+from ilcampaign.campaign.spec.base import Section
+from ilcampaign.campaign.units import Force
 
 
 class Contacts(Section):

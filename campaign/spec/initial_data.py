@@ -6,8 +6,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from campaign.spec.base import Section, not_hashed
-from campaign.units import Length, Temperature, Time
+from ilcampaign.campaign.spec.base import Section, not_hashed
+from ilcampaign.campaign.units import Length, Temperature, Time
 
 
 class InitialMD(Section):

@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from campaign.spec.base import Section
-from campaign.spec.sampling import Optimiser
-from campaign.units import Density, Length, Pressure, Temperature, Time
+from ilcampaign.campaign.spec.base import Section
+from ilcampaign.campaign.spec.sampling import Optimiser
+from ilcampaign.campaign.units import Density, Length, Pressure, Temperature, Time
 
 
 class BoxPreparation(Section):

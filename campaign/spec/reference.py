@@ -8,8 +8,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from campaign.spec.base import Section, not_hashed
-from campaign.units import Length, PlaneWaveCutoff, Temperature
+from ilcampaign.campaign.spec.base import Section, not_hashed
+from ilcampaign.campaign.units import Length, PlaneWaveCutoff, Temperature
 
 
 class XTB(Section):

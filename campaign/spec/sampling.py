@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from campaign.spec.base import Section, deep_merge
-from campaign.units import Density, Force, Length, Pressure, Temperature, Time
+from ilcampaign.campaign.spec.base import Section, deep_merge
+from ilcampaign.campaign.units import Density, Force, Length, Pressure, Temperature, Time
 
 
 class TemperatureRamp(Section):

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from campaign.spec.base import Section
-from campaign.units import Density, Force, Length
+from ilcampaign.campaign.spec.base import Section
+from ilcampaign.campaign.units import Density, Force, Length
 
 
 class Ion(Section):

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from engine.analysis.sites import molecules, of_species
-from engine.analysis.trajectory import Trajectory
+from ilcampaign.engine.analysis.sites import molecules, of_species
+from ilcampaign.engine.analysis.trajectory import Trajectory
 
 
 def _template_quads(smarts: str, smiles: str) -> np.ndarray:
@@ -36,7 +36,7 @@ def _template_quads(smarts: str, smiles: str) -> np.ndarray:
 def dihedral_quads(smarts: str, smiles: str, mol_ids: np.ndarray, numbers: np.ndarray) -> np.ndarray:
     """Atom indices (n, 4) in the box of every match of ``smarts`` in every molecule of the ion of
     ``smiles`` (molecules whose elements are the ion's template symbols in order)."""
-    from engine.guards import template
+    from ilcampaign.engine.structures.guards import template
 
     local = _template_quads(smarts, smiles)
     mols = of_species(molecules(mol_ids, numbers), template(smiles).symbols)

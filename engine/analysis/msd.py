@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import fft
 
-from engine.analysis.sites import Sites
-from engine.analysis.trajectory import Trajectory
+from ilcampaign.engine.analysis.sites import Sites
+from ilcampaign.engine.analysis.trajectory import Trajectory
 
 FFT_BYTES = 256 * 2**20  # working memory of one batch of site series in the FFT
 

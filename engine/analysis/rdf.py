@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from engine.analysis.sites import Sites
-from engine.analysis.trajectory import Trajectory
+from ilcampaign.engine.analysis.sites import Sites
+from ilcampaign.engine.analysis.trajectory import Trajectory
 
 # the 7 nonzero ways of stepping one cell back along the axes whose fractional offset is nonzero
 _STEPS = np.array([s for s in product((0, 1), repeat=3) if any(s)], dtype=np.float64)

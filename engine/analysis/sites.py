@@ -31,7 +31,7 @@ def molecules(mol_ids: np.ndarray, numbers: np.ndarray) -> list[Molecule]:
 
 def of_species(mols: Sequence[Molecule], symbols: Sequence[str]) -> list[Molecule]:
     """The molecules whose element symbols are ``symbols`` in order (an ion's template, e.g.
-    ``engine.guards.template(smiles).symbols``)."""
+    ``ilcampaign.engine.structures.guards.template(smiles).symbols``)."""
     symbols = tuple(symbols)
     return [m for m in mols if m.symbols == symbols]
 

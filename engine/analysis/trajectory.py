@@ -1,4 +1,4 @@
-"""Streaming reader of one H5MD trajectory in ``archive.frames``' layout: frames come in blocks
+"""Streaming reader of one H5MD trajectory in ``ilcampaign.archive.frames``' layout: frames come in blocks
 read straight from h5py, so memory is set by the block size, never by the trajectory's length."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Self
 import h5py
 import numpy as np
 
-from archive.frames import CLOCK, PARTICLES, SPECIES
+from ilcampaign.archive.frames import CLOCK, PARTICLES, SPECIES
 
 BLOCK_BYTES = 64 * 2**20  # default memory of one block of positions
 

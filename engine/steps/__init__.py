@@ -1,6 +1,6 @@
 """Step kinds, one module each, named as in the spec; importing this fills the registry."""
 
-from engine.steps import (  # noqa: F401
+from ilcampaign.engine.steps import (  # noqa: F401
     conformers,
     d3,
     dataset,

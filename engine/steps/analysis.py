@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.reference_data import ReferenceTable
-from engine.step import Step, StepContext, TaskResult
+from ilcampaign.engine.analysis.reference_data import ReferenceTable
+from ilcampaign.engine.step import Step, StepContext, TaskResult
 
 RESULT = "result.nc"
 
@@ -48,7 +48,7 @@ class RunAnalysis(Step):
         return [run_slot(i) for i in range(len(self.runs)) if run_slot(i) not in done]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from archive.arrays import write_dataset
+        from ilcampaign.archive.arrays import write_dataset
 
         facts = self.runs[int(task_id[3:])]
         ds = self.analyse(ctx, task_id, facts)
@@ -59,7 +59,7 @@ class RunAnalysis(Step):
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         import json
 
-        from archive.arrays import read_dataset, write_dataset
+        from ilcampaign.archive.arrays import read_dataset, write_dataset
 
         per_run = {facts.name: read_dataset(ctx.archive.task_file(ctx.key, run_slot(i), ".nc"))
                    for i, facts in enumerate(self.runs)}
@@ -72,10 +72,10 @@ class RunAnalysis(Step):
         return [RESULT], summary
 
     def trajectory(self, ctx: StepContext, slot: str, facts: RunFacts):
-        """The production run's trajectory (engine.analysis.Trajectory, frame times from the run's
+        """The production run's trajectory (ilcampaign.engine.analysis.Trajectory, frame times from the run's
         frame interval) and the first frame after its equilibration."""
-        from engine.analysis.trajectory import Trajectory
-        from engine.steps.production import TRAJECTORY
+        from ilcampaign.engine.analysis.trajectory import Trajectory
+        from ilcampaign.engine.steps.production import TRAJECTORY
 
         interval = ctx.input_record(slot)["summary"]["frame_interval_fs"]
         traj = Trajectory(ctx.archive.output(ctx.inputs[slot], TRAJECTORY), timestep_fs=interval)
@@ -91,14 +91,14 @@ class RunAnalysis(Step):
 
 
 def resolve_sites(traj: Any, ions: dict[str, str], site: Any) -> Any:
-    """The points of a spec ``Site`` in a trajectory (engine.analysis.sites.Sites): the molecules of
+    """The points of a spec ``Site`` in a trajectory (ilcampaign.engine.analysis.sites.Sites): the molecules of
     its ion (matched by the SMILES' atoms in order), their atoms of one element, or centres of mass.
     StepFailed when the trajectory has no such molecules."""
     import numpy as np
 
-    from engine.analysis.sites import Sites, element_groups, molecules, of_species
-    from engine.guards import template
-    from engine.step import StepFailed
+    from ilcampaign.engine.analysis.sites import Sites, element_groups, molecules, of_species
+    from ilcampaign.engine.structures.guards import template
+    from ilcampaign.engine.step import StepFailed
 
     if traj.mol_ids is None:
         raise StepFailed("the trajectory has no molecule ids (mol_id): species cannot be told apart")

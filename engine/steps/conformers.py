@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from campaign.spec import ConformerSampler, Contacts, Ion, IonRelaxation
-from engine.step import SingleTaskStep, StepContext, TaskResult, register
-from engine.steps.sampling import candidates
+from ilcampaign.campaign.spec import ConformerSampler, Contacts, Ion, IonRelaxation
+from ilcampaign.engine.step import SingleTaskStep, StepContext, TaskResult, register
+from ilcampaign.engine.steps.sampling import candidates
 
 
 @register
@@ -25,7 +25,7 @@ class Conformers(SingleTaskStep):
     contacts: Contacts | None = None
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from engine.structures import conformer_boxes
+        from ilcampaign.engine.structures.candidates import conformer_boxes
 
         s = self.settings
         boxes = conformer_boxes([(ion.smiles, ion.count) for ion in self.ions], s.n_conformers, s.n_boxes,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from campaign.spec import DispersionCorrection
-from engine.step import FRAMES, Step, StepContext, TaskResult, register
+from ilcampaign.campaign.spec import DispersionCorrection
+from ilcampaign.engine.step import FRAMES, Step, StepContext, TaskResult, register
 
 CHUNK = 50
 
@@ -26,7 +26,7 @@ class D3Relabel(Step):
     sign: Literal[1, -1]
 
     def _chunks(self, ctx: StepContext) -> list[str]:
-        from archive.frames import count_frames
+        from ilcampaign.archive.frames import count_frames
 
         n = count_frames(ctx.archive.output(ctx.inputs["frames"], FRAMES))
         return [f"{start:06d}" for start in range(0, n, CHUNK)]
@@ -38,8 +38,8 @@ class D3Relabel(Step):
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         import torch
 
-        from archive.frames import read_frames
-        from engine.d3 import d3_results, shift_labels
+        from ilcampaign.archive.frames import read_frames
+        from ilcampaign.engine.dispersion.torch_dftd import d3_results, shift_labels
 
         start = int(task_id)
         path = ctx.archive.output(ctx.inputs["frames"], FRAMES)

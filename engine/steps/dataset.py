@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from engine.step import SingleTaskStep, StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.step import SingleTaskStep, StepContext, StepFailed, TaskResult, register
 
 SPLITS = ("train", "valid")
 

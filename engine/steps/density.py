@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from engine.reference_data import compare
-from engine.step import StepContext, register
-from engine.steps.analysis import RunAnalysis, RunFacts
+from ilcampaign.engine.analysis.reference_data import compare
+from ilcampaign.engine.step import StepContext, register
+from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts
 
 
 @register
@@ -19,8 +19,8 @@ class Density(RunAnalysis):
         import numpy as np
         import xarray as xr
 
-        from archive.arrays import read_dataset
-        from engine.analysis.stats import block_average
+        from ilcampaign.archive.arrays import read_dataset
+        from ilcampaign.engine.analysis.stats import block_average
 
         series = read_dataset(ctx.archive.output(ctx.inputs[slot], "series.nc"))
         kept = series["time"].values > facts.equilibration_fs

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import Site
-from engine.reference_data import compare
-from engine.step import StepContext, register
-from engine.steps.analysis import RunAnalysis, RunFacts, resolve_sites
+from ilcampaign.campaign.spec import Site
+from ilcampaign.engine.analysis.reference_data import compare
+from ilcampaign.engine.step import StepContext, register
+from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts, resolve_sites
 
 #: fits need this many points for a Student-t interval (n - 2 degrees of freedom)
 MIN_POINTS = 3
@@ -31,8 +31,8 @@ class Diffusion(RunAnalysis):
         import numpy as np
         import xarray as xr
 
-        from engine.analysis.msd import MSD
-        from engine.analysis.stats import diffusion_fit
+        from ilcampaign.engine.analysis.msd import MSD
+        from ilcampaign.engine.analysis.stats import diffusion_fit
 
         traj, start = self.trajectory(ctx, slot, facts)
         ctx.scratch.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ class Diffusion(RunAnalysis):
                                     temperature=("run", [facts[n].temperature_K for n in names], {"units": "K"}),
                                     ion_pairs=("run", [facts[n].ion_pairs for n in names], {"units": "1"}))
         if self.viscosity is not None:
-            from engine.analysis.stats import yeh_hummer_correction
+            from ilcampaign.engine.analysis.stats import yeh_hummer_correction
 
             corrected = [[yeh_hummer_correction(float(table["D"][i, j]), facts[n].temperature_K, self.viscosity,
                                                 float(table["box_length"][i])) for j in range(len(self.sites))]
@@ -109,7 +109,7 @@ class Diffusion(RunAnalysis):
 
     def _yeh_hummer(self, table: Any, facts: dict[str, RunFacts]) -> list[dict[str, Any]]:
         """D extrapolated to infinite box size over the sizes run at each (model, T), per site."""
-        from engine.analysis.stats import yeh_hummer_extrapolation
+        from ilcampaign.engine.analysis.stats import yeh_hummer_extrapolation
 
         out = []
         names = list(table["run"].values)
@@ -131,7 +131,7 @@ class Diffusion(RunAnalysis):
 
     def _arrhenius(self, table: Any, facts: dict[str, RunFacts], extrapolated: list[dict]) -> list[dict[str, Any]]:
         """Activation energy per (model, size, site) over temperatures, and over the extrapolated D."""
-        from engine.analysis.stats import arrhenius_fit
+        from ilcampaign.engine.analysis.stats import arrhenius_fit
 
         out = []
         names = list(table["run"].values)

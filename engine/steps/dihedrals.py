@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from engine.step import StepContext, StepFailed, register
-from engine.steps.analysis import RunAnalysis, RunFacts
+from ilcampaign.engine.step import StepContext, StepFailed, register
+from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts
 
 
 @register
@@ -24,7 +24,7 @@ class Dihedrals(RunAnalysis):
         import numpy as np
         import xarray as xr
 
-        from engine.analysis.dihedrals import dihedral_distributions, dihedral_quads
+        from ilcampaign.engine.analysis.dihedrals import dihedral_distributions, dihedral_quads
 
         traj, start = self.trajectory(ctx, slot, facts)
         with traj:

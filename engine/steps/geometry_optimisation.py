@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import GeometryOptimisation as Settings, Optimiser, Start
-from engine.step import StepContext, TaskResult, register
-from engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
+from ilcampaign.campaign.spec import GeometryOptimisation as Settings, Optimiser, Start
+from ilcampaign.engine.step import StepContext, TaskResult, register
+from ilcampaign.engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
 
 
 @register

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import DispersionCorrection
-from engine.step import GPU_TASK, StepContext, TaskResult, register
-from engine.steps.analysis import ModelAnalysis
+from ilcampaign.campaign.spec import DispersionCorrection
+from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, register
+from ilcampaign.engine.steps.analysis import ModelAnalysis
 
 
 def replication(factor: int) -> tuple[int, int, int]:
@@ -39,8 +39,8 @@ class InferenceCost(ModelAnalysis):
         return dict(GPU_TASK)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from archive.arrays import write_dataset
-        from engine.inference_cost import inference_cost
+        from ilcampaign.archive.arrays import write_dataset
+        from ilcampaign.engine.analysis.inference_cost import inference_cost
 
         (box,) = ctx.input_frames("box")
         box.calc = None

@@ -1,7 +1,7 @@
 """``initial_data``: the first configurations, before any model exists.
 
 ``md``: Langevin MD driven by the reference method, in chunks of ``checkpoint_every`` steps (one
-task each, resumable and bit-identical when resumed: engine.dynamics). The reference's energies,
+task each, resumable and bit-identical when resumed: ilcampaign.engine.md.ase). The reference's energies,
 forces and stress of the kept frames are their labels: they are stored with the frames and in
 the calculation cache, so labelling the initial data computes nothing again. ``rattle``:
 Gaussian displacements of the packed box. ``file``: frames read from a trajectory file.
@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from campaign.spec import (
+from ilcampaign.campaign.spec import (
     CampaignSpec,
     InitialFile,
     InitialMD,
@@ -24,9 +24,9 @@ from campaign.spec import (
     TemperatureGuard,
     not_hashed,
 )
-from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from engine.step import SingleTaskStep, Step, StepContext, StepFailed, TaskResult, register
-from engine.steps.sampling import GuardedStep
+from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
+from ilcampaign.engine.step import SingleTaskStep, Step, StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.steps.sampling import GuardedStep
 
 
 def initial_data_step(spec: CampaignSpec, base: Path) -> Step:
@@ -72,10 +72,10 @@ class ReferenceMD(GuardedStep):
         return next_chunk(ctx.done_tasks(), self.settings.n_steps, self.checkpoint_every)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from archive.frames import write_frames
-        from engine.dynamics import run_md_chunk
-        from engine.labelling import configuration_digest, fresh_calculator
-        from engine.reference import ReferenceFailure
+        from ilcampaign.archive.frames import write_frames
+        from ilcampaign.engine.md.ase import run_md_chunk
+        from ilcampaign.engine.labels.cache import configuration_digest, fresh_calculator
+        from ilcampaign.engine.labels.reference import ReferenceFailure
 
         first, last = chunk_range(task_id)
         atoms = ctx.input_frames("structure")[0]
@@ -107,9 +107,9 @@ class ReferenceMD(GuardedStep):
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         import numpy as np
 
-        from archive.arrays import write_dataset
-        from engine.dynamics import series
-        from engine.reference import reference_software
+        from ilcampaign.archive.arrays import write_dataset
+        from ilcampaign.engine.md.ase import series
+        from ilcampaign.engine.labels.reference import reference_software
 
         done = ctx.done_tasks()
         ran = chunks(done)
@@ -165,7 +165,7 @@ class FileFrames(SingleTaskStep):
 
     @classmethod
     def from_section(cls, section: InitialFile, base: Path) -> FileFrames:
-        from archive.atomic import sha256_file
+        from ilcampaign.archive.atomic import sha256_file
 
         path = (base / section.path).resolve()
         if not path.is_file():
@@ -176,7 +176,7 @@ class FileFrames(SingleTaskStep):
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from ase.io import read
 
-        from archive.atomic import sha256_file
+        from ilcampaign.archive.atomic import sha256_file
 
         if sha256_file(self.path) != self.sha256:
             raise StepFailed(f"{self.path} changed since the campaign was planned; run again")

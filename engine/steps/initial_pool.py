@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from campaign.spec import InitialPool as InitialPoolSettings
-from engine.step import SingleTaskStep, StepContext, TaskResult, register
-from engine.steps.sampling import candidates
+from ilcampaign.campaign.spec import InitialPool as InitialPoolSettings
+from ilcampaign.engine.step import SingleTaskStep, StepContext, TaskResult, register
+from ilcampaign.engine.steps.sampling import candidates
 
 
 @register

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from campaign.spec import Failures, Reference, not_hashed
-from engine.step import FRAMES, TASK_RESOURCES, Step, StepContext, StepFailed, TaskResult, register
+from ilcampaign.campaign.spec import Failures, Reference, not_hashed
+from ilcampaign.engine.step import FRAMES, TASK_RESOURCES, Step, StepContext, StepFailed, TaskResult, register
 
 
 def _task(index: int, level: int) -> str:
@@ -60,7 +60,7 @@ class Label(Step):
 
     def _indices(self, ctx: StepContext) -> list[int]:
         """The input frames to label: all, or those of the wanted splits."""
-        from archive.frames import count_frames, read_frames
+        from ilcampaign.archive.frames import count_frames, read_frames
 
         path = ctx.archive.output(ctx.inputs["frames"], FRAMES)
         if self.splits is None:
@@ -94,10 +94,10 @@ class Label(Step):
 
     # ------------------------------------------------------------- one frame
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from archive.frames import read_frames
-        from engine.guards import max_force
-        from engine.labelling import label
-        from engine.reference import ReferenceFailure
+        from ilcampaign.archive.frames import read_frames
+        from ilcampaign.engine.structures.guards import max_force
+        from ilcampaign.engine.labels.cache import label
+        from ilcampaign.engine.labels.reference import ReferenceFailure
 
         index, start = _parse(task_id)
         atoms = read_frames(ctx.archive.output(ctx.inputs["frames"], FRAMES), indices=[index])[0]
@@ -131,7 +131,7 @@ class Label(Step):
 
     # ------------------------------------------------------------- assembling
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        from engine.reference import reference_software
+        from ilcampaign.engine.labels.reference import reference_software
 
         final = self._final(ctx.done_tasks())
         failed = {i: r["attempts"] for i, r in final.items() if r["failed"]}

@@ -1,7 +1,7 @@
 """``md``: molecular dynamics with the current model, stopped on force uncertainty (eqn 8), run in
 chunks of ``checkpoint_every`` steps (one task each, resumable, bit-identical when resumed).
 
-Our JAX MD (engine.jax_md) is used where it is valid and fast (Nose-Hoover chain NVT at a fixed
+Our JAX MD (ilcampaign.engine.md.jax) is used where it is valid and fast (Nose-Hoover chain NVT at a fixed
 cell, box at least twice the cutoff; hybrid models with D3(BJ) included, D3 in JAX), and for NPT
 where the spec asks for ``engine: jax`` (jax_md's isotropic MTK barostat, not ASE's NPT: ``auto``
 keeps ASE's, the paper's); everything else runs through ASE with apax's calculator (plus
@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from campaign.spec import DispersionCorrection, MDSampler, TemperatureGuard, not_hashed
-from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from engine.step import GPU_TASK, StepContext, TaskResult, register
-from engine.steps.sampling import ENDS, GuardedStep, is_ensemble, model_r_max, start_frames, tag_candidates
+from ilcampaign.campaign.spec import DispersionCorrection, MDSampler, TemperatureGuard, not_hashed
+from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
+from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, register
+from ilcampaign.engine.steps.sampling import ENDS, GuardedStep, is_ensemble, model_r_max, start_frames, tag_candidates
 
 
 def choose_engine(sampler: MDSampler, box_ok: bool, d3: DispersionCorrection | None = None) -> tuple[str, str]:
@@ -68,7 +68,7 @@ class MD(GuardedStep):
         return next_chunk(ctx.done_tasks(), self.sampler.n_steps, self.checkpoint_every)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from engine import apax_model
+        from ilcampaign.engine.models import apax as apax_model
 
         first, last = chunk_range(task_id)
         (atoms,) = start_frames(ctx, self.sampler.start)
@@ -90,8 +90,8 @@ class MD(GuardedStep):
                                    "stopped_at": stopped_at, "stop_reason": stop_reason})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        from archive.arrays import write_dataset
-        from engine.dynamics import series
+        from ilcampaign.archive.arrays import write_dataset
+        from ilcampaign.engine.md.ase import series
 
         done = ctx.done_tasks()
         ran = chunks(done)
@@ -110,12 +110,12 @@ class MD(GuardedStep):
 
 def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
     """One chunk through ASE with apax's calculator (plus torch-dftd D3 for hybrid samplers)."""
-    from engine import apax_model
-    from engine.dynamics import run_md_chunk
+    from ilcampaign.engine.models import apax as apax_model
+    from ilcampaign.engine.md.ase import run_md_chunk
 
     calc = apax_model.load_calculator(model_dir, cache_dir=ctx.jax_cache)  # a fresh calculator every chunk
     if step.d3 is not None:
-        from engine.d3 import calculator_options, hybrid_calculator
+        from ilcampaign.engine.dispersion.torch_dftd import calculator_options, hybrid_calculator
 
         calc = hybrid_calculator(calc, **calculator_options(step.d3))
     uncertainty = (lambda a: apax_model.force_uncertainty(calc.results)) if is_ensemble(ctx) else None
@@ -131,9 +131,9 @@ def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
 
     import numpy as np
 
-    from engine.dynamics import temperatures
-    from engine.jax_hybrid import D3Term
-    from engine.jax_md import MDSettings, run_chunk
+    from ilcampaign.engine.md.ase import temperatures
+    from ilcampaign.engine.dispersion.jax_term import D3Term
+    from ilcampaign.engine.md.jax import MDSettings, run_chunk
 
     s = step.sampler
     guard = step.temperature_guard

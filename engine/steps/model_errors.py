@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from engine.step import StepContext, StepFailed, TaskResult, register
-from engine.steps.analysis import ModelAnalysis
+from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.steps.analysis import ModelAnalysis
 
 SUMMARY = ("energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse", "stress_mae", "stress_rmse")
 
@@ -20,8 +20,8 @@ class ModelErrors(ModelAnalysis):
     prefix: ClassVar[str] = "errors"
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from archive.arrays import write_dataset
-        from engine.model_errors import model_errors
+        from ilcampaign.archive.arrays import write_dataset
+        from ilcampaign.engine.analysis.model_errors import model_errors
 
         frames = [f for f in ctx.input_frames(f"data{task_id}") if f.info.get("split") == "test"]
         name = self.models[int(task_id)]

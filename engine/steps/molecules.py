@@ -1,12 +1,12 @@
-"""``molecules``: each ion's 3D structure, made by engine.ions (RDKit, xTB relaxation in vacuum)
+"""``molecules``: each ion's 3D structure, made by ilcampaign.engine.structures.ions (RDKit, xTB relaxation in vacuum)
 and checked against the contact guard, one task per ion; the boxes are packed from these."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import Contacts, Ion, IonRelaxation
-from engine.step import Step, StepContext, StepFailed, TaskResult, register
+from ilcampaign.campaign.spec import Contacts, Ion, IonRelaxation
+from ilcampaign.engine.step import Step, StepContext, StepFailed, TaskResult, register
 
 
 @register
@@ -29,7 +29,7 @@ class Molecules(Step):
         return [ion.name for ion in self.ions if ion.name not in done]
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from engine.ions import IonError, ion_structure
+        from ilcampaign.engine.structures.ions import IonError, ion_structure
 
         index, ion = next((i, ion) for i, ion in enumerate(self.ions) if ion.name == task_id)
         try:

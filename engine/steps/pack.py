@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from campaign.spec import Contacts, Ion, System
-from engine.step import SingleTaskStep, StepContext, StepFailed, TaskResult, register
+from ilcampaign.campaign.spec import Contacts, Ion, System
+from ilcampaign.engine.step import SingleTaskStep, StepContext, StepFailed, TaskResult, register
 
 #: packing moves molecules rigidly: a bond that changed by more than this was torn apart (A)
 MAX_BOND_CHANGE = 0.01
@@ -44,7 +44,7 @@ class Pack(SingleTaskStep):
         )
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from engine.packing import pack_box, scale_rigid
+        from ilcampaign.engine.structures.packing import pack_box, scale_rigid
 
         molecules = ctx.input_frames("molecules")
         for atoms in molecules:
@@ -72,7 +72,7 @@ class Pack(SingleTaskStep):
         else how much the bonds changed, for the record."""
         import numpy as np
 
-        from engine.guards import bond_lengths, bonds_of, template, worst_contact
+        from ilcampaign.engine.structures.guards import bond_lengths, bonds_of, template, worst_contact
 
         templates = [template(ion.smiles) for ion in self.ions]
         bonds = bonds_of(box, templates)

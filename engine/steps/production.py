@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from engine.chunks import chunk_range, chunks
-from engine.step import StepContext, StepFailed, TaskResult, register
-from engine.steps.md import MD
-from engine.steps.sampling import ENDS
+from ilcampaign.engine.run.chunks import chunk_range, chunks
+from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.steps.md import MD
+from ilcampaign.engine.steps.sampling import ENDS
 
 TRAJECTORY = "trajectory.h5"
 
@@ -33,9 +33,9 @@ class Production(MD):
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         import numpy as np
 
-        from archive.arrays import write_dataset
-        from archive.frames import concatenate, count_frames, read_frames
-        from engine.dynamics import series
+        from ilcampaign.archive.arrays import write_dataset
+        from ilcampaign.archive.frames import concatenate, count_frames, read_frames
+        from ilcampaign.engine.md.ase import series
 
         done = ctx.done_tasks()
         ran = chunks(done)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import Site
-from engine.step import StepContext, register
-from engine.steps.analysis import RunAnalysis, RunFacts, resolve_sites
+from ilcampaign.campaign.spec import Site
+from ilcampaign.engine.step import StepContext, register
+from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts, resolve_sites
 
 
 @register
@@ -26,8 +26,8 @@ class RDF(RunAnalysis):
         import xarray as xr
         from ase.data import atomic_numbers
 
-        from engine.analysis.rdf import RDF as Histogram
-        from engine.analysis.sites import Sites
+        from ilcampaign.engine.analysis.rdf import RDF as Histogram
+        from ilcampaign.engine.analysis.sites import Sites
 
         traj, start = self.trajectory(ctx, slot, facts)
         with traj:

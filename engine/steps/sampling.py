@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from campaign.spec import Contacts, Optimiser, Start, not_hashed
-from engine.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult
+from ilcampaign.campaign.spec import Contacts, Optimiser, Start, not_hashed
+from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
+from ilcampaign.engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult
 
 if TYPE_CHECKING:
-    from engine.guards import Violation
+    from ilcampaign.engine.structures.guards import Violation
 
 ENDS = "ends.h5"  # the structures a later sampler continues from, where they differ from the candidates
 
 
 def start_frames(ctx: StepContext, start: Start) -> list:
     """The ``start`` input's end structures chosen by ``start`` (first or last n), without labels."""
-    from archive.frames import read_frames
+    from ilcampaign.archive.frames import read_frames
 
     record = ctx.input_record("start")
     path = ctx.archive.output(ctx.inputs["start"], ENDS if ENDS in record["outputs"] else FRAMES)
@@ -68,7 +68,7 @@ class GuardedStep(Step):
         """Each frame that breaks the contact guard (its index and worst contact), in order."""
         if self.contacts is None:
             return
-        from engine.guards import ContactCheck
+        from ilcampaign.engine.structures.guards import ContactCheck
 
         check = ContactCheck(self.contacts, self.smiles)
         for index, frame in enumerate(frames):
@@ -114,8 +114,8 @@ class OptimisingStep(GuardedStep):
             ctx.done_tasks(), self.optimiser().max_steps, self.checkpoint_every, self.prefix(structure))
 
     def run_optimisation(self, ctx: StepContext, task_id: str) -> TaskResult:
-        from engine.apax_model import load_calculator
-        from engine.dynamics import optimise_chunk
+        from ilcampaign.engine.models.apax import load_calculator
+        from ilcampaign.engine.md.ase import optimise_chunk
 
         structure = int(task_id[1:4])
         first, last = chunk_range(task_id)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Callable, ClassVar
 
-from campaign.spec import Selection
-from engine.step import SingleTaskStep, StepContext, TaskResult, register
-from engine.steps.sampling import GuardedStep
+from ilcampaign.campaign.spec import Selection
+from ilcampaign.engine.step import SingleTaskStep, StepContext, TaskResult, register
+from ilcampaign.engine.steps.sampling import GuardedStep
 
 
 @register
@@ -79,7 +79,7 @@ class Select(SingleTaskStep, GuardedStep):
         if method == "all" or n == len(pool):
             return list(range(len(pool))), method
         if method == "bal":
-            from engine.apax_model import bal_select
+            from ilcampaign.engine.models.apax import bal_select
 
             return list(bal_select(ctx.model_dir(), training(), pool, n).indices), method
         rng = np.random.default_rng([self.seed, number])

@@ -1,7 +1,7 @@
 """``train``: an apax ensemble (or single model) trained on all labelled data of a dataset step,
 checkpointed so that a killed run resumes (events ``checkpoint`` and ``resumed`` in the journal).
 
-The model is stored as a content-addressed blob in canonical form (engine.model_blob: apax's
+The model is stored as a content-addressed blob in canonical form (ilcampaign.engine.models.blob: apax's
 config without machine paths, the parameters as a byte-stable array file), with validation
 metrics and per-epoch learning curves as netCDF; the same training gives the same bytes. The
 epoch wall times go to the record's ``timings``, not to the outputs.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import ApaxModel, not_hashed
-from engine.step import GPU_TASK, SingleTaskStep, StepContext, TaskResult, register
+from ilcampaign.campaign.spec import ApaxModel, not_hashed
+from ilcampaign.engine.step import GPU_TASK, SingleTaskStep, StepContext, TaskResult, register
 
 METRIC_UNITS = {"energy": "eV/atom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
@@ -36,9 +36,9 @@ class Train(SingleTaskStep):
         """Train in the task's checkpoint folder, so a killed run resumes from its latest checkpoint."""
         from functools import partial
 
-        from archive.arrays import write_dataset
-        from engine.apax_training import train
-        from engine.model_blob import pack
+        from ilcampaign.archive.arrays import write_dataset
+        from ilcampaign.engine.models.training import train
+        from ilcampaign.engine.models.blob import pack
 
         frames = ctx.input_frames("data")
         training = [f for f in frames if f.info.get("split") == "train"]
@@ -56,7 +56,7 @@ class Train(SingleTaskStep):
 
         import xarray as xr
 
-        from archive.arrays import write_dataset
+        from ilcampaign.archive.arrays import write_dataset
 
         done = ctx.done_tasks()[self.task]
         shutil.copyfile(ctx.archive.task_file(ctx.key, self.task, ".curves.nc"), ctx.out_dir / "curves.nc")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from campaign.spec import Optimiser, Start, VolumeScan as Settings
-from engine.step import StepContext, TaskResult, register
-from engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
+from ilcampaign.campaign.spec import Optimiser, Start, VolumeScan as Settings
+from ilcampaign.engine.step import StepContext, TaskResult, register
+from ilcampaign.engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
 
 
 @register
@@ -35,7 +35,7 @@ class VolumeScan(OptimisingStep):
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         if not task_id.endswith(".scan"):
             return self.run_optimisation(ctx, task_id)
-        from engine.structures import volume_scan
+        from ilcampaign.engine.structures.candidates import volume_scan
 
         optimised = self.optimisation_frames(ctx, int(task_id[1:4]))[-1]
         start, end = self.settings.length_factors

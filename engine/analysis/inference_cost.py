@@ -1,14 +1,14 @@
-"""Cost of an MD step with a model versus system size, per engine path: our JAX MD (engine.jax_md),
-that with D3 in the loop (engine.jax_hybrid) at given cutoffs, apax's ASE calculator with ASE MD,
+"""Cost of an MD step with a model versus system size, per engine path: our JAX MD (ilcampaign.engine.md.jax),
+that with D3 in the loop (ilcampaign.engine.dispersion.jax_term) at given cutoffs, apax's ASE calculator with ASE MD,
 and that plus torch-dftd D3 at given cutoffs. It tells which path, box size and D3 cutoff a
 campaign can afford.
 
 Every path runs NVT at TEMPERATURE_K with a 0.5 fs step and a Nose-Hoover chain of damping time
 THERMOSTAT_TIME_FS, as the md step runs it: jax_md's ``nvt_nose_hoover`` (chain of 5) for ``jax`` and ``jax+d3``,
 ASE's ``NoseHooverChainNVT`` (chain of 3) for ``ase`` and ``ase+d3``. Steps are timed in chunks as
-the md step runs them (engine.jax_md.run_chunk, engine.dynamics.run_md_chunk): one frame per
+the md step runs them (ilcampaign.engine.md.jax.run_chunk, ilcampaign.engine.md.ase.run_md_chunk): one frame per
 chunk, no uncertainty stop, each chunk's fixed costs (state hand-over, neighbour list) included.
-JAX's tracing and compilation within a timed chunk (engine.jax_md recompiles when a chunk's pairs
+JAX's tracing and compilation within a timed chunk (ilcampaign.engine.md.jax recompiles when a chunk's pairs
 outgrow its list or the D3 image shifts change, apax's calculator when its list overflows) are
 taken off its time and reported apart.
 """
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import xarray as xr
     from ase import Atoms
 
-    from campaign.spec import DispersionCorrection
+    from ilcampaign.campaign.spec import DispersionCorrection
 
 PATHS = ("jax", "jax+d3", "ase", "ase+d3")
 D3_PATHS = ("jax+d3", "ase+d3")
@@ -46,15 +46,15 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
     or a x b x c (a triple) for each of ``repeats``, through each of ``paths`` (``PATHS``).
 
     ``d3``: the spec's d3 section (None: its defaults) with ``cutoff`` replaced by each of ``d3_cutoffs``
-    (A), one ``jax+d3`` run (engine.jax_hybrid.D3Term) and one ``ase+d3`` run (engine.d3) each. Each (path, size) first runs at least ``warmup`` steps (compilation,
+    (A), one ``jax+d3`` run (ilcampaign.engine.dispersion.jax_term.D3Term) and one ``ase+d3`` run (ilcampaign.engine.dispersion.torch_dftd) each. Each (path, size) first runs at least ``warmup`` steps (compilation,
     neighbour lists, thermostat settling) in chunks of ``n_steps`` steps, then ``n_timings`` chunks
     are timed one by one; the median and the spread are reported. The time JAX spends compiling
     within a timed chunk is taken off (and reported). ``jax`` (and ``jax+d3``) is NaN, with the reason, where the box is not periodic or
-    not wider than twice the model's cutoff (engine.apax_model.jax_md_valid); any path is NaN, with
+    not wider than twice the model's cutoff (ilcampaign.engine.models.apax.jax_md_valid); any path is NaN, with
     the reason, where the MD stopped early (blow-up or temperature guard). See ``_dataset``.
     """
-    from campaign.spec import DispersionCorrection
-    from engine.apax_model import _model_config
+    from ilcampaign.campaign.spec import DispersionCorrection
+    from ilcampaign.engine.models.apax import _model_config
 
     d3 = d3 or DispersionCorrection()
     unknown = sorted(set(paths) - set(PATHS))
@@ -102,7 +102,7 @@ def _replication(repeat: int | Sequence[int]) -> tuple[int, int, int]:
 
 def _jax_invalid(atoms: Atoms, r_max: float) -> str:
     """Why our JAX MD cannot run ``atoms`` ("" if it can)."""
-    from engine.apax_model import jax_md_valid
+    from ilcampaign.engine.models.apax import jax_md_valid
 
     if not atoms.pbc.all():
         return "JAX MD runs periodic boxes only"
@@ -169,10 +169,10 @@ def _chunked(run: Callable[[Atoms, int, int, Any, int], tuple[Any, str | None]])
 
 
 def _jax_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cache_dir: Path | None) -> Timer:
-    """Chunks of engine.jax_md.run_chunk (no uncertainty stop), with the D3 term of ``d3`` at
+    """Chunks of ilcampaign.engine.md.jax.run_chunk (no uncertainty stop), with the D3 term of ``d3`` at
     ``d3_cutoff`` in the loop unless NaN."""
-    from engine.jax_hybrid import D3Term
-    from engine.jax_md import MDSettings, run_chunk
+    from ilcampaign.engine.dispersion.jax_term import D3Term
+    from ilcampaign.engine.md.jax import MDSettings, run_chunk
 
     term = None if math.isnan(d3_cutoff) else D3Term.from_spec(d3, d3_cutoff)
 
@@ -187,15 +187,15 @@ def _jax_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cach
 
 
 def _ase_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cache_dir: Path | None) -> Timer:
-    """Chunks of engine.dynamics.run_md_chunk with apax's calculator (plus D3 at ``d3_cutoff`` unless
+    """Chunks of ilcampaign.engine.md.ase.run_md_chunk with apax's calculator (plus D3 at ``d3_cutoff`` unless
     NaN), one calculator for all chunks of a size so that only the warm-up compiles."""
-    from campaign.spec import MDSampler
-    from engine.apax_model import load_calculator
-    from engine.dynamics import run_md_chunk
+    from ilcampaign.campaign.spec import MDSampler
+    from ilcampaign.engine.models.apax import load_calculator
+    from ilcampaign.engine.md.ase import run_md_chunk
 
     calc = load_calculator(model_dir, cache_dir=cache_dir)
     if not math.isnan(d3_cutoff):
-        from engine.d3 import calculator_options, hybrid_calculator
+        from ilcampaign.engine.dispersion.torch_dftd import calculator_options, hybrid_calculator
 
         calc = hybrid_calculator(calc, **calculator_options(d3, d3_cutoff))
 

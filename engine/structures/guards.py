@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from campaign.spec import Contacts
+from ilcampaign.campaign.spec import Contacts
 
 if TYPE_CHECKING:
     from ase import Atoms

@@ -10,9 +10,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from campaign.spec import CampaignSpec
-from engine.graph import Node
-from engine.hashing import digest
+from ilcampaign.campaign.spec import CampaignSpec
+from ilcampaign.engine.graph import Node
+from ilcampaign.engine.hashing import digest
 
 FORMAT = 1
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from campaign.spec import Contacts, IonRelaxation
-from engine.packing import pack_box, scale_rigid
+from ilcampaign.campaign.spec import Contacts, IonRelaxation
+from ilcampaign.engine.structures.packing import pack_box, scale_rigid
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -35,7 +35,7 @@ def conformers(smiles: str, n: int, seed: int, relaxation: IonRelaxation | None 
     """``n`` 3D conformers of ``smiles`` (hydrogens added): ETKDG embedding relaxed with MMFF; an ion MMFF
     does not know (boron, hypervalent P) is relaxed with ``relaxation`` (xTB) instead, where given.
     Every conformer is checked against ``contacts``; ``info["charge"]`` holds the formal charge."""
-    from engine.ions import ion_conformers
+    from ilcampaign.engine.structures.ions import ion_conformers
 
     structures, _ = ion_conformers(smiles, n, seed, relaxation, contacts, relax_all=False)
     for index, atoms in enumerate(structures):

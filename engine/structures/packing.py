@@ -30,9 +30,9 @@ def molecule(smiles: str, seed: int) -> tuple[Any, Any]:
 
 
 def conformer(smiles: str, seed: int) -> Atoms:
-    """One force-field 3D conformer of ``smiles`` (engine.ions.embedded, no xTB relaxation);
+    """One force-field 3D conformer of ``smiles`` (ilcampaign.engine.structures.ions.embedded, no xTB relaxation);
     ``info["charge"]`` holds the formal charge."""
-    from engine.ions import conformer_atoms, embedded
+    from ilcampaign.engine.structures.ions import conformer_atoms, embedded
 
     mol, (conf_id,), source = embedded(smiles, seed)
     return conformer_atoms(mol, conf_id, source)

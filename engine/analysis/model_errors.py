@@ -74,7 +74,7 @@ def _predict(model_dir: Path, frames: list[Atoms], *, batch_size: int, cache_dir
     from apax.md.ase_calc import make_ensemble
     from apax.train.checkpoints import canonicalize_energy_model_parameters, check_for_ensemble, restore_parameters
 
-    from engine.apax_model import _apax_std_factor, enable_compilation_cache
+    from ilcampaign.engine.models.apax import _apax_std_factor, enable_compilation_cache
 
     if cache_dir is not None:
         enable_compilation_cache(cache_dir)

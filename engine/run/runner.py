@@ -1,6 +1,6 @@
 """Executing a graph: the work-directory lock, task rounds, progress bars, and commits.
 
-Work directory layout: ``archive/`` (see :mod:`archive.store`), ``scratch/`` (calculator
+Work directory layout: ``archive/`` (see :mod:`ilcampaign.archive.store`), ``scratch/`` (calculator
 files, safe to delete) and ``run.lock``.
 """
 
@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from archive.store import Archive
-from engine.execute import TaskRef, context, make_executor, run_task
-from engine.graph import Node
-from engine.hashing import canonical
-from engine.step import StepFailed, versions
+from ilcampaign.archive.store import Archive
+from ilcampaign.engine.run.execute import TaskRef, context, make_executor, run_task
+from ilcampaign.engine.graph import Node
+from ilcampaign.engine.hashing import canonical
+from ilcampaign.engine.step import StepFailed, versions
 
 
 class LockedError(Exception):
@@ -171,7 +171,7 @@ def run_graph(nodes: list[Node], workdir: Path, workers: int, progress: Progress
     Independent steps run at the same time (up to the executor's worker count; one worker: one
     step after another, in graph order) and share the executor's task slots. A failing step
     stops only the steps that depend on it: the others run and are committed, then the failure
-    is raised (a single one as itself, several as ``GraphFailed``). ``manifest`` (engine.manifest)
+    is raised (a single one as itself, several as ``GraphFailed``). ``manifest`` (ilcampaign.engine.graph.manifest)
     is stored in the archive first, for reports. ``executor``: where tasks run (default: local,
     ``workers`` processes); the caller shuts down an executor it passes. ``resources``: the spec's
     ``execution.resources`` (step kind -> what its tasks need), recorded with each step.

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from campaign.spec import CP2K, XTB
+from ilcampaign.campaign.spec import CP2K, XTB
 
 
 class ReferenceFailure(RuntimeError):

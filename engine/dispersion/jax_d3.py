@@ -1,4 +1,4 @@
-"""Grimme D3(BJ) dispersion in JAX, reproducing torch-dftd (``engine/d3.py``'s backend) exactly.
+"""Grimme D3(BJ) dispersion in JAX, reproducing torch-dftd (``engine/dispersion/torch_dftd.py``'s backend) exactly.
 
 Everything follows torch-dftd 0.5.x (``torch_dftd/functions/dftd3.py``, ``nn/dftd3_module.py``,
 ``nn/base_dftd_module.py``):
@@ -31,8 +31,8 @@ Neighbours: this module's pair and triplet lists are built with numpy outside JI
 (:func:`build_neighbours`, :func:`build_triplets`), optionally with a skin and padded to a fixed capacity;
 the jitted energy masks pairs beyond ``cutoff``/``cn_cutoff`` (inclusive) at the current geometry, so a list built
 with a skin gives the same result as a fresh one while no atom has moved more than ``skin / 2``
-(strain ignored). D3 inside the JAX MD loop uses engine.jax_neighbours' in-JIT half list instead
-(engine.jax_hybrid).
+(strain ignored). D3 inside the JAX MD loop uses ilcampaign.engine.dispersion.neighbours' in-JIT half list instead
+(ilcampaign.engine.dispersion.jax_term).
 
 float64 needs JAX's x64 mode, which this module switches on at import (as apax does).
 """

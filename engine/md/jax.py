@@ -5,12 +5,12 @@ starts from ``state``, a dict of float64 arrays with the complete integrator sta
 neighbour-list capacity), and builds its neighbour list afresh, so a chunk's result is a pure
 function of (state, inputs) and a resumed run is bit-identical to an uninterrupted one that went
 through the same chunk boundaries. Compiled functions are cached per process (and, if asked, on
-disk); results never depend on that cache. Conventions are those of engine.dynamics (ASE MD), so the two engines are
+disk); results never depend on that cache. Conventions are those of ilcampaign.engine.md.ase (ASE MD), so the two engines are
 interchangeable: same start momenta, thermostat target ``temperatures[s]`` for step s -> s+1
 (a frame reports the target of the step that led to it), frames every ``interval`` steps,
 eqn 8 uncertainty stop at frame steps, blow-up and temperature guards after every step.
 
-A hybrid model (``MDSettings.d3``) adds engine.jax_hybrid's D3(BJ) term to the MLP energy inside
+A hybrid model (``MDSettings.d3``) adds ilcampaign.engine.dispersion.jax_term's D3(BJ) term to the MLP energy inside
 the same loop, with its own half list: the loop checks the skin criterion after every step and stops
 the block where the list goes stale; the host rebuilds it there (with more room if it overflows) and
 the run goes on. D3 is added once, outside the ensemble mean; the uncertainty is the MLP's, as in
@@ -19,11 +19,11 @@ the ASE hybrid.
 NPT (``MDSettings.pressure`` set) is jax_md's isotropic Martyna-Tobias-Klein integrator: a Nose-Hoover
 chain on the particles (``thermostat_time``) and one on the box (``barostat_time``), the whole cell
 scaled by one factor, the pressure from the volume derivative of the energy (MLP and D3 alike,
-through jax_md's ``perturbation``), run through engine.jax_npt's copy, which takes one gradient
-per step where jax_md's takes three. It is not ASE's NPT (engine.dynamics: Melchionna, box lengths
+through jax_md's ``perturbation``), run through ilcampaign.engine.md.jax_npt's copy, which takes one gradient
+per step where jax_md's takes three. It is not ASE's NPT (ilcampaign.engine.md.ase: Melchionna, box lengths
 scaled separately), so the md step runs it only where a spec asks for ``engine: jax``. The D3 list's
 image shifts are those of the box shrunk by NPT_SHRINK, the list is rebuilt on strain (see
-engine.jax_neighbours), and a box that shrinks further within a chunk stops the block, which is
+ilcampaign.engine.dispersion.neighbours), and a box that shrinks further within a chunk stops the block, which is
 rerun with the shifts it needs. jax_md's MLP list is rebuilt on displacement only, as apax's NPT does:
 it misses no pair as long as the cell shrinks by less than skin / (r_max + skin) between rebuilds.
 
@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.apax_model import _apax_std_factor, enable_compilation_cache, jax_md_valid
-from engine.dynamics import _blow_up, _density, _g_cm3, _snapshot
+from ilcampaign.engine.models.apax import _apax_std_factor, enable_compilation_cache, jax_md_valid
+from ilcampaign.engine.md.ase import _blow_up, _density, _g_cm3, _snapshot
 
 if TYPE_CHECKING:
     from ase import Atoms
 
-    from engine.jax_hybrid import D3Term
+    from ilcampaign.engine.dispersion.jax_term import D3Term
 
 #: neighbour-list capacity over the pairs found at allocation (jax_md's default)
 CAPACITY_MULTIPLIER = 1.25
@@ -69,7 +69,7 @@ NPT_SHRINK = 0.9
 class MDSettings:
     """Integrator settings: timestep and Nose-Hoover chain damping time (fs), frame ``interval``
     (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never), neighbour-list ``skin`` (A) and
-    the temperature guard (campaign.spec.TemperatureGuard's fields); ``d3``: the D3 term of a hybrid
+    the temperature guard (ilcampaign.campaign.spec.TemperatureGuard's fields); ``d3``: the D3 term of a hybrid
     model (None: the MLP alone); ``pressure`` (eV/Angstrom^3; None: NVT) and the barostat chain's
     damping time ``barostat_time`` (fs) for NPT."""
 
@@ -113,7 +113,7 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
               first: int, last: int, state: dict | None, cache_dir: Path | None = None) -> JaxMDChunk:
     """Steps ``first`` -> ``last`` of the NVT (NPT) run of ``start`` with the apax model in ``model_dir``,
     from ``state`` (the previous chunk's; None at step 0: Maxwell-Boltzmann momenta at
-    ``temperatures[0]`` from ``seed``, as engine.dynamics draws them).
+    ``temperatures[0]`` from ``seed``, as ilcampaign.engine.md.ase draws them).
 
     ``temperatures[s]`` (K) is the thermostat target of step s -> s+1. ``cache_dir``: enable JAX's
     persistent compilation cache there first. ValueError for a box that is not periodic or too
@@ -217,7 +217,7 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
 def _frame(start: Atoms, nvt: Any, cell: np.ndarray, step: int, timestep: float, target: float,
            sigma: float | None) -> Atoms:
     """The configuration at ``step``: a copy of ``start`` in ``cell`` (rows are lattice vectors) with the
-    state's Cartesian (unwrapped) positions and momenta, and the info engine.dynamics gives its frames
+    state's Cartesian (unwrapped) positions and momenta, and the info ilcampaign.engine.md.ase gives its frames
     (no uncertainty: None)."""
     frame = _snapshot(start, label=False)
     frame.set_cell(cell, scale_atoms=False)
@@ -269,7 +269,7 @@ def _simulator(config: Any, n_atoms: int, settings: MDSettings) -> _Simulator:
 
 
 class _Simulator:
-    """apax's energy model (plus engine.jax_hybrid's D3 for a hybrid), jax_md's Nose-Hoover chain and
+    """apax's energy model (plus ilcampaign.engine.dispersion.jax_term's D3 for a hybrid), jax_md's Nose-Hoover chain and
     neighbour list, with the jitted functions a chunk calls. Parameters, atomic numbers, box and D3
     inputs are arguments, not constants: the compiled code (and its persistent cache entry) holds no
     weights and serves any box. jax_md's spaces are built on the unit cube and every call passes the
@@ -310,7 +310,7 @@ class _Simulator:
             derivative makes its gradient the Cartesian one, as jax_md's forces are."""
             if term is None:
                 return 0.0
-            from engine.jax_hybrid import d3_energy
+            from ilcampaign.engine.dispersion.jax_term import d3_energy
 
             return d3_energy(space.transform(box, position), box.T, d3, pairs, term)
 
@@ -333,7 +333,7 @@ class _Simulator:
             energy = total_energy(params, Z, d3)
             dt, tau = settings.timestep * units.fs, settings.thermostat_time * units.fs
             if npt:  # jax_md's MTK integrator with one energy gradient per step instead of three
-                from engine.jax_npt import npt_nose_hoover
+                from ilcampaign.engine.md.jax_npt import npt_nose_hoover
 
                 return npt_nose_hoover(energy, shift, dt, settings.pressure, kT,
                                        barostat_kwargs={"tau": settings.barostat_time * units.fs},
@@ -348,7 +348,7 @@ class _Simulator:
             """Whether the D3 list may miss a pair at ``position`` (False for the MLP alone). The block
             stops there and the host rebuilds the list: a rebuild inside the loop (``lax.cond``) cost
             28 ms per step at 20 A, rebuild or not (benchmarks/d3_loop_breakdown.py)."""
-            from engine.jax_neighbours import needs_rebuild
+            from ilcampaign.engine.dispersion.neighbours import needs_rebuild
 
             if pairs is None:
                 return jnp.array(False)
@@ -445,11 +445,11 @@ class _Simulator:
         return neighbors.set(idx=idx, max_occupancy=capacity, error=error)
 
     def d3_inputs(self, numbers: np.ndarray, cell: np.ndarray) -> Any:
-        """engine.jax_hybrid's inputs for the D3 term of atoms ``numbers`` in ``cell`` (rows are lattice
+        """ilcampaign.engine.dispersion.jax_term's inputs for the D3 term of atoms ``numbers`` in ``cell`` (rows are lattice
         vectors; None for the MLP alone); NPT: the image shifts of the cell shrunk by NPT_SHRINK."""
         if self.term is None:
             return None
-        from engine.jax_hybrid import d3_inputs
+        from ilcampaign.engine.dispersion.jax_term import d3_inputs
 
         return d3_inputs(self.term, numbers, np.asarray(cell) * (NPT_SHRINK if self.npt else 1.0))
 
@@ -460,7 +460,7 @@ class _Simulator:
         may overflow: ``fitted_d3`` then reallocates)."""
         if self.term is None:
             return None
-        from engine.jax_neighbours import build
+        from ilcampaign.engine.dispersion.neighbours import build
 
         cartesian = np.asarray(position) @ box.T
         if capacity is None:
@@ -471,7 +471,7 @@ class _Simulator:
     def fitted_d3(self, pairs: Any, d3: Any) -> Any:
         """``pairs``, or where it found more pairs than it has room for, the same list built again with
         room for CAPACITY_GROWTH x them (never a truncated list)."""
-        from engine.jax_neighbours import build
+        from ilcampaign.engine.dispersion.neighbours import build
 
         while pairs is not None and int(pairs.count) > pairs.i.shape[0]:
             capacity = int(CAPACITY_GROWTH * int(pairs.count)) + 1
@@ -480,7 +480,7 @@ class _Simulator:
 
     def initial_state(self, params: Any, Z: np.ndarray, box: np.ndarray, d3: Any, start: Atoms, temperature: float,
                       seed: int) -> dict[str, np.ndarray]:
-        """The state at step 0: ``start`` with Maxwell-Boltzmann momenta drawn as engine.dynamics draws them."""
+        """The state at step 0: ``start`` with Maxwell-Boltzmann momenta drawn as ilcampaign.engine.md.ase draws them."""
         from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
         atoms = start.copy()

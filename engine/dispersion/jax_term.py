@@ -1,8 +1,8 @@
-"""D3(BJ) on engine.jax_neighbours' half list, as a term of the energy that JAX MD integrates (issue 12).
+"""D3(BJ) on ilcampaign.engine.dispersion.neighbours' half list, as a term of the energy that JAX MD integrates (issue 12).
 
-The hybrid model of the paper is MLP + D3; engine.jax_md adds :func:`d3_energy` to apax's energy so
+The hybrid model of the paper is MLP + D3; ilcampaign.engine.md.jax adds :func:`d3_energy` to apax's energy so
 that the whole step (MLP, D3, integrator, both neighbour lists) runs inside one JIT loop. The terms
-are those of engine.jax_d3 (torch-dftd's conventions, tested against it) rearranged for MD:
+are those of ilcampaign.engine.dispersion.jax_d3 (torch-dftd's conventions, tested against it) rearranged for MD:
 
 * the list is a half list over pair-images within ``cutoff + skin`` built inside JIT; every listed
   pair-image counts once (torch-dftd sums both directions with a factor 1/2; an atom's own image
@@ -12,9 +12,9 @@ are those of engine.jax_d3 (torch-dftd's conventions, tested against it) rearran
 * the gradient is written out per pair (a custom VJP: one sweep over the pairs, the C6 matrix's
   dependence on the coordination numbers by autodiff over N x N), not traced through every pair op;
 * pair terms are computed in ``dtype`` and summed in float64;
-* the tail correction (:func:`engine.jax_d3.tail_terms`' energy) uses the same matrix for S6 and S8;
+* the tail correction (:func:`ilcampaign.engine.dispersion.jax_d3.tail_terms`' energy) uses the same matrix for S6 and S8;
   like the ASE path's, it adds no force. Its pressure is not the volume derivative of this energy,
-  so an NPT run with the tail goes through ASE (engine.d3), whose stress has the right term.
+  so an NPT run with the tail goes through ASE (ilcampaign.engine.dispersion.torch_dftd), whose stress has the right term.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from ase.units import Bohr
 
-from engine.jax_d3 import (
+from ilcampaign.engine.dispersion.jax_d3 import (
     D3_AUTOANG,
     D3_AUTOEV,
     DIST_EPS,
@@ -39,10 +39,10 @@ from engine.jax_d3 import (
     _species,
     load_tables,
 )
-from engine.jax_neighbours import Pairs, image_shifts
+from ilcampaign.engine.dispersion.neighbours import Pairs, image_shifts
 
 if TYPE_CHECKING:
-    from campaign.spec import DispersionCorrection
+    from ilcampaign.campaign.spec import DispersionCorrection
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _c6_matrix(cn, species, c6ab):
 
 def _forward(term: D3Term, d, i, j, valid, species, tables):
     """(pair energy in hartree, S6, S8) of pair vectors ``d`` (A) and what the gradient needs; a
-    pair's energy is -C6 h(r) (engine.jax_d3.bj_pair)."""
+    pair's energy is -C6 h(r) (ilcampaign.engine.dispersion.jax_d3.bj_pair)."""
     c6ab, _, rcov, r2r4 = tables
     d2 = jnp.where(valid, jnp.sum(d * d, axis=-1), 1.0)  # padding: 1 A^2, finite everywhere
     in_cutoff = valid & (d2 <= term.cutoff**2)

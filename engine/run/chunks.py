@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from archive.atomic import atomic_write_bytes
-from engine.step import StepContext
+from ilcampaign.archive.atomic import atomic_write_bytes
+from ilcampaign.engine.step import StepContext
 
 _RANGE = re.compile(r"steps(\d{9})-(\d{9})$")
 

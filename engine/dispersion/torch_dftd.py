@@ -19,7 +19,7 @@ from torch_dftd.functions.edge_extraction import calc_edge_index
 from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
 if TYPE_CHECKING:
-    from campaign.spec import DispersionCorrection
+    from ilcampaign.campaign.spec import DispersionCorrection
 
 SUMMED = ("energy", "free_energy", "forces", "stress")  # additive properties of MLP and D3
 
@@ -165,7 +165,7 @@ class HybridCalculator(Calculator):
 
 
 class D3TailCalculator(Calculator):
-    """The analytic D3 pair tail beyond the cutoff (``engine.jax_d3.tail_terms``): energy and stress
+    """The analytic D3 pair tail beyond the cutoff (``ilcampaign.engine.dispersion.jax_d3.tail_terms``): energy and stress
     of a homogeneous liquid, no forces. Its coefficient sums come from the first structure it sees
     and are kept (a fresh calculator per MD chunk, so results do not depend on where a run resumed;
     a liquid's coordination numbers barely change); the volume is always the current one."""
@@ -174,7 +174,7 @@ class D3TailCalculator(Calculator):
 
     def __init__(self, xc: str = "b97-3c", cutoff: float = 7.93766, cn_cutoff: float | None = None):
         super().__init__()
-        from engine.jax_d3 import D3Params
+        from ilcampaign.engine.dispersion.jax_d3 import D3Params
 
         self.params, self.cutoff = D3Params.from_functional(xc), cutoff
         self.cn_cutoff = cutoff if cn_cutoff is None else min(cn_cutoff, cutoff)
@@ -182,7 +182,7 @@ class D3TailCalculator(Calculator):
         self.numbers: np.ndarray | None = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        from engine.jax_d3 import tail_sums, tail_terms
+        from ilcampaign.engine.dispersion.jax_d3 import tail_sums, tail_terms
 
         super().calculate(atoms, properties, system_changes)
         if self.sums is None or not np.array_equal(self.numbers, self.atoms.numbers):

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from campaign.spec import CampaignSpec, ProductionRun
-    from engine.graph import Node
+    from ilcampaign.campaign.spec import CampaignSpec, ProductionRun
+    from ilcampaign.engine.graph import Node
 
 
 def model_node(name: str) -> str:
@@ -21,7 +21,7 @@ def unit_mass(spec: CampaignSpec) -> float:
     """Mass of one formula unit (amu), from the ions' SMILES."""
     from ase.data import atomic_masses, atomic_numbers
 
-    from engine.guards import template
+    from ilcampaign.engine.structures.guards import template
 
     return sum(n * sum(atomic_masses[atomic_numbers[s]] for s in template(ion.smiles).symbols)
                for n, ion in zip(spec.formula_unit(), spec.system.ions))
@@ -42,7 +42,7 @@ def temperature_label(temperature: float) -> str:
 def production_nodes(spec: CampaignSpec, base: Path) -> list[Node]:
     """Every production grid point: pack (per size), optimise (per model and size), compress and
     NVT-equilibrate if asked (per temperature), then the run."""
-    from engine.graph import Node
+    from ilcampaign.engine.graph import Node
 
     nodes: list[Node] = []
     for run_name, run in spec.production.runs.items():
@@ -93,8 +93,8 @@ def target_density(spec: CampaignSpec, run: ProductionRun, temperature: float | 
     ``density_reference``, else ``box.density`` or the system's."""
     if run.box.density_reference is None or temperature is None:
         return run.box.density or spec.system.density
-    from campaign.units import to_internal
-    from engine.reference_data import load_reference
+    from ilcampaign.campaign.units import to_internal
+    from ilcampaign.engine.analysis.reference_data import load_reference
 
     name = run.box.density_reference
     rows = load_reference(name, spec.references[name], base).at(temperature)
@@ -106,7 +106,7 @@ def target_density(spec: CampaignSpec, run: ProductionRun, temperature: float | 
 def _pack(spec: CampaignSpec, run: ProductionRun, pairs: int, seed: int, base: Path):
     """The box of ``pairs`` formula units: packed at ``pack_density`` and, without an MD
     compression, moved rigidly to the target at once."""
-    from engine.steps.pack import Pack
+    from ilcampaign.engine.steps.pack import Pack
 
     packing = run.box.pack_density or target_density(spec, run, None, base)
     density = packing if run.box.compress_steps else target_density(spec, run, None, base)
@@ -116,8 +116,8 @@ def _pack(spec: CampaignSpec, run: ProductionRun, pairs: int, seed: int, base: P
 
 
 def _optimise(spec: CampaignSpec, run: ProductionRun):
-    from campaign.spec.sampling import GeometryOptimisation as Settings
-    from engine.steps.geometry_optimisation import GeometryOptimisation
+    from ilcampaign.campaign.spec.sampling import GeometryOptimisation as Settings
+    from ilcampaign.engine.steps.geometry_optimisation import GeometryOptimisation
 
     settings = Settings.model_validate(run.box.optimise.model_dump(mode="json"))
     return GeometryOptimisation(settings=settings, checkpoint_every=spec.checkpoints.optimisation_steps,
@@ -126,7 +126,7 @@ def _optimise(spec: CampaignSpec, run: ProductionRun):
 
 def _sampler(run: ProductionRun, temperature: float, **changes: Any):
     """The MD settings of a production run at ``temperature`` (no uncertainty stop), with ``changes``."""
-    from campaign.spec import MDSampler
+    from ilcampaign.campaign.spec import MDSampler
 
     fields = run.model_dump(mode="json", include={"ensemble", "thermostat", "thermostat_time", "friction", "pressure",
                                                   "barostat_time", "timestep", "interval", "engine", "hybrid_d3"})
@@ -160,7 +160,7 @@ def _d3(spec: CampaignSpec, run: ProductionRun):
 
 
 def _md(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
-    from engine.steps.md import MD
+    from ilcampaign.engine.steps.md import MD
 
     return MD(sampler=sampler, seed=seed, d3=_d3(spec, run),
               checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
@@ -168,7 +168,7 @@ def _md(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
 
 
 def _production(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
-    from engine.steps.production import Production
+    from ilcampaign.engine.steps.production import Production
 
     return Production(sampler=sampler, seed=seed, d3=_d3(spec, run),
                       checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
@@ -178,9 +178,9 @@ def _production(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int)
 def analysis_nodes(spec: CampaignSpec, nodes: list[Node], base: Path) -> list[Node]:
     """One step per entry of ``analyses``: over the production runs it names (input slots ``run000``
     ...), or over models (``model000`` with the dataset it was trained on, ``data000``)."""
-    from engine.graph import Node
-    from engine.reference_data import load_reference
-    from engine.steps.analysis import RunFacts, run_slot
+    from ilcampaign.engine.graph import Node
+    from ilcampaign.engine.analysis.reference_data import load_reference
+    from ilcampaign.engine.steps.analysis import RunFacts, run_slot
 
     by_name = {node.name: node for node in nodes}
     built = []
@@ -202,8 +202,8 @@ def analysis_nodes(spec: CampaignSpec, nodes: list[Node], base: Path) -> list[No
 def _run_analysis(spec: CampaignSpec, analysis: Any, facts: list, table: Any):
     """The step of an analysis over production runs: its kind's class (named as in the spec), with
     the spec entry's fields, the runs, the reference table and, where it reads sites, the ions."""
-    import engine.steps  # noqa: F401  (fills the registry)
-    from engine.step import REGISTRY
+    import ilcampaign.engine.steps  # noqa: F401  (fills the registry)
+    from ilcampaign.engine.step import REGISTRY
 
     cls = REGISTRY[analysis.kind]
     fields = {key: getattr(analysis, key) for key in type(analysis).model_fields if key not in ("kind", "runs", "reference")}
@@ -214,8 +214,8 @@ def _run_analysis(spec: CampaignSpec, analysis: Any, facts: list, table: Any):
 
 def _model_analysis(spec: CampaignSpec, analysis: Any, by_name: dict[str, Node]):
     """A model_errors or inference_cost step over the models it names, and its inputs."""
-    from engine.steps.inference_cost import InferenceCost
-    from engine.steps.model_errors import ModelErrors
+    from ilcampaign.engine.steps.inference_cost import InferenceCost
+    from ilcampaign.engine.steps.model_errors import ModelErrors
 
     models = spec.resolve_models(analysis.models)
     inputs = {}

@@ -20,7 +20,7 @@ within rounding of the cutoff may be judged otherwise than in float64.
 
 The builds and the rebuild test are jitted functions of arrays of fixed shape, so an MD loop can
 call them inside JIT; :class:`NeighbourList` drives them from the host (rebuild, reallocation,
-image shifts for a changed cell); engine.jax_md's loop tests :func:`needs_rebuild` after every step
+image shifts for a changed cell); ilcampaign.engine.md.jax's loop tests :func:`needs_rebuild` after every step
 and stops where the list goes stale, and the host rebuilds it (with more room on overflow).
 """
 

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from archive.store import Archive
-from engine.hashing import digest
+from ilcampaign.archive.store import Archive
+from ilcampaign.engine.hashing import digest
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -37,7 +37,7 @@ def fresh_calculator(reference: Any, charge: int, scratch: Path) -> Iterator[Any
     process, and closed (CP2K's shell stopped) afterwards."""
     from threadpoolctl import threadpool_limits
 
-    from engine.reference import make_calculator
+    from ilcampaign.engine.labels.reference import make_calculator
 
     calc = make_calculator(reference, charge=charge, workdir=scratch / digest(reference)[:12])
     try:
@@ -52,12 +52,12 @@ def label(archive: Archive, reference: Any, atoms: Atoms, scratch: Path) -> tupl
     """A copy of ``atoms`` (its info and arrays kept) with the reference energy/forces/stress
     attached; second item True if computed now. Cached results are read back exactly as stored.
 
-    Raises ``engine.reference.ReferenceFailure`` when the calculation fails.
+    Raises ``ilcampaign.engine.labels.reference.ReferenceFailure`` when the calculation fails.
     """
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from archive.frames import read_frames, write_frames
-    from engine.reference import compute
+    from ilcampaign.archive.frames import read_frames, write_frames
+    from ilcampaign.engine.labels.reference import compute
 
     path = archive.cache_file(configuration_digest(reference, atoms))
     computed = not path.exists()

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from campaign.spec import Contacts, IonRelaxation
-from engine.guards import template, worst_contact
+from ilcampaign.campaign.spec import Contacts, IonRelaxation
+from ilcampaign.engine.structures.guards import template, worst_contact
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -32,7 +32,7 @@ def embedded(smiles: str, seed: int, n: int = 1) -> tuple[Any, list[int], str]:
     geometry with hypervalent centres idealised); the conformer ids and how they were made."""
     from rdkit.Chem import AllChem
 
-    from engine.packing import molecule
+    from ilcampaign.engine.structures.packing import molecule
 
     mol, params = molecule(smiles, seed)
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))

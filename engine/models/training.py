@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from campaign.spec import ApaxModel, deep_merge
-from engine.apax_model import _apax_contained, load_calculator
+from ilcampaign.campaign.spec import ApaxModel, deep_merge
+from ilcampaign.engine.models.apax import _apax_contained, load_calculator
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -127,7 +127,7 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
     """
     import shutil
 
-    from archive.atomic import atomic_write_json
+    from ilcampaign.archive.atomic import atomic_write_json
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -358,7 +358,7 @@ def resumable_fit(state, train_ds, loss_fn, Metrics, callbacks, n_epochs: int, c
 def _drop_log_rows(path: Path, start_epoch: int) -> None:
     """Keep only the rows of epochs before ``start_epoch`` (and the header) in a CSV log whose
     first column is the epoch; a torn last line goes too. No rows left: the file goes."""
-    from archive.atomic import atomic_path
+    from ilcampaign.archive.atomic import atomic_path
 
     if not path.exists():
         return

@@ -1,6 +1,6 @@
 """apax GMNN ensembles: the ASE calculator, the force uncertainty (paper eqn 8), JAX's persistent
-compilation cache, and batch active learning (apax.bal). Training is in engine.apax_training, our
-JAX MD in engine.jax_md.
+compilation cache, and batch active learning (apax.bal). Training is in ilcampaign.engine.models.training, our
+JAX MD in ilcampaign.engine.md.jax.
 
 apax and JAX are imported inside the functions: importing apax pulls in TensorFlow (~8 s), and
 the CLI must start fast. apax's replacement of the root logger's handlers is undone after each

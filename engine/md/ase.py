@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from campaign.spec import BoxRamp, MDSampler, Optimiser, TemperatureGuard, TemperatureRamp
+from ilcampaign.campaign.spec import BoxRamp, MDSampler, Optimiser, TemperatureGuard, TemperatureRamp
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -171,7 +171,7 @@ def _restore(start: Atoms, calculator: Any, sampler: MDSampler, temperature: flo
     from ase.constraints import FixCom
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-    from engine.packing import scale_rigid
+    from ilcampaign.engine.structures.packing import scale_rigid
 
     atoms = start.copy()
     rigid = sampler.box is not None and sampler.box.scaling == "rigid"
@@ -351,7 +351,7 @@ def _snapshot(atoms: Atoms, label: bool) -> Atoms:
     frame.set_constraint()
     frame.info = {key: value for key, value in atoms.info.items() if key == "charge"}
     if label:
-        from engine.reference import compute
+        from ilcampaign.engine.labels.reference import compute
 
         frame.calc = SinglePointCalculator(frame, **compute(atoms, atoms.calc))
     return frame
@@ -359,7 +359,7 @@ def _snapshot(atoms: Atoms, label: bool) -> Atoms:
 
 def _g_cm3(density: Any) -> Any:
     """Density (a number or an array) from amu/Angstrom^3 to g/cm^3."""
-    from campaign.units import from_internal
+    from ilcampaign.campaign.units import from_internal
 
     return from_internal(density, "density", "g/cm^3")
 

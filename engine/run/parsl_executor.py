@@ -48,7 +48,7 @@ Several executors: the same fields per executor under ``executors:`` (``retries`
       gpu: {provider: slurm, partition: gpu, gpus_per_node: 4, kinds: [train, md, production], ...}
 
 A task goes to the executor whose ``kinds`` lists its step kind (``label``, ``train``, ``md``,
-...: the ``kind`` of ``engine.steps``); else, if it needs a GPU (its step's task resources, e.g.
+...: the ``kind`` of ``ilcampaign.engine.steps``); else, if it needs a GPU (its step's task resources, e.g.
 training, MD, inference cost, or the spec's ``execution.resources``), to the first executor with
 ``gpus_per_node``; else to the first executor. ``submit(..., label=...)`` picks one explicitly.
 The single-executor form is labelled ``cpu`` (``label:`` changes it).
@@ -190,7 +190,7 @@ def load_config(path: str | os.PathLike[str]) -> ParslConfig:
     except YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a Parsl configuration is a mapping of fields (see engine/parsl_executor.py)")
+        raise ValueError(f"{path}: a Parsl configuration is a mapping of fields (see engine/run/parsl_executor.py)")
     single = "executors" not in data
     if single:  # the single-executor form
         top = {key: data.pop(key) for key in ("retries", "max_workers") if key in data}
@@ -207,8 +207,8 @@ def load_config(path: str | os.PathLike[str]) -> ParslConfig:
             problems.append(f"field '{'.'.join(map(str, loc)) or '(top level)'}': "
                             + error["msg"].removeprefix("Value error, "))
         raise ValueError(f"{path}: " + "; ".join(problems)) from None
-    import engine.steps  # noqa: F401  (fills the registry)
-    from engine.step import REGISTRY
+    import ilcampaign.engine.steps  # noqa: F401  (fills the registry)
+    from ilcampaign.engine.step import REGISTRY
 
     for label, block in config.executors.items():
         where = () if single else ("executors", label)
@@ -309,10 +309,10 @@ def retry_cost(exception: BaseException, task_record: Any) -> float:
 
 
 def run_task_once(ref) -> str:
-    """``engine.execute.run_task``, unless the task's result is already committed (a retry of a
+    """``ilcampaign.engine.run.execute.run_task``, unless the task's result is already committed (a retry of a
     task whose worker died after committing): then only its id."""
-    from archive.store import Archive
-    from engine.execute import run_task
+    from ilcampaign.archive.store import Archive
+    from ilcampaign.engine.run.execute import run_task
 
     if Archive(ref.archive_root).task_file(ref.key, ref.task_id, ".json").exists():
         return ref.task_id
@@ -464,7 +464,7 @@ class ParslExecutor(Executor):
         """Run ``fn(*args, **kwargs)`` as a Parsl app on executor ``label`` (default: the one for
         the task's step kind); returns a Future fed by Parsl's AppFuture (``.parsl_future``), which
         unlike the AppFuture may be cancelled while it waits."""
-        from engine.execute import TaskRef, run_task
+        from ilcampaign.engine.run.execute import TaskRef, run_task
 
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")

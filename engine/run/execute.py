@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.store import Archive
-from engine.step import REGISTRY, StepContext
+from ilcampaign.archive.store import Archive
+from ilcampaign.engine.step import REGISTRY, StepContext
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class TaskRef:
     key: str
     inputs: dict[str, str]
     task_id: str
-    resources: dict[str, Any] = field(default_factory=dict)  # what the task needs (engine.step.TASK_RESOURCES)
+    resources: dict[str, Any] = field(default_factory=dict)  # what the task needs (ilcampaign.engine.step.TASK_RESOURCES)
 
 
 def context(archive_root: str | Path, scratch_root: str | Path, key: str, inputs: dict[str, str]) -> StepContext:
@@ -37,7 +37,7 @@ def context(archive_root: str | Path, scratch_root: str | Path, key: str, inputs
 
 def run_task(ref: TaskRef) -> str:
     """Run one task and commit its result: frames file first, summary last. Returns the task id."""
-    import engine.steps  # noqa: F401  (fills the step registry in a fresh worker process)
+    import ilcampaign.engine.steps  # noqa: F401  (fills the step registry in a fresh worker process)
 
     step = REGISTRY[ref.kind].model_validate(ref.params)
     ctx = context(ref.archive_root, ref.scratch_root, ref.key, ref.inputs)
@@ -47,7 +47,7 @@ def run_task(ref: TaskRef) -> str:
     cpu = time.process_time()
     result = step.run_task(ctx, ref.task_id)
     if result.frames:
-        from archive.frames import write_frames
+        from ilcampaign.archive.frames import write_frames
 
         write_frames(archive.task_file(ref.key, ref.task_id, ".h5"), result.frames, velocities=result.velocities)
     summary = dict(result.summary, wall_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)

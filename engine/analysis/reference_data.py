@@ -42,7 +42,7 @@ class ReferenceTable(BaseModel):
 
 
 def load_reference(name: str, entry: Any, base: Path) -> ReferenceTable:
-    """The spec's references entry ``name`` (a campaign.spec.ReferenceData) read from its CSV file;
+    """The spec's references entry ``name`` (a ilcampaign.campaign.spec.ReferenceData) read from its CSV file;
     ValueError naming the file, row and column for a missing column or a bad number."""
     path = (base / entry.file).resolve()
     if not path.is_file():

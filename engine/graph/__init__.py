@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.store import Archive
-from campaign.spec import ApaxModel, CampaignSpec, dispersion
-from campaign.spec.sampling import CHAINED_KINDS
-from engine.hashing import canonical, step_key
-from engine.results_graph import analysis_nodes, production_nodes
-from engine.step import Step
+from ilcampaign.archive.store import Archive
+from ilcampaign.campaign.spec import ApaxModel, CampaignSpec, dispersion
+from ilcampaign.campaign.spec.sampling import CHAINED_KINDS
+from ilcampaign.engine.hashing import canonical, step_key
+from ilcampaign.engine.graph.production import analysis_nodes, production_nodes
+from ilcampaign.engine.step import Step
 
 
 @dataclass
@@ -37,9 +37,9 @@ def build_graph(spec: CampaignSpec, base: Path = Path(".")) -> list[Node]:
     ``base`` is the spec's folder: relative file paths in the spec are read from there. A spec
     with cross-section problems (see ``CampaignSpec.problems``) is refused with ValueError.
     """
-    from engine.steps.initial_data import initial_data_step
-    from engine.steps.molecules import Molecules
-    from engine.steps.pack import Pack
+    from ilcampaign.engine.steps.initial_data import initial_data_step
+    from ilcampaign.engine.steps.molecules import Molecules
+    from ilcampaign.engine.steps.pack import Pack
 
     problems = spec.problems()
     if problems:
@@ -63,7 +63,7 @@ def build_graph(spec: CampaignSpec, base: Path = Path(".")) -> list[Node]:
 
 def labeller(spec: CampaignSpec, reference: Any, splits: list[str] | None = None) -> Step:
     """The label step for ``reference`` with the spec's failure policy (retries applied to it)."""
-    from engine.steps.label import Label
+    from ilcampaign.engine.steps.label import Label
 
     return Label.from_spec(reference, spec.retry_references(reference), spec.failures, splits,
                            max_force=spec.guards.max_force)
@@ -79,8 +79,8 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
     sampler starts from the step its ``start`` names, else from the chain: the last md,
     geometry_optimisation or volume_scan before it (at first, the initial data).
     """
-    from engine.steps.dataset import Dataset
-    from engine.steps.select import Select
+    from ilcampaign.engine.steps.dataset import Dataset
+    from ilcampaign.engine.steps.select import Select
 
     seed = spec.campaign.seed
 
@@ -139,11 +139,11 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
 
 def _sampler_step(spec: CampaignSpec, sampler: Any, seed: int) -> tuple[Step, str]:
     """The step of one sampler, and a note for `plan`."""
-    from engine.steps.conformers import Conformers
-    from engine.steps.geometry_optimisation import GeometryOptimisation
-    from engine.steps.initial_pool import InitialPool
-    from engine.steps.md import MD
-    from engine.steps.volume_scan import VolumeScan
+    from ilcampaign.engine.steps.conformers import Conformers
+    from ilcampaign.engine.steps.geometry_optimisation import GeometryOptimisation
+    from ilcampaign.engine.steps.initial_pool import InitialPool
+    from ilcampaign.engine.steps.md import MD
+    from ilcampaign.engine.steps.volume_scan import VolumeScan
 
     optimisation = spec.checkpoints.optimisation_steps
     guard = {"contacts": spec.guards.contacts, "smiles": [ion.smiles for ion in spec.system.ions]}
@@ -163,7 +163,7 @@ def _sampler_step(spec: CampaignSpec, sampler: Any, seed: int) -> tuple[Step, st
 
 
 def _train(spec: CampaignSpec, model: ApaxModel) -> Step:
-    from engine.steps.train import Train
+    from ilcampaign.engine.steps.train import Train
 
     return Train(model=model, checkpoint_every=spec.checkpoints.training_epochs)
 
@@ -174,7 +174,7 @@ def _dispersion(terms: tuple[str, ...]) -> str:
 
 def final_nodes(spec: CampaignSpec, data: str) -> list[Node]:
     """Each final model: the last dataset, relabelled and/or D3-shifted as asked, then trained."""
-    from engine.steps.d3 import D3Relabel
+    from ilcampaign.engine.steps.d3 import D3Relabel
 
     nodes = []
     for final in spec.final_stages():

@@ -6,7 +6,7 @@ locations relative to the training folder (``directory: .``, ``train_data_path: 
 no machine paths) and the checkpoint interval left out (how training was checkpointed does not
 define the model). ``model/params.h5`` holds the parameters of the newest ``best`` checkpoint,
 one dataset per leaf of the parameter tree, in sorted order, dtypes as trained, little-endian,
-in a byte-stable HDF5 file (archive.hdf5).
+in a byte-stable HDF5 file (ilcampaign.archive.hdf5).
 Entries have fixed order, mtime, owner and mode. apax's orbax checkpoints are not stored: their
 file names are random and they hold timestamps and absolute paths. ``unpack`` writes one from the
 parameters, which apax's loaders (its ASE calculator, BAL, our JAX MD) read as the original.
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.apax_training import EXPERIMENT, LOCATED
+from ilcampaign.engine.models.training import EXPERIMENT, LOCATED
 
 CONFIG, PARAMS = "config.yaml", "params.h5"
 
@@ -90,7 +90,7 @@ def _write_params(model_dir: Path, path: Path) -> None:
     from flax.core import unfreeze
     from flax.traverse_util import flatten_dict
 
-    from archive.hdf5 import create
+    from ilcampaign.archive.hdf5 import create
 
     epoch = max(int(step.name) for step in (model_dir / "best").iterdir() if step.name.isdigit())
     leaves = flatten_dict(unfreeze(load_params(model_dir)), sep="/")  # load_params reads the newest
