@@ -164,32 +164,17 @@ def _software(crate: ROCrate, name: str, version: str) -> SoftwareApplication:
 
 
 def _reference_programs(crate: ROCrate, record: dict[str, Any]) -> list[SoftwareApplication]:
-    """The programs behind the reference settings in a step's parameters (tblite's GFN-xTB, CP2K)."""
+    """The programs behind a step's labels, as the step recorded them (``programs``: program,
+    version, level of theory, url), e.g. tblite GFN2-xTB or CP2K B97-3c."""
     programs: dict[str, SoftwareApplication] = {}
-    for setting in _references(record["params"]):
-        if setting["kind"] == "xtb":
-            version = record["software"].get("tblite", "unknown")
-            identifier, name = f"#reference-tblite-{version}-{setting['method']}", f"tblite {setting['method']}"
-            properties = {"softwareVersion": version, "url": "https://github.com/tblite/tblite"}
-        elif version := record["software"].get("cp2k"):  # recorded by the steps that ran CP2K
-            identifier, name = f"#reference-cp2k-{version}-{setting['functional']}", f"CP2K {setting['functional']}"
-            properties = {"softwareVersion": version, "url": "https://www.cp2k.org"}
-        else:  # a record from before CP2K's version was recorded
-            identifier, name = f"#reference-cp2k-{setting['functional']}", f"CP2K {setting['functional']}"
-            properties = {"url": "https://www.cp2k.org", "description": "CP2K version not recorded in the archive"}
-        programs[identifier] = crate.get(identifier) or crate.add(
-            SoftwareApplication(crate, identifier, {"name": name, **properties}))
+    for program in record.get("programs", []):
+        version = program["version"] or "unknown"
+        identifier = f"#reference-{program['program'].lower()}-{version}-{program['level']}".replace(" ", "_")
+        properties = {"name": f"{program['program']} {program['level']}", "url": program["url"]}
+        properties |= {"softwareVersion": program["version"]} if program["version"] else {
+            "description": f"{program['program']}'s version could not be read when the step ran"}
+        programs[identifier] = crate.get(identifier) or crate.add(SoftwareApplication(crate, identifier, properties))
     return list(programs.values())
-
-
-def _references(value: Any) -> list[dict[str, Any]]:
-    """Every reference setting (``kind: xtb`` or ``kind: cp2k``) nested in step parameters."""
-    if isinstance(value, dict):
-        own = [value] if value.get("kind") in ("xtb", "cp2k") else []
-        return own + [found for item in value.values() for found in _references(item)]
-    if isinstance(value, list):
-        return [found for item in value for found in _references(item)]
-    return []
 
 
 def _files(crate: ROCrate, key: str, records: Records, index: Records) -> list[Any]:

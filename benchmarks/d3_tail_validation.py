@@ -1,6 +1,6 @@
 """How much of the D3 cutoff gap the tail correction closes (README "D3 tail correction"): for
 [BMIM][BF4] boxes, D3(BJ, B97-3c) energy per atom and pressure with an 8 A cutoff, with 8 A plus
-the analytic tail (ilcampaign.engine.dispersion.jax_d3.tail_correction), and with 20 A (the reference), all from the
+the analytic tail (ilcampaign.engine.dispersion.tail.tail_correction), and with 20 A (the reference), all from the
 JAX D3 that equals torch-dftd (tests/test_jax_d3.py); coordination numbers within 8 A throughout.
 
     .venv/bin/python benchmarks/d3_tail_validation.py [--workdir campaigns/demo] [--pairs 8 16]
@@ -23,7 +23,8 @@ CN_CUTOFF = 7.93766  # the spec's default d3.cn_cutoff ("8 A")
 def structures(workdir: Path, pairs: list[int]) -> list[tuple[str, object]]:
     """(label, Atoms) to compare on."""
     from ilcampaign.campaign.units import to_internal
-    from ilcampaign.engine.structures.packing import conformer, pack_box
+    from ilcampaign.engine.structures.ions import conformer
+    from ilcampaign.engine.structures.packing import pack_box
 
     found = []
     if (workdir / "archive" / "index.json").exists():
@@ -48,7 +49,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="*", default=[8, 16])
     args = parser.parse_args()
 
-    from ilcampaign.engine.dispersion.jax_d3 import d3_energy_forces_stress, tail_correction
+    from ilcampaign.engine.dispersion.jax_d3 import d3_energy_forces_stress
+    from ilcampaign.engine.dispersion.tail import tail_correction
 
     print("| structure | atoms | E(8) | E(8)+tail | E(20) | energy gap closed | P(8) | P(8)+tail | P(20) "
           "| pressure gap closed |")

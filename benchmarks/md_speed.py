@@ -56,7 +56,8 @@ def box(pairs: int, boxes: Path | None):
     if path and path.exists():
         return read(path)
     from ilcampaign.campaign.units import to_internal
-    from ilcampaign.engine.structures.packing import conformer, pack_box
+    from ilcampaign.engine.structures.ions import conformer
+    from ilcampaign.engine.structures.packing import pack_box
 
     ions = [(conformer(BMIM, seed=0), pairs), (conformer(BF4, seed=1), pairs)]
     atoms = pack_box(ions, to_internal("1.21 g/cm^3", "density"), seed=0, tolerance=2.0)
@@ -113,12 +114,12 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
     from ilcampaign.engine.models import apax as apax_model
     from ilcampaign.engine.analysis.inference_cost import compile_spans, covered_seconds
     from ilcampaign.engine.dispersion.jax_term import D3Term
-    from ilcampaign.engine.md.jax import MDSettings, run_chunk
+    from ilcampaign.engine.md.jax import JaxMDParameters, run_chunk
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
     d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, d3_dtype, tail)
-    settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3,
+    settings = JaxMDParameters(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3,
                           pressure=units.bar if npt else None, barostat_time=NPT_BAROSTAT_FS)
     temperatures = np.full(JAX_REPEATS * steps + 2 * steps + 1, 300.0)
     state, timings, compiled = None, [], []
@@ -146,7 +147,7 @@ def apax_jax_rate(model_dir: Path, atoms, steps: int, workdir: Path, r_max: floa
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
-    config = apax_model._model_config(model_dir)
+    config = apax_model.model_config(model_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     write(workdir / "start.extxyz", atoms)
     timings = []
@@ -155,7 +156,7 @@ def apax_jax_rate(model_dir: Path, atoms, steps: int, workdir: Path, r_max: floa
                       duration=n * 0.5, n_inner=steps, sampling_rate=steps, initial_structure=str(workdir / "start.extxyz"),
                       sim_dir=str(workdir / f"apax{index}"), restart=False, disable_pbar=True)
         start = time.perf_counter()
-        with apax_model._apax_contained():
+        with apax_model.apax_contained():
             run_md(config, md, log_level="error")
         timings.append(time.perf_counter() - start)
     return (JAX_REPEATS - 1) * steps / (timings[2] - timings[1])
@@ -180,7 +181,7 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
     import torch
 
     from ilcampaign.engine.models import apax as apax_model
-    from ilcampaign.engine.dispersion.torch_dftd import hybrid_calculator
+    from ilcampaign.engine.dispersion.ase_hybrid import hybrid_calculator
 
     frames = zero_frames(atoms)
     single, ensemble = (model(tmp / f"p{pairs}", frames, members, args.r_max, args.nn) for members in (1, 2))

@@ -47,13 +47,14 @@ def spec_model(epochs: int):
 
 def md_time(engine: str, model_dir: Path, atoms, steps: int, every: int, cache: Path) -> float:
     """Wall time of ``steps`` MD steps run in chunks of ``every``, each started as a resumed chunk."""
-    from ilcampaign.campaign.spec import MDSampler
+    from ilcampaign.campaign.spec import MDSettings
     from ilcampaign.engine.models import apax as apax_model
-    from ilcampaign.engine.md.ase import run_md_chunk, temperatures
-    from ilcampaign.engine.md.jax import MDSettings, run_chunk
+    from ilcampaign.engine.md.ase import run_md_chunk
+    from ilcampaign.engine.md.common import temperatures
+    from ilcampaign.engine.md.jax import JaxMDParameters, run_chunk
 
     thermostat = "langevin" if engine == "ase" else "nose_hoover_chain"
-    sampler = MDSampler(thermostat=thermostat, temperature=300, n_steps=steps, interval=10, uncertainty_threshold=None)
+    sampler = MDSettings(thermostat=thermostat, temperature=300, n_steps=steps, interval=10, uncertainty_threshold=None)
     targets = temperatures(sampler)
     state, first = None, 0
     start = time.perf_counter()
@@ -64,7 +65,7 @@ def md_time(engine: str, model_dir: Path, atoms, steps: int, every: int, cache: 
             state = run_md_chunk(atoms, calc, sampler, seed=0, first=first, last=last, state=state,
                                  uncertainty=lambda a: apax_model.force_uncertainty(calc.results)).state
         else:
-            settings = MDSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
+            settings = JaxMDParameters(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
             state = run_chunk(model_dir, atoms, targets, settings, seed=0, first=first, last=last, state=state,
                               cache_dir=cache).state
         first = last
@@ -90,7 +91,8 @@ def main() -> None:
 
     from ilcampaign.campaign.units import to_internal
     from ilcampaign.engine.models.training import train
-    from ilcampaign.engine.structures.packing import conformer, pack_box
+    from ilcampaign.engine.structures.ions import conformer
+    from ilcampaign.engine.structures.packing import pack_box
 
     atoms = pack_box([(conformer(BMIM, seed=0), args.pairs), (conformer(BF4, seed=1), args.pairs)],
                      to_internal("1.21 g/cm^3", "density"), seed=0, tolerance=2.0)

@@ -48,13 +48,24 @@ def _workdir(spec, workdir: Path | None) -> Path:
 
 
 def _graph(spec, path: Path):
+    """The spec's step graph; problems only the graph shows are located in the spec file (errors
+    exit with code 2, warnings are printed)."""
+    from ilcampaign.campaign.loader import locate
     from ilcampaign.engine.graph import build_graph
+    from ilcampaign.engine.graph.checks import graph_problems
 
+    base = path.resolve().parent
     try:
-        return build_graph(spec, base=path.resolve().parent)
+        nodes = build_graph(spec, base=base)
     except FileNotFoundError as exc:
         err.print(f"{path}: {exc}", markup=False)
         raise typer.Exit(2) from None
+    problems = locate(path, [*spec.problems(), *graph_problems(spec, nodes, base)])
+    for problem in problems:
+        print(problem.format(), file=sys.stderr)
+    if any(not problem.warning for problem in problems):
+        raise typer.Exit(2)
+    return nodes
 
 
 def _archive(workdir: Path):

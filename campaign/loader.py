@@ -34,11 +34,14 @@ class SpecProblem:
     field_path: str
     message: str
     hint: str = ""
+    warning: bool = False
 
     def format(self) -> str:
-        """``file:line:column: field: message``, then an indented ``hint:`` line if there is one."""
+        """``file:line:column: field: message`` (``warning:`` before a warning's message), then an
+        indented ``hint:`` line if there is one."""
         where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
-        text = f"{where}: {self.field_path + ': ' if self.field_path else ''}{self.message}"
+        what = f"warning: {self.message}" if self.warning else self.message
+        text = f"{where}: {self.field_path + ': ' if self.field_path else ''}{what}"
         return text + (f"\n  hint: {self.hint}" if self.hint else "")
 
 
@@ -65,10 +68,17 @@ def load_spec(path: str | Path) -> CampaignSpec:
         spec = CampaignSpec.model_validate(_plain(data))
     except ValidationError as exc:
         raise SpecError([_problem(error, data, file) for error in exc.errors()]) from None
-    problems = spec.problems()
+    problems = [problem for problem in spec.problems() if not problem.warning]
     if problems:
         raise SpecError([_located(problem, data, file) for problem in problems])
     return spec
+
+
+def locate(path: str | Path, problems: list[Problem]) -> list[SpecProblem]:
+    """``problems`` of the spec at ``path`` (found after loading it, e.g. by the engine) placed at
+    the lines they name, in file order."""
+    data = _read_yaml(Path(path), str(path))
+    return sorted((_located(problem, data, str(path)) for problem in problems), key=lambda p: (p.line, p.column))
 
 
 def dump_spec(spec: CampaignSpec) -> str:
@@ -220,7 +230,7 @@ def _located(problem: Problem, data: dict[str, Any], file: str) -> SpecProblem:
     """A cross-section problem placed at the key it names (or the deepest part the file has)."""
     loc = _as_written(problem.loc, data)
     line, column = _position(data, loc, at_key=True)
-    return SpecProblem(file, line, column, _dotted(loc), problem.message, problem.hint)
+    return SpecProblem(file, line, column, _dotted(loc), problem.message, problem.hint, problem.warning)
 
 
 def _resolve(loc: Loc) -> tuple[Loc, type[BaseModel] | None, type[BaseModel] | None, dict[Any, type[BaseModel]]]:

@@ -17,7 +17,7 @@ from ilcampaign.campaign.spec import (
     InitialFile,
     InitialMD,
     InitialRattle,
-    MDSampler,
+    MDSettings,
     Stage,
     TemperatureRamp,
 )
@@ -162,7 +162,7 @@ def _select(spec: CampaignSpec, stage: Stage, sizes: dict[str, int | None]) -> t
 
 
 def _kind(sampler) -> str:
-    if isinstance(sampler, MDSampler):
+    if isinstance(sampler, MDSettings):
         thermostat = {"langevin": "Langevin", "nose_hoover_chain": "Nose-Hoover"}[sampler.thermostat]
         kind = "NPT" if sampler.ensemble == "npt" else f"NVT ({thermostat})"
         return kind + (" + D3 hybrid" if sampler.hybrid_d3 else "")
@@ -180,7 +180,7 @@ def _temperature(ramp: TemperatureRamp) -> str:
     return text
 
 
-def _md_conditions(sampler: MDSampler, start_density: float | None, mass: float) -> str:
+def _md_conditions(sampler: MDSettings, start_density: float | None, mass: float) -> str:
     if sampler.ensemble == "npt":
         return f"{from_internal(sampler.pressure, 'pressure', 'bar'):g} bar"
     if sampler.box is None:
@@ -192,7 +192,7 @@ def _md_conditions(sampler: MDSampler, start_density: float | None, mass: float)
     return f"{_rho(densities.min())}-{_rho(densities.max())} g/cm^3 (L {lengths.min():.2f}-{lengths.max():.2f} A)"
 
 
-def _md_end_density(sampler: MDSampler, start_density: float | None, mass: float) -> float | None:
+def _md_end_density(sampler: MDSettings, start_density: float | None, mass: float) -> float | None:
     if sampler.ensemble == "npt":
         return None
     if sampler.box is None:

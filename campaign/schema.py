@@ -16,7 +16,16 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 
-from ilcampaign.campaign.spec import SAMPLER_KINDS, CampaignSpec, Failures, FinalModel, Iteration, Relabel, Start, TemperatureRamp
+from ilcampaign.campaign.spec import (
+    SAMPLERS,
+    CampaignSpec,
+    Failures,
+    FinalModel,
+    Iteration,
+    Relabel,
+    Start,
+    TemperatureRamp,
+)
 from ilcampaign.campaign.units import DEFAULT_UNIT, UNITS, from_internal
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -31,7 +40,7 @@ SHORTHANDS: dict[type[BaseModel], str] = {TemperatureRamp: "start", Start: "step
 ONE_OR_LIST: list[tuple[type[BaseModel], str]] = [(Iteration, "selection")]
 
 #: mappings of named items in which an item named after a kind needs no ``kind:`` (Iteration._kind_from_name)
-KIND_FROM_NAME: dict[tuple[type[BaseModel], str], tuple[str, ...]] = {(Iteration, "samplers"): SAMPLER_KINDS}
+KIND_FROM_NAME: dict[tuple[type[BaseModel], str], tuple[str, ...]] = {(Iteration, "samplers"): SAMPLERS.names()}
 
 #: free-form fields holding a partial copy of a top-level section, merged onto it (``with_overrides``
 #: in CampaignSpec._fill_retries, _check_overrides and _check_final_models)

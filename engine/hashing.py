@@ -3,7 +3,8 @@
 Nothing else goes in: no timestamps, paths or package versions, so the same spec gives the same
 keys on any machine. Canonical means key order ignored, floats rounded to 12 significant digits
 with integral values written as integers (``800`` and ``800.0`` agree), and fields marked
-``hashed: False`` (executables, thread counts) left out.
+``hashed: False`` (executables, thread counts) left out. A spec section a step holds with
+``hashed_as_fields`` hashes as if its fields were the step's own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import json
 import math
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+
+def hashed_as_fields(*, omit: tuple[str, ...] = ()) -> Any:
+    """A field holding a spec section whose fields (but ``omit``) hash as the step's own fields, as
+    if the step had copied them one by one: a step that takes its whole section keeps its key."""
+    return Field(json_schema_extra={"hashed_as_fields": list(omit)})
 
 
 def is_hashed(model: type[BaseModel], field: str) -> bool:
@@ -26,7 +33,15 @@ def canonical(value: Any) -> Any:
     """A JSON-ready, order- and representation-independent form of ``value``."""
     if isinstance(value, BaseModel):
         cls = type(value)
-        return {name: canonical(getattr(value, name)) for name in cls.model_fields if is_hashed(cls, name)}
+        fields: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            if "hashed_as_fields" in extra:
+                section = canonical(getattr(value, name))
+                fields |= {key: item for key, item in section.items() if key not in extra["hashed_as_fields"]}
+            elif is_hashed(cls, name):
+                fields[name] = canonical(getattr(value, name))
+        return fields
     if isinstance(value, dict):
         return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):

@@ -34,6 +34,7 @@ DataverseError after ``lock_timeout`` seconds.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -48,6 +49,16 @@ from urllib.parse import urlencode, urlsplit
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 CHUNK = 1 << 20
 
+
+
+def checksums(path: Path, algorithms: tuple[str, ...] = ("md5", "sha256")) -> dict[str, str]:
+    """{algorithm: hex digest} of a file, read once."""
+    hashes = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
 
 class DataverseError(Exception):
     """The server refused a request or could not be reached (``status``: the HTTP status, if any)."""
@@ -280,8 +291,6 @@ class DryRun(Client):
         if request.body is not None:
             entry["json"] = request.body
         if request.upload is not None:
-            from ilcampaign.publish.deposit import checksums
-
             path = request.upload.path
             entry["multipart"] = {"jsonData": request.upload.json_data,
                                   "file": {"name": path.name, "size": path.stat().st_size, **checksums(path)}}

@@ -29,6 +29,7 @@ from ilcampaign.publish.dataverse import (
     DryRun,
     InsecureURL,
     check_url,
+    checksums,
 )
 from ilcampaign.publish.metadata import CAMPAIGN_ID_AGENCY, MetadataError, dataset_json, digest
 
@@ -57,16 +58,6 @@ class Deposit:
     released: bool = False
     version: str | None = None  # the latest version after the run: "DRAFT" or "2.0"
     dry_run: Path | None = None  # the file the requests were written to
-
-
-def checksums(path: Path, algorithms: tuple[str, ...] = ("md5", "sha256")) -> dict[str, str]:
-    """{algorithm: hex digest} of a file, read once."""
-    hashes = {name: hashlib.new(name) for name in algorithms}
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            for h in hashes.values():
-                h.update(block)
-    return {name: h.hexdigest() for name, h in hashes.items()}
 
 
 def publish(target: str | os.PathLike[str], url: str, collection: str, token: str | None, *, release: bool = False,

@@ -145,20 +145,25 @@ def _square(ax: Any, *values: np.ndarray) -> None:
     ax.axline((0, 0), slope=1, color="0.6", lw=0.6, label="_y=x")
 
 
-def _figure(*kinds: str) -> Callable[[Callable], Callable]:
-    """Build a figure function in the publication style and mark it with the step kinds it reads
-    (``reads``: the report caches its plots under the keys of those steps)."""
+#: the figures in report order (the order they are defined in): register_figure adds them
+FIGURES: list[Callable[[Any], list[Plot | Missing]]] = []
+
+
+def register_figure(*kinds: str) -> Callable[[Callable], Callable]:
+    """Add a figure function to FIGURES, in the publication style, marked with the step kinds it
+    reads (``reads``: the report caches its plots under the keys of those steps)."""
 
     def mark(build: Callable) -> Callable:
         wrapped = styled(build)
         wrapped.reads = frozenset(kinds)
+        FIGURES.append(wrapped)
         return wrapped
 
     return mark
 
 
 # ---------------------------------------------------------------------- Fig. 1
-@_figure("model_errors")
+@register_figure("model_errors")
 def fig1_parity(view: Any) -> list[Plot | Missing]:
     """Fig. 1: energy per atom and force parity of the last models on held-out test frames."""
     return _per_analysis(view, "model_errors", "fig1_parity", "Fig. 1: energy and force parity", _parity)
@@ -207,7 +212,7 @@ def _parity(view: Any, name: str) -> Built:
 
 
 # ---------------------------------------------------------------------- Fig. 2
-@_figure("inference_cost")
+@register_figure("inference_cost")
 def fig2_inference_cost(view: Any) -> list[Plot | Missing]:
     """Fig. 2: wall time per MD step against system size, one line per engine path."""
     return _per_analysis(view, "inference_cost", "fig2_inference_cost", "Fig. 2: inference cost", _cost)
@@ -248,7 +253,7 @@ def _cost(view: Any, name: str) -> Built:
 
 
 # ---------------------------------------------------------------------- Figs. 3-4
-@_figure("rdf")
+@register_figure("rdf")
 def fig3_rdf(view: Any) -> list[Plot | Missing]:
     """Figs. 3-4: g(r) of site pairs and a subset of element pairs per run, and each run minus the first."""
     return _per_analysis(view, "rdf", "fig3_rdf", "Figs. 3-4: radial distribution functions", _rdf)
@@ -308,7 +313,7 @@ def _rdf(view: Any, name: str) -> Built:
 
 
 # ---------------------------------------------------------------------- Fig. 5
-@_figure("dihedrals")
+@register_figure("dihedrals")
 def fig5_dihedrals(view: Any) -> list[Plot | Missing]:
     """Fig. 5: dihedral angle distributions over growing time windows, one panel per run."""
     return _per_analysis(view, "dihedrals", "fig5_dihedrals", "Fig. 5: dihedral distributions", _dihedrals)
@@ -347,7 +352,7 @@ def _dihedrals(view: Any, name: str) -> Built:
 
 
 # ---------------------------------------------------------------------- Fig. 6
-@_figure("diffusion")
+@register_figure("diffusion")
 def fig6_arrhenius(view: Any) -> list[Plot | Missing]:
     """Fig. 6: self-diffusion coefficients against 1000/T with 95 % CIs, corrections, fits and references."""
     return _per_analysis(view, "diffusion", "fig6_arrhenius", "Fig. 6: diffusion (Arrhenius)", _arrhenius)
@@ -453,7 +458,7 @@ def _diffusion_references(ax: Any, data: dict[str, list], ds: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------- Fig. 7
-@_figure("density")
+@register_figure("density")
 def fig7_density(view: Any) -> list[Plot | Missing]:
     """Fig. 7: simulated density against temperature with 95 % CIs, and the reference measurements."""
     return _per_analysis(view, "density", "fig7_density", "Fig. 7: density", _density)
@@ -524,7 +529,7 @@ def _over_steps(view: Any, kind: str, fig_id: str, title: str,
     return [_plot(view, fig_id, title, names, built)]
 
 
-@_figure("md")
+@register_figure("md")
 def lotf_conditions(view: Any) -> list[Plot | Missing]:
     """Temperature (with its target) and density of each LotF iteration's sampling MD over time."""
     return _over_steps(view, "md", "lotf_conditions", "LotF sampling conditions", _conditions)
@@ -552,7 +557,7 @@ def _conditions(view: Any, names: list[str]) -> Built:
     return fig, text, data
 
 
-@_figure("md")
+@register_figure("md")
 def lotf_uncertainty(view: Any) -> list[Plot | Missing]:
     """Force uncertainty of each LotF iteration's sampling MD, its threshold and where the run stopped."""
     return _over_steps(view, "md", "lotf_uncertainty", "LotF force uncertainty", _uncertainty)
@@ -590,7 +595,7 @@ def _uncertainty(view: Any, names: list[str]) -> Built:
     return fig, text, data
 
 
-@_figure("train")
+@register_figure("train")
 def learning_curves(view: Any) -> list[Plot | Missing]:
     """Validation force MAE and loss against epoch for every trained model."""
     return _over_steps(view, "train", "learning_curves", "Learning curves", _curves)
@@ -614,13 +619,6 @@ def _curves(view: Any, names: list[str]) -> Built:
     axes[0, 0].legend()
     text = f"Validation force MAE (top) and loss (bottom) per epoch of each training. {'; '.join(notes)}."
     return fig, text, data
-
-
-#: the figures in report order
-FIGURES: list[Callable[[Any], list[Plot | Missing]]] = [
-    fig1_parity, fig2_inference_cost, fig3_rdf, fig5_dihedrals, fig6_arrhenius, fig7_density,
-    lotf_conditions, lotf_uncertainty, learning_curves,
-]
 
 
 def all_plots(view: Any) -> list[Plot | Missing]:

@@ -13,7 +13,6 @@ from typing import Any
 
 from ilcampaign.reports.view import CampaignView
 
-SAMPLER_KINDS = ("md", "geometry_optimisation", "conformers", "volume_scan", "initial_pool")
 Cell = str | int | float | None
 
 
@@ -106,7 +105,8 @@ def table1(view: CampaignView) -> TableData:
             label = "label.initial_data"
             samplers = ["initial_data"]
         else:
-            samplers = [s.name for s in steps if s.kind in SAMPLER_KINDS]
+            samplers = [] if select is None else [  # the select step's candidate pools are the samplers
+                name for slot, name in view.step(select).inputs.items() if slot.startswith("pool.")]
         counts = _counts(view, select, label, dataset)
         for i, sampler in enumerate(samplers or [None]):
             record = view.record(sampler) if sampler else None

@@ -40,7 +40,8 @@ def min_pairwise_distance(features: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def box() -> Atoms:
-    from ilcampaign.engine.structures.packing import conformer, pack_box
+    from ilcampaign.engine.structures.ions import conformer
+    from ilcampaign.engine.structures.packing import pack_box
 
     ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
     return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
@@ -162,7 +163,7 @@ def test_bal_picks_distinct_frames_spread_wider_than_random_picks(trained, label
     spread of ten seeded random picks, what BAL is for, and (2) the bound the greedy pick does
     guarantee: any n + 2 pool frames have two within twice the pick's minimum distance. Seeds and
     model are fixed, so neither check is flaky."""
-    from ilcampaign.engine.models.apax import bal_select
+    from ilcampaign.engine.models.bal import bal_select
 
     pool = rattled(box, np.linspace(0.01, 0.3, 16), seed=5)
     n = 4

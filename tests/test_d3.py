@@ -13,8 +13,10 @@ from ase.calculators.lj import LennardJones
 from ase.calculators.singlepoint import SinglePointCalculator
 from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
-from ilcampaign.engine.dispersion.torch_dftd import SkinD3Calculator, d3_results, hybrid_calculator, shift_labels
-from ilcampaign.engine.structures.packing import conformer
+from ilcampaign.engine.dispersion.ase_hybrid import hybrid_calculator
+from ilcampaign.engine.dispersion.label_shift import d3_results, shift_labels
+from ilcampaign.engine.dispersion.torch_dftd import SkinD3Calculator
+from ilcampaign.engine.structures.ions import conformer
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 CUTOFF = 7.93766  # the paper's "8 A"

@@ -18,9 +18,10 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixBondLengths
 
 from ilcampaign.archive.arrays import write_dataset
-from ilcampaign.campaign.spec import BoxRamp, GeometryOptimisation, MDSampler, TemperatureRamp
+from ilcampaign.campaign.spec import BoxRamp, GeometryOptimisationSettings, MDSettings, TemperatureRamp
 from ilcampaign.campaign.units import to_internal
-from ilcampaign.engine.md.ase import box_cell, optimise_chunk, ramp, run_md_chunk, series
+from ilcampaign.engine.md.ase import optimise_chunk, run_md_chunk
+from ilcampaign.engine.md.common import box_cell, ramp, series
 
 
 def eqn9(t, start, end, amplitude, t_end, t_per):
@@ -60,8 +61,8 @@ def centres_fractional(frame: Atoms) -> np.ndarray:
     return centres @ np.linalg.inv(frame.cell.array)
 
 
-def sampler(**kwargs) -> MDSampler:
-    return MDSampler(**{"timestep": 1.0, "n_steps": 40, "interval": 10, **kwargs})
+def sampler(**kwargs) -> MDSettings:
+    return MDSettings(**{"timestep": 1.0, "n_steps": 40, "interval": 10, **kwargs})
 
 
 class Run:
@@ -306,7 +307,7 @@ def optimise(start, make_calc, settings, every):
 def test_optimisation_returns_every_step_and_chunks_change_nothing(optimizer):
     box = nitrogen_box()
     box.positions[0::2] += 0.1  # stretched bonds
-    settings = GeometryOptimisation(optimizer=optimizer, fmax=0.05, max_steps=200)
+    settings = GeometryOptimisationSettings(optimizer=optimizer, fmax=0.05, max_steps=200)
     frames = optimise(box, EMT, settings, every=1000)
     assert [f.info["step"] for f in frames] == list(range(len(frames))) and len(frames) > 3
     assert np.array_equal(frames[0].positions, box.positions)
@@ -316,12 +317,12 @@ def test_optimisation_returns_every_step_and_chunks_change_nothing(optimizer):
     assert [f.info["step"] for f in chunked] == [f.info["step"] for f in frames]
     for a, b in zip(frames, chunked):
         np.testing.assert_array_equal(a.positions, b.positions)
-    capped = optimise(box, EMT, GeometryOptimisation(optimizer=optimizer, fmax=1e-6, max_steps=3), every=2)
+    capped = optimise(box, EMT, GeometryOptimisationSettings(optimizer=optimizer, fmax=1e-6, max_steps=3), every=2)
     assert [f.info["step"] for f in capped] == [0, 1, 2, 3]
 
 
 def test_optimisation_stops_at_non_finite_forces():
-    frames = optimise(nitrogen_box(), lambda: BrokenEMT(from_call=3, how="nan"), GeometryOptimisation(fmax=1e-6),
+    frames = optimise(nitrogen_box(), lambda: BrokenEMT(from_call=3, how="nan"), GeometryOptimisationSettings(fmax=1e-6),
                       every=100)
     assert [f.info["step"] for f in frames] == [0, 1]
 
@@ -338,8 +339,10 @@ def test_md_on_an_ion_pair_with_gfn2_labels_its_frames():
     step's solution), 1e-6 eV in energy and ~3e-4 eV/A in forces."""
     from tblite.ase import TBLite
 
-    from ilcampaign.engine.structures.packing import conformer, pack_box
-    from ilcampaign.engine.labels.reference import compute
+    from ilcampaign.engine.structures.ions import conformer
+
+    from ilcampaign.engine.structures.packing import pack_box
+    from ilcampaign.engine.labels.method import compute
 
     pair = pack_box([(conformer("CCCCn1cc[n+](C)c1", 0), 1), (conformer("F[B-](F)(F)F", 1), 1)],
                     to_internal("0.3 g/cm^3", "density"), seed=3, tolerance=2.0)

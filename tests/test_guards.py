@@ -10,10 +10,11 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from ilcampaign.campaign.spec import Contacts, MDSampler, TemperatureGuard
+from ilcampaign.campaign.spec import Contacts, InitialFile, MDSettings, TemperatureGuard
 from ilcampaign.engine.md.ase import run_md_chunk
 from ilcampaign.engine.structures.guards import ContactCheck, bonds_of, template, worst_contact
-from ilcampaign.engine.structures.packing import conformer, pack_box
+from ilcampaign.engine.structures.ions import conformer
+from ilcampaign.engine.structures.packing import pack_box
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 
@@ -71,9 +72,9 @@ def test_without_topology_every_pair_is_held_to_the_bonded_bound(box):
 
 def test_the_pack_step_refuses_overlapping_molecules(box):
     from ilcampaign.engine.step import StepFailed
-    from ilcampaign.engine.steps.pack import Pack
+    from ilcampaign.engine.steps.pack import PackStep
 
-    pack = Pack(ions=[{"name": "BMIM", "smiles": BMIM, "count": 2}, {"name": "BF4", "smiles": BF4, "count": 2}],
+    pack = PackStep(ions=[{"name": "BMIM", "smiles": BMIM, "count": 2}, {"name": "BF4", "smiles": BF4, "count": 2}],
                 density=0.6, packing_density=0.6, tolerance=2.0, seed=3, contacts=Contacts())
     molecules = [conformer(BMIM, 0), conformer(BF4, 1)]
     assert pack._check(box, molecules)["max_bond_change_A"] < 1e-6
@@ -103,7 +104,7 @@ def copper() -> Atoms:
 
 
 def test_a_run_heating_out_of_control_is_stopped_on_its_sustained_temperature():
-    sampler = MDSampler(temperature=300.0, timestep=2.0, n_steps=400, interval=10, friction=1e-4)
+    sampler = MDSettings(temperature=300.0, timestep=2.0, n_steps=400, interval=10, friction=1e-4)
     guard = TemperatureGuard(blow_up_ratio=1000.0, ratio=2.0, steps=20)
     chunk = run_md_chunk(copper(), PumpingEMT(), sampler, seed=0, first=0, last=400, state=None, uncertainty=None,
                          guard=guard)
@@ -115,7 +116,7 @@ def test_a_run_heating_out_of_control_is_stopped_on_its_sustained_temperature():
 
 
 def test_the_temperature_guard_is_silent_on_a_healthy_run():
-    sampler = MDSampler(temperature=300.0, timestep=2.0, n_steps=200, interval=10)
+    sampler = MDSettings(temperature=300.0, timestep=2.0, n_steps=200, interval=10)
     chunk = run_md_chunk(copper(), EMT(), sampler, seed=0, first=0, last=200, state=None, uncertainty=None,
                          guard=TemperatureGuard())
     assert chunk.stop_reason is None and len(chunk.frames) == 20
@@ -123,7 +124,7 @@ def test_the_temperature_guard_is_silent_on_a_healthy_run():
 
 def test_the_hot_count_survives_a_chunk_boundary():
     """20 hot steps in a row over two chunks fire just as in one run."""
-    sampler = MDSampler(temperature=300.0, timestep=2.0, n_steps=400, interval=10, friction=1e-4)
+    sampler = MDSettings(temperature=300.0, timestep=2.0, n_steps=400, interval=10, friction=1e-4)
     guard = TemperatureGuard(blow_up_ratio=1000.0, ratio=2.0, steps=20)
     whole = run_md_chunk(copper(), PumpingEMT(), sampler, seed=0, first=0, last=400, state=None, uncertainty=None,
                          guard=guard)
@@ -151,8 +152,8 @@ def test_a_label_with_100_eV_per_A_is_refused_and_recorded(tmp_path):
     from ilcampaign.engine.graph import Node, resolve_keys
     from ilcampaign.engine.labels.cache import configuration_digest
     from ilcampaign.engine.run.runner import run_graph
-    from ilcampaign.engine.steps.initial_data import FileFrames
-    from ilcampaign.engine.steps.label import Label
+    from ilcampaign.engine.steps.initial_file import InitialFileStep
+    from ilcampaign.engine.steps.label import LabelStep
 
     trajectory = tmp_path / "frames.extxyz"
     write(trajectory, [Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74 + 0.01 * k]], cell=[6] * 3, pbc=True)
@@ -166,8 +167,9 @@ def test_a_label_with_100_eV_per_A_is_refused_and_recorded(tmp_path):
         cached = archive.cache_file(configuration_digest(reference, frame))
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_frames(cached, [frame])
-    frames = FileFrames(path=str(trajectory), sha256=sha256_file(trajectory), format=None, every=1, max_frames=None)
-    label = Label.from_spec(reference, [], Failures(on_failure="skip"), max_force=50.0)
+    frames = InitialFileStep(settings=InitialFile(path=str(trajectory)), path=str(trajectory),
+                             sha256=sha256_file(trajectory))
+    label = LabelStep.from_spec(reference, [], Failures(on_failure="skip"), max_force=50.0)
     nodes = resolve_keys([Node("initial_data", frames), Node("label", label, inputs={"frames": "initial_data"})])
     run_graph(nodes, tmp_path / "wd", workers=1, progress=lambda *a: None)
     summary = archive.record(nodes[1].key)["summary"]
@@ -180,11 +182,11 @@ def test_a_label_with_100_eV_per_A_is_refused_and_recorded(tmp_path):
 def test_select_drops_candidates_beyond_the_contact_guard(box):
     """Whatever a sampler hands over (volume scans, conformer boxes, a pool), select never offers a
     candidate that breaks the guard, and records it with the worst contact."""
-    from ilcampaign.engine.steps.select import Select
+    from ilcampaign.engine.steps.select import SelectStep
 
     bad = box.copy()
     bad.positions[1] = bad.positions[0] + [0.3, 0, 0]
-    select = Select(selection=[{"kind": "all"}], seed=0, contacts=Contacts(), smiles=[BMIM, BF4])
+    select = SelectStep(selection=[{"kind": "all"}], seed=0, contacts=Contacts(), smiles=[BMIM, BF4])
     removed, worst = select._guard([box, bad, box])
     assert removed == [1] and worst.startswith("C0-C1 (bonded) 0.30 A apart")
-    assert Select(selection=[{"kind": "all"}], seed=0)._guard([bad]) == ([], None)  # contacts: null
+    assert SelectStep(selection=[{"kind": "all"}], seed=0)._guard([bad]) == ([], None)  # contacts: null

@@ -32,15 +32,15 @@ def test_ion_is_sane_packs_and_has_moderate_forces(name, smiles, charge, tmp_pat
     from ilcampaign.campaign.spec import Ion
     from ilcampaign.engine.graph import Node, resolve_keys
     from ilcampaign.engine.run.runner import run_graph
-    from ilcampaign.engine.steps.molecules import Molecules
-    from ilcampaign.engine.steps.pack import Pack
+    from ilcampaign.engine.steps.molecules import MoleculesStep
+    from ilcampaign.engine.steps.pack import PackStep
 
     pair = [Ion(name=name, smiles=smiles, count=2), Ion(name="partner", smiles=PARTNER[charge], count=2)]
     ions = pair if charge == "cation" else pair[::-1]
     relaxation, contacts = IonRelaxation(), Contacts()
     nodes = resolve_keys([
-        Node("molecules", Molecules(ions=ions, relaxation=relaxation, contacts=contacts, seed=0)),
-        Node("pack", Pack(ions=ions, density=0.6022, packing_density=0.6022, tolerance=2.0, seed=5, contacts=contacts),
+        Node("molecules", MoleculesStep(ions=ions, relaxation=relaxation, contacts=contacts, seed=0)),
+        Node("pack", PackStep(ions=ions, density=0.6022, packing_density=0.6022, tolerance=2.0, seed=5, contacts=contacts),
              inputs={"molecules": "molecules"})])
     run_graph(nodes, tmp_path, workers=1, progress=lambda *a: None)
     archive = Archive(tmp_path / "archive")
@@ -62,7 +62,7 @@ def test_uff_would_have_crushed_pf6():
     from rdkit.Chem import AllChem
 
     from ilcampaign.engine.structures.ions import conformer_atoms
-    from ilcampaign.engine.structures.packing import molecule
+    from ilcampaign.engine.structures.ions import molecule
 
     mol, params = molecule(ANIONS["PF6"], 1)
     AllChem.EmbedMolecule(mol, params)

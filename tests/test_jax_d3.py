@@ -15,7 +15,7 @@ from ase.geometry import get_distances
 from scipy.spatial.transform import Rotation
 from torch_dftd.torch_dftd3_calculator import TorchDFTD3Calculator
 
-from ilcampaign.engine.dispersion import jax_d3
+from ilcampaign.engine.dispersion import jax_d3, tail
 from ilcampaign.engine.dispersion.jax_d3 import (
     B97_3C,
     D3Params,
@@ -25,7 +25,7 @@ from ilcampaign.engine.dispersion.jax_d3 import (
     d3_energy_forces_stress,
     load_tables,
 )
-from ilcampaign.engine.structures.packing import conformer
+from ilcampaign.engine.structures.ions import conformer
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 
@@ -243,7 +243,7 @@ def test_tail_correction_closes_the_cutoff_gap_in_energy_and_pressure(argon_gas)
     totals = {}
     for cutoff in (8.0, 12.0):
         energy, _, stress = d3_energy_forces_stress(argon_gas, cutoff=cutoff, cn_cutoff=8.0)
-        tail_energy, tail_stress = jax_d3.tail_correction(argon_gas, cutoff=cutoff, cn_cutoff=8.0)
+        tail_energy, tail_stress = tail.tail_correction(argon_gas, cutoff=cutoff, cn_cutoff=8.0)
         assert tail_energy < 0 and np.all(tail_stress[:3] > 0) and np.all(tail_stress[3:] == 0)  # attractive: P < 0
         totals[cutoff] = (energy / n, -stress[:3].mean() * to_gpa, (energy + tail_energy) / n,
                           -(stress[:3].mean() + tail_stress[:3].mean()) * to_gpa)
@@ -257,19 +257,19 @@ def test_tail_pressure_is_the_virial_not_the_volume_derivative(argon_gas):
     """-dE/dV of the tail energy alone is E/V; the virial of the missing pairs is (2 E6 + 8/3 E8)/V."""
     s6, s8 = jax_d3.tail_sums(argon_gas, 8.0)
     volume, cutoff = argon_gas.cell.volume, 8.0
-    energy, stress = jax_d3.tail_terms(s6, s8, volume, B97_3C, cutoff)
+    energy, stress = tail.tail_terms(s6, s8, volume, B97_3C, cutoff)
     h = 1e-4 * volume
-    minus_dE_dV = -(jax_d3.tail_terms(s6, s8, volume + h, B97_3C, cutoff)[0]
-                    - jax_d3.tail_terms(s6, s8, volume - h, B97_3C, cutoff)[0]) / (2 * h)
+    minus_dE_dV = -(tail.tail_terms(s6, s8, volume + h, B97_3C, cutoff)[0]
+                    - tail.tail_terms(s6, s8, volume - h, B97_3C, cutoff)[0]) / (2 * h)
     assert minus_dE_dV == pytest.approx(energy / volume, rel=1e-6)
-    e6 = jax_d3.tail_terms(s6, 0.0, volume, B97_3C, cutoff)[0]
+    e6 = tail.tail_terms(s6, 0.0, volume, B97_3C, cutoff)[0]
     assert -stress[0] == pytest.approx((2 * e6 + 8 / 3 * (energy - e6)) / volume, rel=1e-12)
 
 
 def test_hybrid_with_tail_adds_the_tail_to_energy_and_stress_only(box):
     from ase.calculators.lj import LennardJones
 
-    from ilcampaign.engine.dispersion.torch_dftd import hybrid_calculator
+    from ilcampaign.engine.dispersion.ase_hybrid import hybrid_calculator
 
     atoms = box.copy()
     plain = hybrid_calculator(LennardJones(rc=4.0), cutoff=8.0, cn_cutoff=8.0, dtype=torch.float64)
@@ -279,7 +279,7 @@ def test_hybrid_with_tail_adds_the_tail_to_energy_and_stress_only(box):
     for name, calc in (("plain", plain), ("tailed", tailed)):
         atoms.calc = calc
         results[name] = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-    tail_energy, tail_stress = jax_d3.tail_correction(box, cutoff=8.0, cn_cutoff=8.0)
+    tail_energy, tail_stress = tail.tail_correction(box, cutoff=8.0, cn_cutoff=8.0)
     assert results["tailed"][0] == pytest.approx(results["plain"][0] + tail_energy, abs=1e-9)
     np.testing.assert_allclose(results["tailed"][1], results["plain"][1], atol=1e-12)
     np.testing.assert_allclose(results["tailed"][2], results["plain"][2] + tail_stress, atol=1e-12)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ilcampaign.engine.dispersion.jax_d3 import B97_3C, D3Params, tail_correction
+from ilcampaign.engine.dispersion.jax_d3 import B97_3C, D3Params
+from ilcampaign.engine.dispersion.tail import tail_correction
 from ilcampaign.engine.dispersion.jax_term import D3Term, d3_energy, d3_inputs
 from ilcampaign.engine.dispersion.neighbours import build
 from tests.test_jax_d3 import ion_box, torch_dftd

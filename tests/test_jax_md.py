@@ -20,13 +20,13 @@ from ilcampaign.campaign.units import to_internal
 from ilcampaign.engine.md import jax as jax_md
 from ilcampaign.engine.dispersion.jax_d3 import B97_3C
 from ilcampaign.engine.dispersion.jax_term import D3Term
-from ilcampaign.engine.md.jax import MDSettings, run_chunk
+from ilcampaign.engine.md.jax import JaxMDParameters, run_chunk
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
 R_MAX = 3.0
-SETTINGS = MDSettings(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
+SETTINGS = JaxMDParameters(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None)
 STEPS = 100
 
 
@@ -36,7 +36,8 @@ def tiny_model() -> ApaxModel:
 
 @pytest.fixture(scope="module")
 def box() -> Atoms:
-    from ilcampaign.engine.structures.packing import conformer, pack_box
+    from ilcampaign.engine.structures.ions import conformer
+    from ilcampaign.engine.structures.packing import pack_box
 
     ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
     return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
@@ -314,7 +315,7 @@ def ase_hybrid(calculator, term: D3Term = D3):
     """apax's ASE calculator plus torch-dftd D3 (the ASE path), in float64, rebuilding its list every call."""
     import torch
 
-    from ilcampaign.engine.dispersion.torch_dftd import hybrid_calculator
+    from ilcampaign.engine.dispersion.ase_hybrid import hybrid_calculator
 
     return hybrid_calculator(calculator, tail_correction=term.tail_correction, xc="b97-3c", damping="bj",
                              cutoff=term.cutoff, cn_cutoff=term.cn_cutoff, skin=0.0, dtype=torch.float64)

@@ -14,10 +14,12 @@ from ilcampaign.archive.frames import read_frames
 from ilcampaign.archive.store import Archive
 from ilcampaign.campaign.spec import XTB, Failures, InitialFile
 from ilcampaign.engine.graph import Node, resolve_keys
-from ilcampaign.engine.labels.reference import cp2k_version, parse_cp2k_version, reference_software
+from ilcampaign.archive.atomic import sha256_file
+from ilcampaign.engine.labels.cp2k import cp2k_version, parse_cp2k_version
+from ilcampaign.engine.labels.method import reference_programs
 from ilcampaign.engine.run.runner import run_graph
-from ilcampaign.engine.steps.initial_data import FileFrames
-from ilcampaign.engine.steps.label import Label
+from ilcampaign.engine.steps.initial_file import InitialFileStep
+from ilcampaign.engine.steps.label import LabelStep
 from tests.test_reference import PBE, bf4_anion
 
 pytestmark = pytest.mark.slow
@@ -38,8 +40,10 @@ def test_cp2k_version_from_its_banner():
     installed = cp2k_version("cp2k_shell")  # the installed CP2K, run the way a reference's command runs it
     assert re.fullmatch(r"\d{4}\.\d+", installed) and cp2k_version("cp2k.psmp") == installed
     assert cp2k_version("no-such-cp2k") is None
-    assert reference_software([PBE, PBE.model_copy(update={"command": "no-such-cp2k"})]) == {"cp2k": installed}
-    assert reference_software([XTB()]) == {}
+    programs = reference_programs([PBE, PBE.model_copy(update={"command": "no-such-cp2k"})])
+    assert [(p["program"], p["version"], p["level"]) for p in programs] == [("CP2K", installed, "PBE"),
+                                                                            ("CP2K", None, "PBE")]
+    assert [(p["program"], p["level"]) for p in reference_programs([XTB()])] == [("tblite", "GFN2-xTB")]
 
 
 def test_bf4_single_point_through_label_step(tmp_path):
@@ -47,8 +51,9 @@ def test_bf4_single_point_through_label_step(tmp_path):
     anion.info["charge"] = -1
     write(tmp_path / "bf4.extxyz", anion)
     nodes = resolve_keys([
-        Node("initial_data", FileFrames.from_section(InitialFile(path="bf4.extxyz"), base=tmp_path)),
-        Node("label.initial_data", Label.from_spec(PBE, [], Failures(on_failure="stop")), inputs={"frames": "initial_data"}),
+        Node("initial_data", InitialFileStep(settings=InitialFile(path="bf4.extxyz"), path=str(tmp_path / "bf4.extxyz"),
+                                             sha256=sha256_file(tmp_path / "bf4.extxyz"))),
+        Node("label.initial_data", LabelStep.from_spec(PBE, [], Failures(on_failure="stop")), inputs={"frames": "initial_data"}),
     ])
     assert run_graph(nodes, tmp_path / "wd", workers=1, progress=lambda *a: None) == ["initial_data", "label.initial_data"]
     archive = Archive(tmp_path / "wd" / "archive")

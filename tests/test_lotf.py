@@ -135,16 +135,16 @@ def test_d3_step_adds_torch_dftd_d3_to_the_labels(campaign, tmp_path):
     """The ``d3`` step (final models' d3: add/remove) on real xTB labels; specs refuse adding D3 to
     xTB's labels (GFN2 has D4 built in), so the node is added to the graph by hand."""
     from ilcampaign.campaign.spec import DispersionCorrection
-    from ilcampaign.engine.dispersion.torch_dftd import d3_results
+    from ilcampaign.engine.dispersion.label_shift import d3_results
     from ilcampaign.engine.graph import Node, resolve_keys
-    from ilcampaign.engine.steps.d3 import D3Relabel
+    from ilcampaign.engine.steps.d3 import D3Step
 
     spec, workdir, keys, _ = campaign
     copy = tmp_path / "wd"
     shutil.copytree(workdir, copy)
     nodes = build_graph(load_spec(spec), base=spec.parent)
     d3 = DispersionCorrection(cutoff=6.0, cn_cutoff=6.0)
-    nodes = resolve_keys(nodes + [Node("shift", D3Relabel(d3=d3, sign=1), inputs={"frames": "final.tight.label"})])
+    nodes = resolve_keys(nodes + [Node("shift", D3Step(d3=d3, sign=1), inputs={"frames": "final.tight.label"})])
     assert run_graph(nodes, copy, workers=1, progress=lambda *a: None) == ["shift"]
     archive = Archive(copy / "archive")
     relabelled = read_frames(archive.output(keys["final.tight.label"], "frames.h5"))

@@ -30,7 +30,8 @@ def labelled(atoms: Atoms) -> Atoms:
 @pytest.fixture(scope="module")
 def frames() -> list[Atoms]:
     """10 rattled frames: 8 of the 30-atom box (4 train, 2 valid, 2 test), 2 of it doubled (test)."""
-    from ilcampaign.engine.structures.packing import conformer, pack_box
+    from ilcampaign.engine.structures.ions import conformer
+    from ilcampaign.engine.structures.packing import pack_box
 
     ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
     box = pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ilcampaign.campaign.units import to_internal
-from ilcampaign.engine.structures.packing import conformer, pack_box, scale_rigid
+from ilcampaign.engine.structures.ions import conformer
+from ilcampaign.engine.structures.packing import pack_box, scale_rigid
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 DENSITY = to_internal("1.2 g/cm^3", "density")

@@ -66,7 +66,7 @@ initial_data:
 def synthetic_archive(tmp_path: Path, finished: int, cp2k: str | None = None) -> Path:
     """An archive of the tiny CP2K spec (with a citation) whose first ``finished`` steps are committed
     through the Archive API with made-up outputs, plus one stale step from an earlier spec; ``cp2k``: the
-    CP2K version the label steps' records give (None: records from before it was recorded)."""
+    CP2K version the label steps' records give (None: it could not be read when they ran)."""
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY.format(citation=CITATION))
     nodes = build_graph(load_spec(spec), base=tmp_path)
@@ -82,6 +82,8 @@ def synthetic_archive(tmp_path: Path, finished: int, cp2k: str | None = None) ->
             "kind": node.step.kind if node else "pack", "params": node.step.model_dump(mode="json") if node else {},
             "inputs": node.input_keys if node else {}, "host": "test",
             "software": SOFTWARE | ({"cp2k": cp2k} if cp2k and node and node.step.kind == "label" else {}),
+            "programs": [{"kind": "cp2k", "program": "CP2K", "version": cp2k, "level": "B97-3c",
+                          "url": "https://www.cp2k.org"}] if node and node.step.kind == "label" else [],
             "blobs": {"model": archive.put_blob(blob_source)} if name == "label.initial_data" else {},
             "started": f"2026-01-01T00:{minute:02d}:00+00:00", "finished": f"2026-01-01T00:{minute:02d}:30+00:00",
         }
@@ -139,8 +141,9 @@ def test_crate_of_a_synthetic_archive(tmp_path):
     assert listed == ["blobs", "campaign.json", "index.json", "ro-crate-metadata.json", "steps"]
 
     label = next(e for e in entities.values() if e.get("name") == "label.initial_data")
-    cp2k = entities["#reference-cp2k-B97-3c"]
+    cp2k = entities["#reference-cp2k-unknown-B97-3c"]
     assert cp2k["@id"] in ids(label["instrument"]) and "softwareVersion" not in cp2k  # CP2K's version is not recorded
+    assert cp2k["description"] == "CP2K's version could not be read when the step ran"
     root_entity = entities["./"]
     assert root_entity["name"] == "Tiny BMIM BF4 data"
     assert root_entity["datePublished"] == "2026-01-01T00:04:30+00:00"  # the last step's finish
@@ -161,7 +164,7 @@ def test_crate_names_the_cp2k_version_the_label_steps_recorded(tmp_path):
     cp2k = entities["#reference-cp2k-2023.1-B97-3c"]
     assert cp2k["name"] == "CP2K B97-3c" and cp2k["softwareVersion"] == "2023.1" and "description" not in cp2k
     assert {cp2k["@id"], "#software-cp2k-2023.1"} <= set(ids(label["instrument"]))
-    assert "#reference-cp2k-B97-3c" not in entities
+    assert "#reference-cp2k-unknown-B97-3c" not in entities
 
 def test_crate_is_deterministic_and_leaves_out_unfinished_steps(tmp_path):
     root = synthetic_archive(tmp_path, finished=3)

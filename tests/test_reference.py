@@ -15,8 +15,9 @@ from ase.calculators.calculator import Calculator
 from ase.calculators.cp2k import InputSection, parse_input
 
 from ilcampaign.campaign.spec import CP2K, XTB
-from ilcampaign.engine.structures.packing import conformer
-from ilcampaign.engine.labels.reference import ReferenceFailure, compute, cp2k_input, make_calculator
+from ilcampaign.engine.structures.ions import conformer
+from ilcampaign.engine.labels.cp2k import cp2k_input
+from ilcampaign.engine.labels.method import ReferenceFailure, compute, make_calculator
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 # small and fast (~5 s with one thread): PBE, double-zeta MOLOPT basis, 250 Ry

@@ -12,7 +12,7 @@ from ase import Atoms
 
 from ilcampaign.campaign.loader import SpecError, load_spec
 from ilcampaign.engine.graph import build_graph
-from ilcampaign.engine.steps.dataset import Dataset
+from ilcampaign.engine.steps.dataset import DatasetStep
 from tests.test_spec_errors import BASE, write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,12 +91,12 @@ def frames(n: int, forced: dict[int, str] | None = None) -> list[Atoms]:
     return made
 
 
-def splits(step: Dataset, batch: list[Atoms], has_previous: bool = False) -> list[str]:
+def splits(step: DatasetStep, batch: list[Atoms], has_previous: bool = False) -> list[str]:
     return step._splits(batch, has_previous, np.random.default_rng(0))
 
 
 def test_first_dataset_counts():
-    step = Dataset(seed=0, validation_fraction=0.5, fixed_validation=False, n_test=3, n_valid=2, n_train=4)
+    step = DatasetStep(seed=0, validation_fraction=0.5, fixed_validation=False, n_test=3, n_valid=2, n_train=4)
     got = splits(step, frames(12))
     assert {s: got.count(s) for s in set(got)} == {"test": 3, "valid": 2, "train": 4, "unused": 3}
     again = splits(step, frames(12))
@@ -104,18 +104,18 @@ def test_first_dataset_counts():
 
 
 def test_fraction_split_and_forced_splits():
-    step = Dataset(seed=0, validation_fraction=0.25, fixed_validation=False)
+    step = DatasetStep(seed=0, validation_fraction=0.25, fixed_validation=False)
     got = splits(step, frames(9, {0: "valid", 1: "valid", 2: "train"}))
     assert got[:3] == ["valid", "valid", "train"]  # forced by a selection rule
     assert got[3:].count("valid") == 2 and got[3:].count("train") == 4  # 25 % of the 6 free frames
-    fixed = Dataset(seed=0, validation_fraction=0.25, fixed_validation=True)
+    fixed = DatasetStep(seed=0, validation_fraction=0.25, fixed_validation=True)
     assert splits(fixed, frames(4, {0: "valid"}), has_previous=True) == ["valid", "train", "train", "train"]
 
 
 def test_first_dataset_asking_for_too_many_frames_fails():
     from ilcampaign.engine.step import StepFailed
 
-    step = Dataset(seed=0, validation_fraction=0.5, fixed_validation=False, n_test=5, n_valid=2, n_train=4)
+    step = DatasetStep(seed=0, validation_fraction=0.5, fixed_validation=False, n_test=5, n_valid=2, n_train=4)
     with pytest.raises(StepFailed, match="asks for 11 frames"):
         splits(step, frames(10))
 

@@ -135,14 +135,10 @@ def test_resources_come_from_the_kind_and_the_spec_and_are_recorded_with_cpu_hou
     assert record["cpu_hours"] > 0 and record["gpu_hours"] == 0.0
 
 
-def test_the_spec_knows_every_step_kind_and_training_and_md_want_a_gpu():
-    import typing
-
+def test_training_and_md_want_a_gpu():
     import ilcampaign.engine.steps  # noqa: F401  (fills the registry)
-    from ilcampaign.campaign.spec.execution import StepKind
     from ilcampaign.engine.step import REGISTRY
 
-    assert set(typing.get_args(StepKind)) == {kind for kind in REGISTRY if not kind.startswith("test_")}
     assert all(REGISTRY[kind].task_resources(None)["gpus"] == 1 for kind in ("train", "md", "production", "inference_cost"))
     assert REGISTRY["pack"].task_resources(None)["gpus"] == 0
 

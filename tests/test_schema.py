@@ -247,7 +247,7 @@ def properties(shape: dict) -> dict:
 def test_every_model_field_is_in_the_schema():
     defs = SCHEMA["$defs"]
     sections = {name: getattr(ilcampaign.campaign.spec, name) for name in defs if name in ilcampaign.campaign.spec.__all__}
-    assert {"CP2K", "Iteration", "MDSampler", "TemperatureRamp", "Start"} <= set(sections)
+    assert {"CP2K", "Iteration", "MDSettings", "TemperatureRamp", "Start"} <= set(sections)
     for name, model in sections.items():
         for shape in (defs[name], defs.get(f"Partial{name}", defs[name])):
             assert set(properties(shape)) == set(model.model_fields), name

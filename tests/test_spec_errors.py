@@ -158,7 +158,7 @@ def test_unknown_kind_lists_kinds(tmp_path):
     problem = only(write(tmp_path, edited("  kind: xtb", "  kind: cpk2")))
     assert (problem.line, problem.column, problem.field_path) == (14, 9, "reference.kind")
     assert problem.message == "unknown kind 'cpk2'"
-    assert problem.hint == "did you mean 'cp2k'? kind must be one of: xtb, cp2k"
+    assert problem.hint == "did you mean 'cp2k'? kind must be one of: cp2k, xtb"
     problem = only(write(tmp_path, edited("  kind: xtb", "  method: GFN1-xTB")))
     assert (problem.line, problem.field_path) == (14, "reference")
     assert "xtb, cp2k" in problem.hint

@@ -7,7 +7,8 @@ import pytest
 from ase import Atoms
 
 from ilcampaign.campaign.units import to_internal
-from ilcampaign.engine.structures.packing import conformer, scale_rigid
+from ilcampaign.engine.structures.ions import conformer
+from ilcampaign.engine.structures.packing import scale_rigid
 from ilcampaign.engine.structures.candidates import conformer_boxes, conformers, volume_scan
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"

@@ -59,9 +59,9 @@ class Worker:
 def start_task(root: Path, key: str) -> Worker:
     """Start the train task of step ``key`` (the model ``tiny_model``) in a fresh process."""
     from ilcampaign.engine.run.execute import TaskRef
-    from ilcampaign.engine.steps.train import Train
+    from ilcampaign.engine.steps.train import TrainStep
 
-    params = Train(model=tiny_model(), checkpoint_every=EVERY).model_dump(mode="json")
+    params = TrainStep(model=tiny_model(), checkpoint_every=EVERY).model_dump(mode="json")
     ref = TaskRef(str(root / "archive"), str(root / "scratch"), "train", params, key, {"data": DATA}, TASK)
     output = root / f"{key[0]}-{time.time_ns()}.log"
     with open(output, "w") as sink:
@@ -208,14 +208,14 @@ def test_resumable_fit_matches_apax_fit(runs, tmp_path):
     from apax.train.run import run
 
     from ilcampaign.archive.arrays import read_dataset
-    from ilcampaign.engine.models.apax import _apax_contained
+    from ilcampaign.engine.models.apax import apax_contained
     from ilcampaign.engine.models.training import apax_config, learning_curves
 
     archive, _, _ = runs
     workdir = archive.checkpoint_dir(REFERENCE, TASK)
     config = apax_config(tiny_model(), train_path=workdir / "train.extxyz", valid_path=workdir / "valid.extxyz",
                          directory=tmp_path, n_train=8, n_valid=4)
-    with _apax_contained():
+    with apax_contained():
         run(config)
     ours = unpack_model(archive, REFERENCE, tmp_path / "ours")
     assert_same_parameters(parameters(tmp_path / "model"), parameters(ours))
@@ -266,11 +266,11 @@ def test_fingerprint_follows_config_and_data_not_location(tmp_path):
 
 def test_a_single_model_trains_and_validates(labelled, tmp_path):  # noqa: F811
     """``ensemble: null``: apax trains one model; its calculator has no ensemble forces."""
-    from ilcampaign.engine.models.apax import _model_config, load_calculator
+    from ilcampaign.engine.models.apax import model_config, load_calculator
     from ilcampaign.engine.models.training import train
 
     result = train(tiny_model(ensemble=None), labelled[:8], labelled[8:], tmp_path, checkpoint_every=EVERY)
-    assert _model_config(result.model_dir).model.ensemble is None
+    assert model_config(result.model_dir).model.ensemble is None
     for name in ("energy", "forces", "stress"):
         assert np.isfinite(result.metrics[f"{name}_mae"]) and result.metrics[f"{name}_rmse"] > 0
     assert 0 < len(result.curves["epoch"]) <= EPOCHS

@@ -54,8 +54,10 @@ def with_overrides(section: BaseModel, overrides: dict[str, Any] | None) -> Any:
 @dataclass(frozen=True)
 class Problem:
     """A problem the models alone cannot see (it spans sections): where (a field path as a tuple,
-    e.g. ``("sampling", 3, "samplers", "npt", "hybrid_d3")``), what, and how to fix it."""
+    e.g. ``("sampling", 3, "samplers", "npt", "hybrid_d3")``), what, and how to fix it. A
+    ``warning`` is shown but does not stop the campaign."""
 
     loc: tuple[Any, ...]
     message: str
     hint: str = ""
+    warning: bool = False

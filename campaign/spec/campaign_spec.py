@@ -10,19 +10,22 @@ from math import gcd
 from pydantic import Field, field_validator, model_validator
 
 from ilcampaign.campaign.spec.analyses import Analysis
+from ilcampaign.campaign.spec.analyses.common import ModelAnalysisSettings, RunAnalysisSettings
 from ilcampaign.campaign.spec.base import Problem, Section, brief, with_overrides
 from ilcampaign.campaign.spec.campaign_info import CampaignInfo
 from ilcampaign.campaign.spec.checkpoints import Checkpoints
 from ilcampaign.campaign.spec.d3 import DispersionCorrection
 from ilcampaign.campaign.spec.execution import Execution, LocalExecution
-from ilcampaign.campaign.spec.failures import DEFAULT_RETRIES, Failures
+from ilcampaign.campaign.spec.failures import Failures
 from ilcampaign.campaign.spec.final_models import FinalModel
 from ilcampaign.campaign.spec.guards import Guards
 from ilcampaign.campaign.spec.initial_data import InitialData, InitialMD, InitialSplit
 from ilcampaign.campaign.spec.model import ApaxModel
 from ilcampaign.campaign.spec.production import Production
-from ilcampaign.campaign.spec.reference import CP2K, XTB, Reference, dispersion
-from ilcampaign.campaign.spec.references import ReferenceData
+from ilcampaign.campaign.spec.reference import Reference, dispersion
+from ilcampaign.campaign.spec.reference.cp2k import CP2K
+from ilcampaign.campaign.spec.reference.xtb import XTB
+from ilcampaign.campaign.spec.reference_data import ReferenceData
 from ilcampaign.campaign.spec.sampling import (
     Iteration,
     Planned,
@@ -33,7 +36,6 @@ from ilcampaign.campaign.spec.system import System
 
 RESERVED_NAMES = ("initial", "initial_data", "molecules", "pack", "final", "label", "dataset", "train", "last",
                   "all", "production", "analysis")
-STRUCTURE_KINDS = ("md", "geometry_optimisation", "volume_scan", "conformers")  # steps a sampler can start from
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class CampaignSpec(Section):
     @model_validator(mode="after")
     def _fill_retries(self) -> CampaignSpec:
         if self.failures.retry_with is None:
-            self.failures.retry_with = [dict(r) for r in DEFAULT_RETRIES[self.reference.kind]]
+            self.failures.retry_with = [dict(r) for r in type(self.reference).default_retries]
         for index, override in enumerate(self.failures.retry_with):
             if "kind" in override:
                 raise ValueError(f"failures.retry_with[{index}] must not change the reference kind")
@@ -227,27 +229,34 @@ class CampaignSpec(Section):
                                         "use engine: auto or ase (ASE's stress has it), or d3.tail_correction: false"))
         return problems
 
+    def analysed_runs(self, analysis: RunAnalysisSettings) -> list[str]:
+        """The production runs an analysis reads: those it names that exist, else every run."""
+        return [run for run in (analysis.runs or self.production.runs) if run in self.production.runs]
+
     def _analysis_problems(self) -> list[Problem]:
+        """The checks every analysis gets (runs, models, ions and reference entries that exist),
+        then each analysis' own (``problems`` of its settings class)."""
         problems = []
         ions = {ion.name: ion for ion in self.system.ions}
         runs = self.production.runs
         for name, analysis in self.analyses.items():
             where = ("analyses", name)
-            for index, run in enumerate(getattr(analysis, "runs", None) or []):
-                if run not in runs:
-                    problems.append(Problem((*where, "runs", index), f"no production run {run!r}",
-                                            f"runs: {', '.join(runs) or 'none'}"))
-            analysed = [runs[r] for r in (getattr(analysis, "runs", None) or runs) if r in runs]
-            sites = [*getattr(analysis, "sites", []), *(s for pair in getattr(analysis, "pairs", []) for s in pair)]
-            if hasattr(analysis, "ion"):
-                sites.append(analysis)
-            for site in sites:
+            if isinstance(analysis, RunAnalysisSettings):
+                for index, run in enumerate(analysis.runs or []):
+                    if run not in runs:
+                        problems.append(Problem((*where, "runs", index), f"no production run {run!r}",
+                                                f"runs: {', '.join(runs) or 'none'}"))
+                if not self.analysed_runs(analysis):
+                    problems.append(Problem(where, f"a {analysis.kind} analysis needs production runs",
+                                            "add production.runs, or name existing ones in runs"))
+            if isinstance(analysis, ModelAnalysisSettings):
+                for index, model in enumerate(analysis.models):
+                    if model not in (*self.model_names(), "last", "all"):
+                        problems.append(Problem((*where, "models", index), f"no trained model {model!r}",
+                                                f"models: {', '.join(self.model_names())}"))
+            for site in analysis.used_sites():
                 if site.ion not in ions:
                     problems.append(Problem(where, f"no ion {site.ion!r} in system.ions", f"ions: {', '.join(ions)}"))
-            paths = getattr(analysis, "paths", [])
-            if "jax+d3" in paths and self.d3.damping != "bj":
-                problems.append(Problem((*where, "paths", paths.index("jax+d3")), "JAX MD runs D3 with BJ damping only",
-                                        "time D3 through ase+d3, or set d3.damping: bj"))
             reference = getattr(analysis, "reference", None)
             if reference is not None:
                 if reference not in self.references:
@@ -256,23 +265,7 @@ class CampaignSpec(Section):
                 elif self.references[reference].quantity != analysis.kind:
                     problems.append(Problem((*where, "reference"), f"references.{reference} holds "
                                             f"{self.references[reference].quantity}, not {analysis.kind}"))
-            if analysis.kind in ("rdf", "diffusion", "density", "dihedrals") and not analysed:
-                problems.append(Problem(where, f"a {analysis.kind} analysis needs production runs",
-                                        "add production.runs, or name existing ones in runs"))
-            if analysis.kind == "density" and any(run.ensemble != "npt" for run in analysed):
-                problems.append(Problem((*where, "runs"), "density is averaged over NPT runs only",
-                                        "name the NPT runs in runs"))
-            if analysis.kind == "inference_cost":
-                divisor = self.system.ions[0].count // self.formula_unit()[0]  # formula units in the box
-                for index, pairs in enumerate(analysis.ion_pairs):
-                    if pairs % divisor:
-                        problems.append(Problem((*where, "ion_pairs", index), f"{pairs} ion pairs is not a whole "
-                                                f"number of copies of the system's box ({divisor} formula units)",
-                                                f"use multiples of {divisor}"))
-            for index, model in enumerate(getattr(analysis, "models", [])):
-                if model not in (*self.model_names(), "last", "all"):
-                    problems.append(Problem((*where, "models", index), f"no trained model {model!r}",
-                                            f"models: {', '.join(self.model_names())}"))
+            problems += analysis.problems(self, where)
         return problems
 
     def _name_problems(self) -> list[Problem]:
@@ -291,18 +284,17 @@ class CampaignSpec(Section):
     def _start_problems(self) -> list[Problem]:
         """Every ``start.step`` names an earlier step that makes structures."""
         problems = []
-        known: dict[str, str] = {"initial_data": "initial_data"}  # step name -> kind
+        starts = ["initial_data"]  # earlier steps with end structures, in order
         for planned in expand(self.sampling):
             for name, sampler in planned.iteration.samplers.items():
                 start = getattr(sampler, "start", None)
-                if start is not None and start.step is not None and start.step not in known:
-                    usable = ", ".join(sorted(step for step, kind in known.items() if kind in STRUCTURE_KINDS
-                                              or kind == "initial_data"))
+                if start is not None and start.step is not None and start.step not in starts:
                     problems.append(Problem(
                         ("sampling", planned.index, "samplers", name, "start"),
                         f"start: no earlier step {start.step!r} makes structures to start from",
-                        f"steps before this one that do: {usable}"))
-                known[f"{planned.name}.{name}"] = sampler.kind
+                        f"steps before this one that do: {', '.join(sorted(starts))}"))
+                if sampler.provides_starts:
+                    starts.append(f"{planned.name}.{name}")
         return problems
 
     def _model_problems(self) -> list[Problem]:

@@ -10,15 +10,9 @@ from pydantic import Field
 from ilcampaign.campaign.spec.base import Section
 
 
-#: the step kinds (engine/steps; tests/test_scheduler.py keeps the two lists equal)
-StepKind = Literal["conformers", "d3", "dataset", "density", "diffusion", "dihedrals", "geometry_optimisation",
-                   "inference_cost", "initial_md", "initial_rattle", "initial_file", "initial_pool", "label", "md",
-                   "model_errors", "molecules", "pack", "production", "rdf", "select", "train", "volume_scan"]
-
-
 class Resources(Section):
-    """What one task of a step kind needs. Step kinds declare defaults (engine/resources.py); the
-    spec overrides them per kind. The executor places tasks by them (Parsl: tasks wanting a GPU go
+    """What one task of a step kind needs. Step kinds declare defaults (``task_resources`` in
+    engine/steps/<kind>.py); the spec overrides them per kind (``campaign validate`` checks the kinds). The executor places tasks by them (Parsl: tasks wanting a GPU go
     to the executor labelled ``gpu``) and each record keeps them, for CPU and GPU hours."""
 
     cores: int | None = Field(default=None, ge=1, description="cores per task (default: the step kind's)")
@@ -33,7 +27,7 @@ class LocalExecution(Section):
 
     kind: Literal["local"] = "local"
     workers: int = Field(default=1, ge=1, description="parallel worker processes (1: one task, one step at a time)")
-    resources: dict[StepKind, Resources] = Field(default_factory=dict, description="per step kind, over its defaults")
+    resources: dict[str, Resources] = Field(default_factory=dict, description="per step kind (as `campaign plan` lists them), over its defaults")
 
 
 class ParslExecution(Section):
@@ -42,7 +36,7 @@ class ParslExecution(Section):
 
     kind: Literal["parsl"]
     config: str = Field(description="Parsl configuration file (YAML or .py), relative to the spec's folder")
-    resources: dict[StepKind, Resources] = Field(default_factory=dict, description="per step kind, over its defaults")
+    resources: dict[str, Resources] = Field(default_factory=dict, description="per step kind (as `campaign plan` lists them), over its defaults")
 
 
 Execution = Annotated[Union[LocalExecution, ParslExecution], Field(discriminator="kind")]

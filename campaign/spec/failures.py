@@ -20,17 +20,11 @@ class Failures(Section):
 
     on_failure: Literal["retry", "skip", "stop"] = "retry"
     retry_with: list[dict[str, Any]] | None = Field(
-        default=None, description="defaults per method: xtb raises the electronic temperature"
-    )
+        default=None, description="null: the reference method's defaults (xtb raises the electronic temperature, "
+        "cp2k starts from an atomic guess with more SCF steps)")
     uniform_settings: bool = Field(
         default=False,
         description="true: once any configuration needed a retry setting, relabel every configuration with "
         "the strongest setting used, so the dataset has one setting; false: record the setting per frame",
     )
     max_failed_fraction: float = Field(default=0.05, ge=0, le=1)
-
-
-DEFAULT_RETRIES: dict[str, list[dict[str, Any]]] = {
-    "xtb": [{"electronic_temperature": 1000.0}, {"electronic_temperature": 3000.0}],
-    "cp2k": [{"scf": {"guess": "atomic", "max_scf": 300}}],
-}

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ilcampaign.campaign.spec.base import Section
-from ilcampaign.campaign.spec.sampling import Optimiser
+from ilcampaign.campaign.spec.samplers.common import Optimiser
 from ilcampaign.campaign.units import Density, Length, Pressure, Temperature, Time
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator, model_validator
 
 from ilcampaign.campaign.spec.base import Section
+from ilcampaign.campaign.spec.reference.xtb import XTBMethod
 from ilcampaign.campaign.units import Density, Force, Length
 
 
@@ -40,7 +39,7 @@ class IonRelaxation(Section):
     parameters; hypervalent centres such as P in PF6- placed on their ideal polyhedron), then
     relaxed in vacuum, with the ion's charge, by xTB through tblite."""
 
-    method: Literal["GFN2-xTB", "GFN1-xTB"] = "GFN2-xTB"
+    method: XTBMethod = "GFN2-xTB"
     fmax: Force = Field(default=0.01, gt=0)
     max_steps: int = Field(default=1000, ge=1)
 

@@ -54,7 +54,7 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
     the reason, where the MD stopped early (blow-up or temperature guard). See ``_dataset``.
     """
     from ilcampaign.campaign.spec import DispersionCorrection
-    from ilcampaign.engine.models.apax import _model_config
+    from ilcampaign.engine.models.apax import model_config
 
     d3 = d3 or DispersionCorrection()
     unknown = sorted(set(paths) - set(PATHS))
@@ -68,7 +68,7 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
         raise ValueError("give at least one replication of the box")
     replications = sorted((_replication(r) for r in repeats), key=lambda r: len(box) * math.prod(r))
     model_dir = Path(model_dir)
-    r_max = _model_config(model_dir).model.basis.r_max
+    r_max = model_config(model_dir).model.basis.r_max
     runs = [(path, math.nan) for path in paths if path not in D3_PATHS]
     runs += [(path, float(cutoff)) for path in D3_PATHS if path in paths for cutoff in d3_cutoffs]
     warmup_steps = -(-warmup // n_steps) * n_steps
@@ -172,12 +172,12 @@ def _jax_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cach
     """Chunks of ilcampaign.engine.md.jax.run_chunk (no uncertainty stop), with the D3 term of ``d3`` at
     ``d3_cutoff`` in the loop unless NaN."""
     from ilcampaign.engine.dispersion.jax_term import D3Term
-    from ilcampaign.engine.md.jax import MDSettings, run_chunk
+    from ilcampaign.engine.md.jax import JaxMDParameters, run_chunk
 
     term = None if math.isnan(d3_cutoff) else D3Term.from_spec(d3, d3_cutoff)
 
     def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
-        settings = MDSettings(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
+        settings = JaxMDParameters(timestep=TIMESTEP_FS, thermostat_time=THERMOSTAT_TIME_FS, interval=interval,
                               threshold=None, d3=term)
         chunk = run_chunk(model_dir, atoms, np.full(last + 1, TEMPERATURE_K), settings, seed=SEED, first=first,
                           last=last, state=state, cache_dir=cache_dir)
@@ -189,18 +189,18 @@ def _jax_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cach
 def _ase_timer(model_dir: Path, d3_cutoff: float, d3: DispersionCorrection, cache_dir: Path | None) -> Timer:
     """Chunks of ilcampaign.engine.md.ase.run_md_chunk with apax's calculator (plus D3 at ``d3_cutoff`` unless
     NaN), one calculator for all chunks of a size so that only the warm-up compiles."""
-    from ilcampaign.campaign.spec import MDSampler
+    from ilcampaign.campaign.spec import MDSettings
     from ilcampaign.engine.models.apax import load_calculator
     from ilcampaign.engine.md.ase import run_md_chunk
 
     calc = load_calculator(model_dir, cache_dir=cache_dir)
     if not math.isnan(d3_cutoff):
-        from ilcampaign.engine.dispersion.torch_dftd import calculator_options, hybrid_calculator
+        from ilcampaign.engine.dispersion.ase_hybrid import calculator_options, hybrid_calculator
 
         calc = hybrid_calculator(calc, **calculator_options(d3, d3_cutoff))
 
     def run(atoms: Atoms, first: int, last: int, state: Any, interval: int) -> tuple[Any, str | None]:
-        sampler = MDSampler(ensemble="nvt", thermostat="nose_hoover_chain", temperature=TEMPERATURE_K,
+        sampler = MDSettings(ensemble="nvt", thermostat="nose_hoover_chain", temperature=TEMPERATURE_K,
                             thermostat_time=THERMOSTAT_TIME_FS, timestep=TIMESTEP_FS, n_steps=last,
                             interval=interval, uncertainty_threshold=None, engine="ase")
         chunk = run_md_chunk(atoms, calc, sampler, seed=SEED, first=first, last=last, state=state, uncertainty=None)

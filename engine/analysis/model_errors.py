@@ -74,7 +74,7 @@ def _predict(model_dir: Path, frames: list[Atoms], *, batch_size: int, cache_dir
     from apax.md.ase_calc import make_ensemble
     from apax.train.checkpoints import canonicalize_energy_model_parameters, check_for_ensemble, restore_parameters
 
-    from ilcampaign.engine.models.apax import _apax_std_factor, enable_compilation_cache
+    from ilcampaign.engine.models.apax import std_factor, enable_compilation_cache
 
     if cache_dir is not None:
         enable_compilation_cache(cache_dir)
@@ -110,7 +110,7 @@ def _predict(model_dir: Path, frames: list[Atoms], *, batch_size: int, cache_dir
 
     batched = jax.jit(jax.vmap(predict))
     inputs = _padded_inputs(frames, config.model.basis.r_max)
-    factor = _apax_std_factor(config)
+    factor = std_factor(config)
     out = []
     for start in range(0, len(frames), batch_size):
         chunk = {key: value[start:start + batch_size] for key, value in inputs.items()}

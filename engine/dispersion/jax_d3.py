@@ -341,7 +341,7 @@ def _coefficient_sums(positions, cell, species, neighbours, tables, cutoff, cn_c
 
 
 def tail_sums(atoms: Atoms, cn_cutoff: float) -> tuple[float, float]:
-    """(S6, S8) of :func:`tail_terms` for ``atoms``: C6_ij and C8_ij (hartree bohr^6, ^8) summed over all
+    """(S6, S8) of ``tail.tail_terms`` for ``atoms``: C6_ij and C8_ij (hartree bohr^6, ^8) summed over all
     ordered atom pairs, i = j included, at the coordination numbers a D3 run with ``cn_cutoff`` finds."""
     if not np.all(atoms.pbc):
         raise ValueError("a tail correction needs a box periodic in all three directions")
@@ -351,33 +351,6 @@ def tail_sums(atoms: Atoms, cn_cutoff: float) -> tuple[float, float]:
     s6, s8 = _coefficient_sums(jnp.asarray(positions), jnp.asarray(cell), species, _device(neighbours, jnp.float64),
                                tables, float(cn_cutoff), float(cn_cutoff))
     return float(s6), float(s8)
-
-
-def tail_terms(s6: float, s8: float, volume: float, params: D3Params, cutoff: float) -> tuple[float, np.ndarray]:
-    """(energy eV, stress eV/A^3 in ASE's Voigt order and sign) of the pair dispersion beyond ``cutoff`` (A)
-    in a homogeneous liquid of ``volume`` (A^3) (g(r) = 1 there, BJ damping negligible):
-
-        E = -(2 pi / V) [s6 S6 / (3 rc^3) + s8 S8 / (5 rc^5)],  S_n = sum_i sum_j C_n,ij
-
-    The pressure is the virial of the missing pairs, P = (2 E6 + 8/3 E8) / V, not -dE/dV of E
-    alone (which gives E / V: it misses the pairs crossing the cutoff as the box scales); the
-    stress is -P on the diagonal. The coefficients' dependence on the coordination numbers is
-    neglected, so the term adds no force.
-    """
-    rc, v_bohr = cutoff / D3_AUTOANG, volume / D3_AUTOANG**3
-    e6 = -2 * np.pi / v_bohr * params.s6 * s6 / (3 * rc**3) * D3_AUTOEV
-    e8 = -2 * np.pi / v_bohr * params.s8 * s8 / (5 * rc**5) * D3_AUTOEV
-    pressure = (2 * e6 + 8 / 3 * e8) / volume
-    return e6 + e8, np.array([-pressure] * 3 + [0.0] * 3)
-
-
-def tail_correction(atoms: Atoms, params: D3Params | str = B97_3C, cutoff: float = 20.0,
-                    cn_cutoff: float | None = None) -> tuple[float, np.ndarray]:
-    """:func:`tail_terms` of ``atoms`` at their own coordination numbers and volume."""
-    if isinstance(params, str):
-        params = D3Params.from_functional(params)
-    s6, s8 = tail_sums(atoms, cutoff if cn_cutoff is None else min(cn_cutoff, cutoff))
-    return tail_terms(s6, s8, abs(atoms.cell.volume), params, cutoff)
 
 
 def _species(numbers, tables: D3Tables, dtype):

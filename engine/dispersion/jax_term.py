@@ -12,9 +12,9 @@ are those of ilcampaign.engine.dispersion.jax_d3 (torch-dftd's conventions, test
 * the gradient is written out per pair (a custom VJP: one sweep over the pairs, the C6 matrix's
   dependence on the coordination numbers by autodiff over N x N), not traced through every pair op;
 * pair terms are computed in ``dtype`` and summed in float64;
-* the tail correction (:func:`ilcampaign.engine.dispersion.jax_d3.tail_terms`' energy) uses the same matrix for S6 and S8;
+* the tail correction (``tail.tail_terms``' energy) uses the same matrix for S6 and S8;
   like the ASE path's, it adds no force. Its pressure is not the volume derivative of this energy,
-  so an NPT run with the tail goes through ASE (ilcampaign.engine.dispersion.torch_dftd), whose stress has the right term.
+  so an NPT run with the tail goes through ASE (ilcampaign.engine.dispersion.ase_hybrid), whose stress has the right term.
 """
 
 from __future__ import annotations

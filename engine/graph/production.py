@@ -1,20 +1,19 @@
-"""The production runs and analyses of a spec as graph nodes: per production grid point a packed,
-optimised (optionally compressed and NVT-equilibrated) box and the run; per analysis one step
-over the runs (or models) it names."""
+"""The production runs of a spec as graph nodes: per grid point a packed, optimised (optionally
+compressed and NVT-equilibrated) box and the run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ilcampaign.engine.graph.node import Node, model_node
+from ilcampaign.engine.steps.geometry_optimisation import GeometryOptimisationStep
+from ilcampaign.engine.steps.md import MDStep
+from ilcampaign.engine.steps.pack import PackStep
+from ilcampaign.engine.steps.production import ProductionStep
+
 if TYPE_CHECKING:
     from ilcampaign.campaign.spec import CampaignSpec, ProductionRun
-    from ilcampaign.engine.graph import Node
-
-
-def model_node(name: str) -> str:
-    """The train step of a model name (``initial``, an iteration, ``final.<name>``)."""
-    return "train.initial" if name == "initial" else f"{name}.train"
 
 
 def unit_mass(spec: CampaignSpec) -> float:
@@ -42,8 +41,6 @@ def temperature_label(temperature: float) -> str:
 def production_nodes(spec: CampaignSpec, base: Path) -> list[Node]:
     """Every production grid point: pack (per size), optimise (per model and size), compress and
     NVT-equilibrate if asked (per temperature), then the run."""
-    from ilcampaign.engine.graph import Node
-
     nodes: list[Node] = []
     for run_name, run in spec.production.runs.items():
         group = f"production {run_name}"
@@ -106,32 +103,29 @@ def target_density(spec: CampaignSpec, run: ProductionRun, temperature: float | 
 def _pack(spec: CampaignSpec, run: ProductionRun, pairs: int, seed: int, base: Path):
     """The box of ``pairs`` formula units: packed at ``pack_density`` and, without an MD
     compression, moved rigidly to the target at once."""
-    from ilcampaign.engine.steps.pack import Pack
-
     packing = run.box.pack_density or target_density(spec, run, None, base)
     density = packing if run.box.compress_steps else target_density(spec, run, None, base)
     ions = [ion.model_copy(update={"count": n * pairs}) for n, ion in zip(spec.formula_unit(), spec.system.ions)]
-    return Pack(ions=ions, density=density, packing_density=packing, tolerance=spec.system.packmol_tolerance,
+    return PackStep(ions=ions, density=density, packing_density=packing, tolerance=spec.system.packmol_tolerance,
                 seed=seed, contacts=spec.guards.contacts)
 
 
 def _optimise(spec: CampaignSpec, run: ProductionRun):
-    from ilcampaign.campaign.spec.sampling import GeometryOptimisation as Settings
-    from ilcampaign.engine.steps.geometry_optimisation import GeometryOptimisation
+    from ilcampaign.campaign.spec import GeometryOptimisationSettings as Settings
 
     settings = Settings.model_validate(run.box.optimise.model_dump(mode="json"))
-    return GeometryOptimisation(settings=settings, checkpoint_every=spec.checkpoints.optimisation_steps,
-                                contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
+    return GeometryOptimisationStep(settings=settings, checkpoint_every=spec.checkpoints.optimisation_steps,
+                                    contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
 
 
 def _sampler(run: ProductionRun, temperature: float, **changes: Any):
     """The MD settings of a production run at ``temperature`` (no uncertainty stop), with ``changes``."""
-    from ilcampaign.campaign.spec import MDSampler
+    from ilcampaign.campaign.spec import MDSettings
 
     fields = run.model_dump(mode="json", include={"ensemble", "thermostat", "thermostat_time", "friction", "pressure",
                                                   "barostat_time", "timestep", "interval", "engine", "hybrid_d3"})
     fields.update(temperature=float(temperature), n_steps=run.n_steps, uncertainty_threshold=None)
-    return MDSampler.model_validate({**fields, **changes})
+    return MDSettings.model_validate({**fields, **changes})
 
 
 def _preparation(spec: CampaignSpec, run: ProductionRun, pairs: int, temperature: float,
@@ -160,74 +154,12 @@ def _d3(spec: CampaignSpec, run: ProductionRun):
 
 
 def _md(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
-    from ilcampaign.engine.steps.md import MD
-
-    return MD(sampler=sampler, seed=seed, d3=_d3(spec, run),
+    return MDStep(sampler=sampler, seed=seed, d3=_d3(spec, run),
               checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
               contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
 
 
 def _production(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
-    from ilcampaign.engine.steps.production import Production
-
-    return Production(sampler=sampler, seed=seed, d3=_d3(spec, run),
-                      checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
-                      contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
-
-
-def analysis_nodes(spec: CampaignSpec, nodes: list[Node], base: Path) -> list[Node]:
-    """One step per entry of ``analyses``: over the production runs it names (input slots ``run000``
-    ...), or over models (``model000`` with the dataset it was trained on, ``data000``)."""
-    from ilcampaign.engine.graph import Node
-    from ilcampaign.engine.analysis.reference_data import load_reference
-    from ilcampaign.engine.steps.analysis import RunFacts, run_slot
-
-    by_name = {node.name: node for node in nodes}
-    built = []
-    for name, analysis in spec.analyses.items():
-        reference = getattr(analysis, "reference", None)
-        table = None if reference is None else load_reference(reference, spec.references[reference], base)
-        if analysis.kind in ("model_errors", "inference_cost"):
-            step, inputs = _model_analysis(spec, analysis, by_name)
-        else:
-            points = production_points(spec, analysis.runs)
-            facts = [RunFacts(name=point, **info) for point, info in points]
-            inputs = {run_slot(i): point for i, (point, _) in enumerate(points)}
-            step = _run_analysis(spec, analysis, facts, table)
-        built.append(Node(f"analysis.{name}", step, inputs=inputs, group="analyses",
-                          notes=f"{analysis.kind} over {len(inputs)} input(s)"))
-    return built
-
-
-def _run_analysis(spec: CampaignSpec, analysis: Any, facts: list, table: Any):
-    """The step of an analysis over production runs: its kind's class (named as in the spec), with
-    the spec entry's fields, the runs, the reference table and, where it reads sites, the ions."""
-    import ilcampaign.engine.steps  # noqa: F401  (fills the registry)
-    from ilcampaign.engine.step import REGISTRY
-
-    cls = REGISTRY[analysis.kind]
-    fields = {key: getattr(analysis, key) for key in type(analysis).model_fields if key not in ("kind", "runs", "reference")}
-    if "ions" in cls.model_fields:
-        fields["ions"] = {ion.name: ion.smiles for ion in spec.system.ions}
-    return cls(runs=facts, reference=table, **fields)
-
-
-def _model_analysis(spec: CampaignSpec, analysis: Any, by_name: dict[str, Node]):
-    """A model_errors or inference_cost step over the models it names, and its inputs."""
-    from ilcampaign.engine.steps.inference_cost import InferenceCost
-    from ilcampaign.engine.steps.model_errors import ModelErrors
-
-    models = spec.resolve_models(analysis.models)
-    inputs = {}
-    for index, model in enumerate(models):
-        train = model_node(model)
-        inputs[f"model{index:03d}"] = train
-        if analysis.kind == "model_errors":
-            inputs[f"data{index:03d}"] = by_name[train].inputs["data"]
-    if analysis.kind == "model_errors":
-        return ModelErrors(models=models), inputs
-    inputs["box"] = "pack"
-    units = spec.formula_unit()
-    return InferenceCost(models=models, ion_pairs=analysis.ion_pairs, box_pairs=spec.system.ions[0].count // units[0],
-                         paths=analysis.paths, d3=spec.d3, d3_cutoffs=analysis.d3_cutoffs, n_steps=analysis.n_steps,
-                         warmup=analysis.warmup), inputs
+    return ProductionStep(sampler=sampler, seed=seed, d3=_d3(spec, run),
+                          checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
+                          contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])

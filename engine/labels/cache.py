@@ -37,7 +37,7 @@ def fresh_calculator(reference: Any, charge: int, scratch: Path) -> Iterator[Any
     process, and closed (CP2K's shell stopped) afterwards."""
     from threadpoolctl import threadpool_limits
 
-    from ilcampaign.engine.labels.reference import make_calculator
+    from ilcampaign.engine.labels.method import make_calculator
 
     calc = make_calculator(reference, charge=charge, workdir=scratch / digest(reference)[:12])
     try:
@@ -57,7 +57,7 @@ def label(archive: Archive, reference: Any, atoms: Atoms, scratch: Path) -> tupl
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from ilcampaign.archive.frames import read_frames, write_frames
-    from ilcampaign.engine.labels.reference import compute
+    from ilcampaign.engine.labels.method import compute
 
     path = archive.cache_file(configuration_digest(reference, atoms))
     computed = not path.exists()

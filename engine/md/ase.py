@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ilcampaign.campaign.spec import BoxRamp, MDSampler, Optimiser, TemperatureGuard, TemperatureRamp
+from ilcampaign.campaign.spec import MDSettings, Optimiser, TemperatureGuard
+from ilcampaign.engine.md.common import Row, blow_up, box_cell, density, g_cm3, row, snapshot, temperatures
 
 if TYPE_CHECKING:
-    import xarray as xr
     from ase import Atoms
 
 #: B in the NPT barostat's pfactor = barostat_time^2 * B (ASE's formula), in eV/Angstrom^3. 1 eV/A^3
@@ -33,45 +33,6 @@ PAPER_BULK_MODULUS = 1.0
 #: attributes of ASE dynamics and optimisers that are not state (the atoms, files, callbacks)
 NOT_STATE = {"atoms", "logfile", "observers", "comm", "_orig_trajectory", "_master", "trajectory", "optimizable",
              "restart", "max_steps"}
-
-#: one series row: step, target temperature (K), temperature (K), density (amu/A^3), potential
-#: energy (eV), force uncertainty (eV/A; NaN where not evaluated)
-Row = tuple[float, float, float, float, float, float]
-
-
-def ramp(r: TemperatureRamp, step: int | np.ndarray, n_steps: int) -> float | np.ndarray:
-    """Paper eqn 9 at ``step`` (an int, or an array of steps): Q(t) = Q_start + t/t_end (Q_end - Q_start)
-    + Q_amp sin(2 pi t / t_per), with t_end = n_steps and t_per = n_steps / oscillations."""
-    end = r.start if r.end is None else r.end
-    t = np.asarray(step, dtype=float)
-    value = r.start + t / n_steps * (end - r.start)
-    if r.oscillations > 0 and r.amplitude > 0:
-        t_per = n_steps / r.oscillations
-        value = value + r.amplitude * np.sin(2 * np.pi * t / t_per)
-    return float(value) if value.ndim == 0 else value
-
-
-def temperatures(sampler: MDSampler) -> np.ndarray:
-    """The thermostat target (K) for the step from s to s + 1, for s = 0 .. n_steps; ValueError
-    if the ramp reaches 0 K."""
-    values = ramp(sampler.temperature, np.arange(sampler.n_steps + 1), sampler.n_steps)
-    if values.min() <= 0:
-        raise ValueError(f"the temperature ramp reaches {values.min():.4g} K at step {int(values.argmin())}; "
-                         "lower the amplitude or raise start/end")
-    return values
-
-
-def box_cell(box: BoxRamp, cell0: np.ndarray, step: int, n_steps: int) -> np.ndarray:
-    """The cell for the step from ``step`` on, as IPSuite's BoxOscillatingRampModifier: with
-    f = step / (n_steps - 1), C0 + r(f) (C_end - C0) + amplitude sin(2 pi f oscillations) I."""
-    f = step / max(n_steps - 1, 1)
-    r = f if box.ramp_oscillations is None else min(f * box.oscillations / box.ramp_oscillations, 1.0)
-    end = cell0 if box.end is None else np.eye(3) * box.end
-    cell = cell0 + r * (end - cell0) + box.amplitude * np.sin(2 * np.pi * f * box.oscillations) * np.eye(3)
-    if np.linalg.det(cell) <= 0:
-        raise ValueError(f"the box ramp collapses the cell at step {step}; lower the amplitude")
-    return cell
-
 
 @dataclass
 class MDChunk:
@@ -93,7 +54,7 @@ class MDChunk:
 def run_md_chunk(
     start: Atoms,
     calculator: Any,
-    sampler: MDSampler,
+    sampler: MDSettings,
     *,
     seed: int,
     first: int,
@@ -121,7 +82,7 @@ def run_md_chunk(
     chunk = MDChunk()
     threshold = sampler.uncertainty_threshold
     if first == 0:
-        chunk.rows.append(_row(atoms, 0, targets[0], float("nan")))
+        chunk.rows.append(row(atoms, 0, targets[0], float("nan")))
     for step in range(first, last):
         if step > 0 and targets[step] != targets[step - 1]:
             _set_temperature(dyn, targets[step])
@@ -138,24 +99,24 @@ def run_md_chunk(
         temperature = atoms.get_temperature()
         checked = uncertainty is not None and s % sampler.interval == 0
         sigma = float(uncertainty(atoms)) if checked else float("nan")
-        exploded = _blow_up(energy, forces, temperature, targets[step], sigma if checked else None, guard.blow_up_ratio)
+        exploded = blow_up(energy, forces, temperature, targets[step], sigma if checked else None, guard.blow_up_ratio)
         hot = hot + 1 if temperature > guard.ratio * targets[step] else 0
         if not exploded and hot >= guard.steps:
             exploded = (f"temperature above {guard.ratio:g} x target for {hot} steps ({temperature:.0f} K, "
                         f"target {targets[step]:.0f} K)")
         if exploded:
             chunk.stopped_at, chunk.stop_reason = s, f"exploded at step {s}: {exploded}"
-            chunk.rows.append(_row(atoms, s, targets[step], sigma))
+            chunk.rows.append(row(atoms, s, targets[step], sigma))
             return chunk
         if s % sampler.interval == 0:
             stop = threshold is not None and sigma > threshold
-            frame = _snapshot(atoms, label)
+            frame = snapshot(atoms, label)
             frame.info.update(source="md", step=s, time_fs=s * sampler.timestep, target_temperature_K=targets[step],
-                              temperature_K=temperature, density_g_cm3=float(_g_cm3(_density(atoms))))
+                              temperature_K=temperature, density_g_cm3=float(g_cm3(density(atoms))))
             if uncertainty is not None:
                 frame.info["uncertainty_eV_A"] = sigma
             chunk.frames.append(frame)
-            chunk.rows.append(_row(atoms, s, targets[step], sigma))
+            chunk.rows.append(row(atoms, s, targets[step], sigma))
             if stop:
                 chunk.stopped_at, chunk.stop_reason = s, f"uncertainty {sigma:.3g} eV/A > {threshold:.3g}"
                 return chunk
@@ -163,7 +124,7 @@ def run_md_chunk(
     return chunk
 
 
-def _restore(start: Atoms, calculator: Any, sampler: MDSampler, temperature: float, state: bytes | None,
+def _restore(start: Atoms, calculator: Any, sampler: MDSettings, temperature: float, state: bytes | None,
              seed: int, bulk_modulus: float) -> tuple[Atoms, Any, int]:
     """The atoms at the chunk's start with ``calculator``, their dynamics: new (Maxwell-Boltzmann
     momenta, molecules made whole for rigid box ramps) or restored from ``state``, and how many
@@ -233,7 +194,7 @@ def optimise_chunk(start: Atoms, calculator: Any, settings: Optimiser, *, steps:
         ended = bool(converged)
         if index == 0 and saved is not None:
             continue  # the previous chunk's last frame
-        frame = _snapshot(atoms, label=False)
+        frame = snapshot(atoms, label=False)
         frame.info.update(source="geometry_optimisation", step=optimizer.nsteps,
                           fmax_eV_A=float(np.sqrt((forces**2).sum(axis=1).max())))
         frames.append(frame)
@@ -262,7 +223,7 @@ class _Rescaler:
         atoms.set_positions(positions + shift[self.molecule], apply_constraint=False)
 
 
-def _integrator(atoms: Atoms, sampler: MDSampler, temperature: float, rng: np.random.Generator,
+def _integrator(atoms: Atoms, sampler: MDSettings, temperature: float, rng: np.random.Generator,
                 bulk_modulus: float) -> Any:
     """The ASE dynamics object: Langevin or Nose-Hoover chain (NVT), Nose-Hoover + Parrinello-Rahman (NPT).
 
@@ -318,66 +279,3 @@ def _positions_changed(dyn: Any) -> None:
         dyn._q = dyn.atoms.get_positions()
 
 
-def _blow_up(energy: float, forces: np.ndarray, temperature: float, target: float, sigma: float | None,
-             max_ratio: float) -> str | None:
-    """Why this configuration means the run has exploded, or None (``sigma`` None: not evaluated)."""
-    if not np.isfinite(energy):
-        return f"non-finite energy {energy}"
-    if not np.all(np.isfinite(forces)):
-        return "non-finite forces"
-    if sigma is not None and not np.isfinite(sigma):
-        return f"non-finite uncertainty {sigma}"
-    if temperature > max_ratio * target:
-        return f"temperature {temperature:.0f} K > {max_ratio:g} x target {target:.0f} K"
-    return None
-
-
-def _row(atoms: Atoms, step: int, target: float, sigma: float) -> Row:
-    return (step, target, atoms.get_temperature(), _density(atoms), atoms.get_potential_energy(), sigma)
-
-
-def _density(atoms: Atoms) -> float:
-    return float(atoms.get_masses().sum() / atoms.get_volume())
-
-
-def _snapshot(atoms: Atoms, label: bool) -> Atoms:
-    """A copy for the candidate pool: no constraints, of the info only the charge (keys left from
-    an earlier step would describe another configuration); with ``label``, the calculator's energy,
-    forces and stress (and charges) on a SinglePointCalculator."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    frame = atoms.copy()
-    frame.calc = None
-    frame.set_constraint()
-    frame.info = {key: value for key, value in atoms.info.items() if key == "charge"}
-    if label:
-        from ilcampaign.engine.labels.reference import compute
-
-        frame.calc = SinglePointCalculator(frame, **compute(atoms, atoms.calc))
-    return frame
-
-
-def _g_cm3(density: Any) -> Any:
-    """Density (a number or an array) from amu/Angstrom^3 to g/cm^3."""
-    from ilcampaign.campaign.units import from_internal
-
-    return from_internal(density, "density", "g/cm^3")
-
-
-def series(rows: list[Row] | np.ndarray, timestep_fs: float) -> xr.Dataset:
-    """MD observables over steps, with units."""
-    import xarray as xr
-
-    rows = np.asarray(rows, dtype=float).reshape(-1, 6)
-    step = rows[:, 0].astype(int)
-    return xr.Dataset(
-        {
-            "target_temperature": ("step", rows[:, 1], {"units": "K", "comment": "for the step that led here"}),
-            "temperature": ("step", rows[:, 2], {"units": "K"}),
-            "density": ("step", _g_cm3(rows[:, 3]), {"units": "g/cm^3"}),
-            "potential_energy": ("step", rows[:, 4], {"units": "eV"}),
-            "uncertainty": ("step", rows[:, 5], {"units": "eV/Angstrom",
-                                                 "comment": "eqn 8, at frame steps; NaN where not evaluated"}),
-        },
-        coords={"step": ("step", step, {"units": "1"}), "time": ("step", step * timestep_fs, {"units": "fs"})},
-    )

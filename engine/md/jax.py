@@ -10,13 +10,13 @@ interchangeable: same start momenta, thermostat target ``temperatures[s]`` for s
 (a frame reports the target of the step that led to it), frames every ``interval`` steps,
 eqn 8 uncertainty stop at frame steps, blow-up and temperature guards after every step.
 
-A hybrid model (``MDSettings.d3``) adds ilcampaign.engine.dispersion.jax_term's D3(BJ) term to the MLP energy inside
+A hybrid model (``JaxMDParameters.d3``) adds ilcampaign.engine.dispersion.jax_term's D3(BJ) term to the MLP energy inside
 the same loop, with its own half list: the loop checks the skin criterion after every step and stops
 the block where the list goes stale; the host rebuilds it there (with more room if it overflows) and
 the run goes on. D3 is added once, outside the ensemble mean; the uncertainty is the MLP's, as in
 the ASE hybrid.
 
-NPT (``MDSettings.pressure`` set) is jax_md's isotropic Martyna-Tobias-Klein integrator: a Nose-Hoover
+NPT (``JaxMDParameters.pressure`` set) is jax_md's isotropic Martyna-Tobias-Klein integrator: a Nose-Hoover
 chain on the particles (``thermostat_time``) and one on the box (``barostat_time``), the whole cell
 scaled by one factor, the pressure from the volume derivative of the energy (MLP and D3 alike,
 through jax_md's ``perturbation``), run through ilcampaign.engine.md.jax_npt's copy, which takes one gradient
@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ilcampaign.engine.models.apax import _apax_std_factor, enable_compilation_cache, jax_md_valid
-from ilcampaign.engine.md.ase import _blow_up, _density, _g_cm3, _snapshot
+from ilcampaign.engine.models.apax import std_factor, enable_compilation_cache, jax_md_valid
+from ilcampaign.engine.md.common import blow_up, density, g_cm3, snapshot
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -66,7 +66,7 @@ NPT_SHRINK = 0.9
 
 
 @dataclass(frozen=True)
-class MDSettings:
+class JaxMDParameters:
     """Integrator settings: timestep and Nose-Hoover chain damping time (fs), frame ``interval``
     (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never), neighbour-list ``skin`` (A) and
     the temperature guard (ilcampaign.campaign.spec.TemperatureGuard's fields); ``d3``: the D3 term of a hybrid
@@ -109,7 +109,7 @@ class JaxMDChunk:
     stop_reason: str | None
 
 
-def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings: MDSettings, *, seed: int,
+def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings: JaxMDParameters, *, seed: int,
               first: int, last: int, state: dict | None, cache_dir: Path | None = None) -> JaxMDChunk:
     """Steps ``first`` -> ``last`` of the NVT (NPT) run of ``start`` with the apax model in ``model_dir``,
     from ``state`` (the previous chunk's; None at step 0: Maxwell-Boltzmann momenta at
@@ -158,7 +158,7 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
                                           FIRST_D3_CAPACITY), d3)
     nvt = sim.restore(params, Z, box, d3, state, (neighbors, pairs))
     kT = sim.kB * temperatures
-    factor = _apax_std_factor(config)
+    factor = std_factor(config)
 
     frames, rows, stopped_at, stop_reason = [], [], None, None
     step, interval, hot = first, settings.interval, int(state.get("hot_steps", 0))
@@ -195,7 +195,7 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
             pressure = float(sim.pressure(params, Z, current, d3, nvt, (neighbors, pairs)))
             frame.info["pressure_bar"] = pressure / units.bar
         temperature = frame.info["temperature_K"]
-        what = _blow_up(energy, np.asarray(nvt.force), temperature, target, sigma if ensemble else None,
+        what = blow_up(energy, np.asarray(nvt.force), temperature, target, sigma if ensemble else None,
                         settings.blow_up_ratio)
         if not what and hot >= settings.hot_steps:
             what = (f"temperature above {settings.hot_ratio:g} x target for {hot} steps ({temperature:.0f} K, "
@@ -219,12 +219,12 @@ def _frame(start: Atoms, nvt: Any, cell: np.ndarray, step: int, timestep: float,
     """The configuration at ``step``: a copy of ``start`` in ``cell`` (rows are lattice vectors) with the
     state's Cartesian (unwrapped) positions and momenta, and the info ilcampaign.engine.md.ase gives its frames
     (no uncertainty: None)."""
-    frame = _snapshot(start, label=False)
+    frame = snapshot(start, label=False)
     frame.set_cell(cell, scale_atoms=False)
     frame.set_positions(np.asarray(nvt.position) @ cell, apply_constraint=False)
     frame.set_momenta(np.asarray(nvt.momentum), apply_constraint=False)
     frame.info.update(source="md", step=step, time_fs=step * timestep, target_temperature_K=float(target),
-                      temperature_K=float(frame.get_temperature()), density_g_cm3=float(_g_cm3(_density(frame))))
+                      temperature_K=float(frame.get_temperature()), density_g_cm3=float(g_cm3(density(frame))))
     if sigma is not None:
         frame.info["uncertainty_eV_A"] = sigma
     return frame
@@ -258,7 +258,7 @@ def _arrays(nvt: Any, step: int, lists: tuple, hot_steps: int = 0) -> dict[str, 
 _SIMULATORS: dict[tuple, _Simulator] = {}
 
 
-def _simulator(config: Any, n_atoms: int, settings: MDSettings) -> _Simulator:
+def _simulator(config: Any, n_atoms: int, settings: JaxMDParameters) -> _Simulator:
     """The simulator for this model architecture, atom count and settings, built once per process."""
     key = (config.model.model_dump_json(), n_atoms, dataclasses.replace(settings, interval=1, threshold=None))
     if key not in _SIMULATORS:
@@ -277,7 +277,7 @@ class _Simulator:
     (jax_md makes it a static shape). The jitted functions take ``lists`` = (jax_md's list, the D3
     half list or None)."""
 
-    def __init__(self, config: Any, n_atoms: int, settings: MDSettings):
+    def __init__(self, config: Any, n_atoms: int, settings: JaxMDParameters):
         import jax
         import jax.numpy as jnp
         from apax.md.ase_calc import make_ensemble, maybe_vmap

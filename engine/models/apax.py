@@ -1,5 +1,5 @@
-"""apax GMNN ensembles: the ASE calculator, the force uncertainty (paper eqn 8), JAX's persistent
-compilation cache, and batch active learning (apax.bal). Training is in ilcampaign.engine.models.training, our
+"""apax GMNN ensembles: the ASE calculator, the force uncertainty (paper eqn 8) and JAX's
+persistent compilation cache. Training is in ``training``, batch active learning in ``bal``, our
 JAX MD in ilcampaign.engine.md.jax.
 
 apax and JAX are imported inside the functions: importing apax pulls in TensorFlow (~8 s), and
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -21,17 +20,8 @@ if TYPE_CHECKING:
     from ase import Atoms
 
 
-@dataclass
-class BALResult:
-    """Indices into the pool picked by MaxDist, and the last-layer-gradient features it used."""
-
-    indices: list[int]
-    features_train: np.ndarray
-    features_pool: np.ndarray
-
-
 @contextmanager
-def _apax_contained() -> Iterator[None]:
+def apax_contained() -> Iterator[None]:
     """Restore the root logger after apax, which replaces its handlers with its own log file
     (train.log, md.log in its directory) and a stderr handler."""
     root = logging.getLogger()
@@ -70,7 +60,7 @@ def enable_compilation_cache(directory: Path) -> None:
 def load_calculator(model_dir: Path, *, dr_threshold: float = 0.5, cache_dir: Path | None = None) -> Any:
     """apax's ASE calculator for the ensemble in ``model_dir``: energy, forces and stress are the
     ensemble mean; ``results`` also hold ``forces_ensemble`` (n_atoms, 3, n_members) and
-    ``forces_uncertainty`` (std over members per atom and component, see ``_apax_std_factor``).
+    ``forces_uncertainty`` (std over members per atom and component, see ``std_factor``).
     ``cache_dir``: JAX's persistent compilation cache (a fresh calculator then costs ~1 s, not ~10 s).
 
     apax 0.14 bug: its ``stress_ensemble`` is a copy of ``forces_ensemble``; do not use it.
@@ -90,7 +80,7 @@ def force_uncertainty(results: dict[str, Any]) -> float:
     return float(np.max(np.std(results["forces_ensemble"], axis=-1)))
 
 
-def _apax_std_factor(model_config: Any) -> float:
+def std_factor(model_config: Any) -> float:
     """apax's ``forces_uncertainty`` over eqn 8's value: 1 for full ensembles (``jnp.std``),
     sqrt(N/(N-1)) for shallow ones (apax divides their variance by N - 1); 1 for a single model."""
     ensemble = model_config.model.ensemble
@@ -114,7 +104,7 @@ def jax_md_valid(atoms: Atoms, r_max: float) -> bool:
 # --------------------------------------------------------------------------- JAX MD
 
 
-def _model_config(model_dir: Path) -> Any:
+def model_config(model_dir: Path) -> Any:
     """The model's apax config, pointed at ``model_dir`` wherever it was trained."""
     import yaml
     from apax.config import Config
@@ -123,24 +113,3 @@ def _model_config(model_dir: Path) -> Any:
     raw = yaml.safe_load((model_dir / "config.yaml").read_text())
     raw["data"].update(directory=str(model_dir.parent), experiment=model_dir.name)
     return Config.model_validate(raw)
-
-
-def bal_select(model_dir: Path, train_frames: list[Atoms], pool_frames: list[Atoms], n: int, *,
-               batch_size: int = 32) -> BALResult:
-    """Pick ``n`` pool frames with apax.bal: last-layer-gradient features of the ensemble (the
-    output layer, ``dense_2`` for two hidden layers as in the paper) and MaxDist.
-
-    apax 0.14's MaxDist starts from the feature norms and excludes the training frames from the
-    pick, but does not measure distances to them: the pick is spread within the pool only.
-    """
-    from apax.bal.api import kernel_selection
-
-    if not 1 <= n <= len(pool_frames):
-        raise ValueError(f"cannot pick {n} of {len(pool_frames)} pool frames")
-    layer = f"dense_{len(_model_config(model_dir).model.nn)}"
-    indices, _, features_train, features_pool = kernel_selection(
-        Path(model_dir).resolve(), list(train_frames), list(pool_frames),
-        base_fm_options={"name": "ll_grad", "layer_name": layer}, selection_method="max_dist",
-        selection_batch_size=n, processing_batch_size=batch_size,
-    )
-    return BALResult([int(i) for i in indices], np.asarray(features_train), np.asarray(features_pool))

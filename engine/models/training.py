@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from ilcampaign.campaign.spec import ApaxModel, deep_merge
-from ilcampaign.engine.models.apax import _apax_contained, load_calculator
+from ilcampaign.engine.models.apax import apax_contained, load_calculator
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -146,7 +146,7 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
         atomic_write_json(state_path, state)
     if not state["complete"]:
         _drop_dataset_caches(model_dir)
-        with _apax_contained(), _fit_replaced(on_event or _ignore):
+        with apax_contained(), _fit_replaced(on_event or _ignore):
             from apax.train.run import run
 
             run({**config, "ckpt_interval": checkpoint_every})

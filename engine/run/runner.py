@@ -106,7 +106,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress,
     outputs, summary = node.step.finish(ctx)
     blobs = summary.pop("blobs", {})  # content-addressed files the step stored (e.g. a trained model)
     timings = summary.pop("timings", {})  # times the step measured itself (e.g. per epoch): record only
-    programs = summary.pop("software", {})  # versions of external programs the step ran (e.g. CP2K)
+    programs = summary.pop("programs", [])  # the programs behind its labels (engine.labels.method)
     task_times = [t.get("wall_s", 0.0) for t in ctx.done_tasks().values()]
     record = {
         "kind": node.step.kind,
@@ -116,7 +116,8 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress,
         "inputs": node.input_keys,
         "summary": summary,
         "blobs": blobs,
-        "software": versions() | programs,
+        "software": versions() | {p["program"].lower(): p["version"] for p in programs if p["version"]},
+        "programs": programs,
         "host": socket.gethostname(),
         "started": started,
         "finished": _now(),

@@ -1,24 +1,9 @@
-"""Step kinds, one module each, named as in the spec; importing this fills the registry."""
+"""Step kinds, one module each, named as in the spec (``md.py`` is ``kind: md``); importing this
+package imports every module in it, which fills the registry (``ilcampaign.engine.step.REGISTRY``).
+A new step kind is a new module here with a class that ``register`` decorates."""
 
-from ilcampaign.engine.steps import (  # noqa: F401
-    conformers,
-    d3,
-    dataset,
-    density,
-    diffusion,
-    dihedrals,
-    geometry_optimisation,
-    inference_cost,
-    initial_data,
-    initial_pool,
-    label,
-    md,
-    model_errors,
-    molecules,
-    pack,
-    production,
-    rdf,
-    select,
-    train,
-    volume_scan,
-)
+import importlib
+import pkgutil
+
+for _module in sorted(pkgutil.iter_modules(__path__), key=lambda module: module.name):
+    importlib.import_module(f"{__name__}.{_module.name}")

@@ -4,12 +4,17 @@ temperatures and sizes, comparison with reference data) into ``result.nc``."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ilcampaign.campaign.spec import ModelAnalysisSettings, RunAnalysisSettings
 from ilcampaign.engine.analysis.reference_data import ReferenceTable
+from ilcampaign.engine.hashing import hashed_as_fields
 from ilcampaign.engine.step import Step, StepContext, TaskResult
+
+if TYPE_CHECKING:
+    from ilcampaign.campaign.spec import CampaignSpec
 
 RESULT = "result.nc"
 
@@ -33,12 +38,21 @@ def run_slot(index: int) -> str:
     return f"run{index:03d}"
 
 
-class RunAnalysis(Step):
-    """Base of the analyses over production runs; subclasses define ``analyse`` and ``combine``."""
+class RunAnalysisStep(Step):
+    """Base of the analyses over production runs; subclasses declare their ``settings`` (the spec
+    entry, hashed as the step's own fields) and define ``analyse`` and ``combine``."""
 
     inputs: ClassVar[tuple[str, ...] | None] = None  # run000, run001, ...
+    settings: RunAnalysisSettings = hashed_as_fields(omit=("kind", "runs", "reference"))
     runs: list[RunFacts]
     reference: ReferenceTable | None = None
+
+    @classmethod
+    def from_analysis(cls, spec: CampaignSpec, settings: RunAnalysisSettings, runs: list[RunFacts],
+                      reference: ReferenceTable | None) -> RunAnalysisStep:
+        """The step of a spec entry over ``runs``; where it reads sites, with the ions' SMILES."""
+        ions = {"ions": {ion.name: ion.smiles for ion in spec.system.ions}} if "ions" in cls.model_fields else {}
+        return cls(settings=settings, runs=runs, reference=reference, **ions)
 
     def expected_tasks(self) -> int:
         return len(self.runs)
@@ -111,13 +125,24 @@ def resolve_sites(traj: Any, ions: dict[str, str], site: Any) -> Any:
     return Sites.atoms(np.concatenate(groups))
 
 
-class ModelAnalysis(Step):
+class ModelAnalysisStep(Step):
     """Base of the analyses over trained models (input slots ``model000``, ...): one task per model,
-    each writing ``<prefix>.<model>.nc``; subclasses define ``run_task`` and ``prefix``."""
+    each writing ``<prefix>.<model>.nc``; subclasses declare their ``settings`` and define
+    ``run_task`` and ``prefix``."""
 
     inputs: ClassVar[tuple[str, ...] | None] = None
     prefix: ClassVar[str]
-    models: list[str]
+    settings: ModelAnalysisSettings = hashed_as_fields(omit=("kind", "models"))
+    models: list[str]  # the settings' names resolved (``last``, ``all``)
+
+    @classmethod
+    def from_analysis(cls, spec: CampaignSpec, settings: ModelAnalysisSettings) -> ModelAnalysisStep:
+        return cls(settings=settings, models=spec.resolve_models(settings.models))
+
+    def wiring(self, trained: dict[str, tuple[str, str]]) -> dict[str, str]:
+        """Input slots: ``model<i>`` is the train step of model i (``trained``: model name -> its
+        train step and the dataset step it was trained on); subclasses add what else they read."""
+        return {f"model{index:03d}": trained[model][0] for index, model in enumerate(self.models)}
 
     def expected_tasks(self) -> int:
         return len(self.models)

@@ -5,24 +5,32 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ilcampaign.campaign.spec import ConformerSampler, Contacts, Ion, IonRelaxation
+from ilcampaign.campaign.spec import CampaignSpec, ConformersSettings, Contacts, Ion, IonRelaxation
 from ilcampaign.engine.step import SingleTaskStep, StepContext, TaskResult, register
-from ilcampaign.engine.steps.sampling import candidates
+from ilcampaign.engine.steps.sampling import SamplerStep, candidates
 
 
 @register
-class Conformers(SingleTaskStep):
+class ConformersStep(SingleTaskStep, SamplerStep):
     """``n_boxes`` boxes of the system's composition, each from randomly drawn conformers."""
 
     kind: ClassVar[str] = "conformers"
     version: ClassVar[int] = 2
     task: ClassVar[str] = "pack"
 
-    settings: ConformerSampler
+    settings: ConformersSettings
     ions: list[Ion]
     seed: int
     relaxation: IonRelaxation | None = None
     contacts: Contacts | None = None
+
+    @classmethod
+    def from_sampler(cls, spec: CampaignSpec, settings: ConformersSettings, seed: int) -> ConformersStep:
+        return cls(settings=settings, ions=spec.system.ions, seed=seed, relaxation=spec.system.relax_ions,
+                   contacts=spec.guards.contacts)
+
+    def sampler_inputs(self, model: str, chain: str) -> dict[str, str]:
+        return {}  # packed from the ions' SMILES alone
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from ilcampaign.engine.structures.candidates import conformer_boxes

@@ -15,7 +15,7 @@ CHUNK = 50
 
 
 @register
-class D3Relabel(Step):
+class D3Step(Step):
     """Shift the labels of the ``frames`` input by ``sign`` times their D3 energy, forces, stress."""
 
     kind: ClassVar[str] = "d3"
@@ -39,7 +39,7 @@ class D3Relabel(Step):
         import torch
 
         from ilcampaign.archive.frames import read_frames
-        from ilcampaign.engine.dispersion.torch_dftd import d3_results, shift_labels
+        from ilcampaign.engine.dispersion.label_shift import d3_results, shift_labels
 
         start = int(task_id)
         path = ctx.archive.output(ctx.inputs["frames"], FRAMES)

@@ -19,7 +19,7 @@ SPLITS = ("train", "valid")
 
 
 @register
-class Dataset(SingleTaskStep):
+class DatasetStep(SingleTaskStep):
     """Append the ``new`` labelled frames to the ``previous`` dataset (if any) with a split."""
 
     kind: ClassVar[str] = "dataset"

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ilcampaign.campaign.spec import DensitySettings
 from ilcampaign.engine.analysis.reference_data import compare
+from ilcampaign.engine.hashing import hashed_as_fields
 from ilcampaign.engine.step import StepContext, register
-from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts
+from ilcampaign.engine.steps.analysis import RunAnalysisStep, RunFacts
 
 
 @register
-class Density(RunAnalysis):
+class DensityStep(RunAnalysisStep):
     kind: ClassVar[str] = "density"
     version: ClassVar[int] = 2
+
+    settings: DensitySettings = hashed_as_fields(omit=("kind", "runs", "reference"))
 
     def analyse(self, ctx: StepContext, slot: str, facts: RunFacts) -> Any:
         import numpy as np

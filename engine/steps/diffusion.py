@@ -7,25 +7,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ilcampaign.campaign.spec import Site
+from ilcampaign.campaign.spec import DiffusionSettings
 from ilcampaign.engine.analysis.reference_data import compare
+from ilcampaign.engine.hashing import hashed_as_fields
 from ilcampaign.engine.step import StepContext, register
-from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts, resolve_sites
+from ilcampaign.engine.steps.analysis import RunAnalysisStep, RunFacts, resolve_sites
 
 #: fits need this many points for a Student-t interval (n - 2 degrees of freedom)
 MIN_POINTS = 3
 
 
 @register
-class Diffusion(RunAnalysis):
+class DiffusionStep(RunAnalysisStep):
     kind: ClassVar[str] = "diffusion"
     version: ClassVar[int] = 2
 
-    ions: dict[str, str]
-    sites: list[Site]
-    window: tuple[float, float]
-    blocks: int
-    viscosity: float | None = None
+    settings: DiffusionSettings = hashed_as_fields(omit=("kind", "runs", "reference"))
+    ions: dict[str, str]  # name -> SMILES
 
     def analyse(self, ctx: StepContext, slot: str, facts: RunFacts) -> Any:
         import numpy as np
@@ -39,11 +37,11 @@ class Diffusion(RunAnalysis):
         rows, curves, methods = [], [], []
         with traj:
             length = float(np.cbrt(np.abs(np.linalg.det(next(traj.blocks(start, start + 1))[2][0]))))
-            for site in self.sites:
+            for site in self.settings.sites:
                 result = MSD(traj, resolve_sites(traj, self.ions, site), scratch_dir=ctx.scratch).run(
-                    start=start, n_blocks=self.blocks).results
+                    start=start, n_blocks=self.settings.blocks).results
                 block_span = result.times[len(result.block_msd[0]) - 1]
-                window = (self.window[0] * block_span, self.window[1] * block_span)
+                window = (self.settings.window[0] * block_span, self.settings.window[1] * block_span)
                 fit = diffusion_fit(result.times, result.msd, window, result.block_msd)
                 D, stderr, ci = fit.si
                 rows.append([D, stderr, ci[0], ci[1]])
@@ -58,7 +56,7 @@ class Diffusion(RunAnalysis):
             "D_ci95_low": ("site", rows[:, 2], m2s),
             "D_ci95_high": ("site", rows[:, 3], m2s),
             "box_length": ((), length, {"units": "Angstrom", "comment": "cube root of the cell volume"}),
-        }, coords={"site": ("site", [s.label() for s in self.sites]),
+        }, coords={"site": ("site", [s.label() for s in self.settings.sites]),
                    "lag_time": ("lag", result.times, {"units": "fs"})})
 
     def combine(self, ctx: StepContext, per_run: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -73,21 +71,21 @@ class Diffusion(RunAnalysis):
         table = table.assign_coords(run=("run", names),
                                     temperature=("run", [facts[n].temperature_K for n in names], {"units": "K"}),
                                     ion_pairs=("run", [facts[n].ion_pairs for n in names], {"units": "1"}))
-        if self.viscosity is not None:
+        if self.settings.viscosity is not None:
             from ilcampaign.engine.analysis.stats import yeh_hummer_correction
 
-            corrected = [[yeh_hummer_correction(float(table["D"][i, j]), facts[n].temperature_K, self.viscosity,
-                                                float(table["box_length"][i])) for j in range(len(self.sites))]
+            corrected = [[yeh_hummer_correction(float(table["D"][i, j]), facts[n].temperature_K, self.settings.viscosity,
+                                                float(table["box_length"][i])) for j in range(len(self.settings.sites))]
                          for i, n in enumerate(names)]
             table["D_corrected"] = (("run", "site"), np.array(corrected),
-                                    {"units": "m^2/s", "method": f"Yeh-Hummer analytic, viscosity {self.viscosity} Pa s"})
+                                    {"units": "m^2/s", "method": f"Yeh-Hummer analytic, viscosity {self.settings.viscosity} Pa s"})
         extrapolated = self._yeh_hummer(table, facts)
         arrhenius = self._arrhenius(table, facts, extrapolated)
         comparisons = self._compare(table, facts, extrapolated)
         table.attrs.update(yeh_hummer=json.dumps(extrapolated), arrhenius=json.dumps(arrhenius),
                            comparisons=json.dumps(comparisons))
         longest = max(ds.sizes["lag"] for ds in per_run.values())
-        msd = np.full((len(names), len(self.sites), longest), np.nan)
+        msd = np.full((len(names), len(self.settings.sites), longest), np.nan)
         lag_time = np.full((len(names), longest), np.nan)
         for i, ds in enumerate(per_run.values()):
             msd[i, :, : ds.sizes["lag"]] = ds["msd"].values
@@ -96,7 +94,7 @@ class Diffusion(RunAnalysis):
         table["lag_time"] = (("run", "lag"), lag_time, {"units": "fs"})
         summary = {"D_m2_s": [{"run": n, "temperature_K": facts[n].temperature_K, "ion_pairs": facts[n].ion_pairs,
                                **{s.label(): [float(table["D"][i, j]), float(table["D_ci95_low"][i, j]),
-                                              float(table["D_ci95_high"][i, j])] for j, s in enumerate(self.sites)}}
+                                              float(table["D_ci95_high"][i, j])] for j, s in enumerate(self.settings.sites)}}
                               for i, n in enumerate(names)],
                    "yeh_hummer": extrapolated, "arrhenius": arrhenius, "comparisons": comparisons}
         return table, summary
@@ -116,7 +114,7 @@ class Diffusion(RunAnalysis):
         for (model, temperature), group in self._groups(facts, lambda f: (f.model, f.temperature_K)).items():
             rows = [names.index(n) for n in group]
             sizes = sorted({facts[n].ion_pairs for n in group})
-            for j, site in enumerate(self.sites):
+            for j, site in enumerate(self.settings.sites):
                 entry = {"model": model, "temperature_K": temperature, "site": site.label(), "ion_pairs": sizes}
                 if len(sizes) < MIN_POINTS:
                     entry.update(available=False, reason=f"{len(sizes)} system size(s); the extrapolation needs "
@@ -138,12 +136,12 @@ class Diffusion(RunAnalysis):
         series = []
         for (model, pairs), group in self._groups(facts, lambda f: (f.model, f.ion_pairs)).items():
             rows = [names.index(n) for n in group]
-            for j, site in enumerate(self.sites):
+            for j, site in enumerate(self.settings.sites):
                 series.append(({"model": model, "ion_pairs": pairs, "site": site.label()},
                                [facts[n].temperature_K for n in group], table["D"].values[rows, j],
                                table["D_stderr"].values[rows, j]))
         for model in sorted({e["model"] for e in extrapolated}):
-            for site in self.sites:
+            for site in self.settings.sites:
                 points = [e for e in extrapolated if e["model"] == model and e["site"] == site.label() and e["available"]]
                 if points:
                     series.append(({"model": model, "ion_pairs": "infinite (Yeh-Hummer)", "site": site.label()},
@@ -168,7 +166,7 @@ class Diffusion(RunAnalysis):
             return [{"available": False, "reason": "no diffusion reference data in the spec (none ship with ilcampaign)"}]
         out = []
         names = list(table["run"].values)
-        for j, site in enumerate(self.sites):
+        for j, site in enumerate(self.settings.sites):
             if self.reference.species not in (None, site.label()):
                 continue
             for i, name in enumerate(names):

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ilcampaign.campaign.spec import DihedralsSettings
+from ilcampaign.engine.hashing import hashed_as_fields
 from ilcampaign.engine.step import StepContext, StepFailed, register
-from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts
+from ilcampaign.engine.steps.analysis import RunAnalysisStep, RunFacts
 
 
 @register
-class Dihedrals(RunAnalysis):
+class DihedralsStep(RunAnalysisStep):
     kind: ClassVar[str] = "dihedrals"
     version: ClassVar[int] = 1
 
-    ions: dict[str, str]
-    ion: str
-    smarts: str
-    windows: list[float]
-    bins: int
+    settings: DihedralsSettings = hashed_as_fields(omit=("kind", "runs", "reference"))
+    ions: dict[str, str]  # name -> SMILES
 
     def analyse(self, ctx: StepContext, slot: str, facts: RunFacts) -> Any:
         import numpy as np
@@ -29,10 +28,10 @@ class Dihedrals(RunAnalysis):
         traj, start = self.trajectory(ctx, slot, facts)
         with traj:
             try:
-                quads = dihedral_quads(self.smarts, self.ions[self.ion], traj.mol_ids, traj.numbers)
+                quads = dihedral_quads(self.settings.smarts, self.ions[self.settings.ion], traj.mol_ids, traj.numbers)
             except ValueError as exc:
-                raise StepFailed(f"dihedral {self.smarts!r} in {self.ion}: {exc}") from None
-            result = dihedral_distributions(traj, quads, self.windows, self.bins, start=start)
+                raise StepFailed(f"dihedral {self.settings.smarts!r} in {self.settings.ion}: {exc}") from None
+            result = dihedral_distributions(traj, quads, self.settings.windows, self.settings.bins, start=start)
             span = (traj.n_frames - start) * traj.timestep
         centres = 0.5 * (result.edges[1:] + result.edges[:-1])
         return xr.Dataset({
@@ -42,8 +41,8 @@ class Dihedrals(RunAnalysis):
             "n_dihedrals": ((), len(quads), {"units": "1", "comment": "matches over all molecules"}),
             "atoms": (("dihedral", "member"), quads, {"units": "1", "comment": "atom indices of each match"}),
         }, coords={"angle": ("angle", centres, {"units": "degree"}),
-                   "window": ("window", np.asarray(self.windows), {"units": "1", "comment": "fraction of the run"}),
-                   "window_time": ("window", np.asarray(self.windows) * span, {"units": "fs"})})
+                   "window": ("window", np.asarray(self.settings.windows), {"units": "1", "comment": "fraction of the run"}),
+                   "window_time": ("window", np.asarray(self.settings.windows) * span, {"units": "fs"})})
 
     def combine(self, ctx: StepContext, per_run: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         import xarray as xr

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ilcampaign.campaign.spec import GeometryOptimisation as Settings, Optimiser, Start
+from ilcampaign.campaign.spec import GeometryOptimisationSettings, Optimiser, Start
 from ilcampaign.engine.step import StepContext, TaskResult, register
 from ilcampaign.engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
 
 
 @register
-class GeometryOptimisation(OptimisingStep):
+class GeometryOptimisationStep(OptimisingStep):
     """Every step of every optimisation is a candidate; the optimised structures are the ends."""
 
     kind: ClassVar[str] = "geometry_optimisation"
     version: ClassVar[int] = 3
 
-    settings: Settings
+    settings: GeometryOptimisationSettings
 
     def optimiser(self) -> Optimiser:
         return self.settings

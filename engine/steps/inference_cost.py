@@ -4,11 +4,15 @@ per model. Timings depend on the machine: the record keeps its devices and threa
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ilcampaign.campaign.spec import DispersionCorrection
+from ilcampaign.campaign.spec import DispersionCorrection, InferenceCostSettings
+from ilcampaign.engine.hashing import hashed_as_fields
 from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, register
-from ilcampaign.engine.steps.analysis import ModelAnalysis
+from ilcampaign.engine.steps.analysis import ModelAnalysisStep
+
+if TYPE_CHECKING:
+    from ilcampaign.campaign.spec import CampaignSpec
 
 
 def replication(factor: int) -> tuple[int, int, int]:
@@ -19,7 +23,7 @@ def replication(factor: int) -> tuple[int, int, int]:
 
 
 @register
-class InferenceCost(ModelAnalysis):
+class InferenceCostStep(ModelAnalysisStep):
     """Inputs: ``box`` (the system's packed box) and ``model000``, ``model001`` ..."""
 
     kind: ClassVar[str] = "inference_cost"
@@ -27,13 +31,17 @@ class InferenceCost(ModelAnalysis):
     prefix: ClassVar[str] = "cost"
     exclusive: ClassVar[bool] = True  # timings: nothing else may run meanwhile, its tasks one at a time
 
-    ion_pairs: list[int]
+    settings: InferenceCostSettings = hashed_as_fields(omit=("kind", "models"))
     box_pairs: int  # formula units in the input box
-    paths: list[str]
     d3: DispersionCorrection
-    d3_cutoffs: list[float]
-    n_steps: int
-    warmup: int
+
+    @classmethod
+    def from_analysis(cls, spec: CampaignSpec, settings: InferenceCostSettings) -> InferenceCostStep:
+        return cls(settings=settings, models=spec.resolve_models(settings.models), d3=spec.d3,
+                   box_pairs=spec.system.ions[0].count // spec.formula_unit()[0])
+
+    def wiring(self, trained: dict[str, tuple[str, str]]) -> dict[str, str]:
+        return {**super().wiring(trained), "box": "pack"}
 
     def task_resources(self) -> dict[str, Any]:
         return dict(GPU_TASK)
@@ -44,11 +52,11 @@ class InferenceCost(ModelAnalysis):
 
         (box,) = ctx.input_frames("box")
         box.calc = None
-        repeats = [replication(n // self.box_pairs) for n in self.ion_pairs]
-        cutoffs = self.d3_cutoffs if {"jax+d3", "ase+d3"} & set(self.paths) else []
-        ds = inference_cost(ctx.model_dir(f"model{task_id}"), box, repeats=repeats, paths=self.paths,
-                            d3=self.d3, d3_cutoffs=cutoffs, n_steps=self.n_steps, warmup=self.warmup,
+        repeats = [replication(n // self.box_pairs) for n in self.settings.ion_pairs]
+        cutoffs = self.settings.d3_cutoffs if {"jax+d3", "ase+d3"} & set(self.settings.paths) else []
+        ds = inference_cost(ctx.model_dir(f"model{task_id}"), box, repeats=repeats, paths=self.settings.paths,
+                            d3=self.d3, d3_cutoffs=cutoffs, n_steps=self.settings.n_steps, warmup=self.settings.warmup,
                             cache_dir=ctx.jax_cache)
         ds.attrs.update(model=self.models[int(task_id)], model_step=ctx.inputs[f"model{task_id}"])
         write_dataset(ctx.archive.task_file(ctx.key, task_id, ".nc"), ds)
-        return TaskResult(summary={"model": self.models[int(task_id)], "ion_pairs": self.ion_pairs})
+        return TaskResult(summary={"model": self.models[int(task_id)], "ion_pairs": self.settings.ion_pairs})

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ilcampaign.campaign.spec import InitialPool as InitialPoolSettings
+from ilcampaign.campaign.spec import CampaignSpec, InitialPoolSettings
 from ilcampaign.engine.step import SingleTaskStep, StepContext, TaskResult, register
-from ilcampaign.engine.steps.sampling import candidates
+from ilcampaign.engine.steps.sampling import SamplerStep, candidates
 
 
 @register
-class InitialPool(SingleTaskStep):
+class InitialPoolStep(SingleTaskStep, SamplerStep):
     """The ``labelled`` initial frames listed as unused by the first ``dataset``."""
 
     kind: ClassVar[str] = "initial_pool"
@@ -23,6 +23,13 @@ class InitialPool(SingleTaskStep):
     inputs: ClassVar[tuple[str, ...]] = ("labelled", "dataset")
 
     settings: InitialPoolSettings
+
+    @classmethod
+    def from_sampler(cls, spec: CampaignSpec, settings: InitialPoolSettings, seed: int) -> InitialPoolStep:
+        return cls(settings=settings)
+
+    def sampler_inputs(self, model: str, chain: str) -> dict[str, str]:
+        return {"labelled": "label.initial_data", "dataset": "dataset.initial"}
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         unused = ctx.input_record("dataset")["summary"]["unused"]

@@ -29,7 +29,7 @@ def _parse(task_id: str) -> tuple[int, int]:
 
 
 @register
-class Label(Step):
+class LabelStep(Step):
     """Label the frames of the ``frames`` input with the reference method."""
 
     kind: ClassVar[str] = "label"
@@ -48,7 +48,7 @@ class Label(Step):
 
     @classmethod
     def from_spec(cls, reference: Any, retries: list[Any], failures: Failures, splits: list[str] | None = None,
-                  max_force: float | None = None) -> Label:
+                  max_force: float | None = None) -> LabelStep:
         return cls(
             settings=[reference, *retries] if failures.on_failure == "retry" else [reference],
             on_failure=failures.on_failure,
@@ -97,7 +97,7 @@ class Label(Step):
         from ilcampaign.archive.frames import read_frames
         from ilcampaign.engine.structures.guards import max_force
         from ilcampaign.engine.labels.cache import label
-        from ilcampaign.engine.labels.reference import ReferenceFailure
+        from ilcampaign.engine.labels.method import ReferenceFailure
 
         index, start = _parse(task_id)
         atoms = read_frames(ctx.archive.output(ctx.inputs["frames"], FRAMES), indices=[index])[0]
@@ -131,7 +131,7 @@ class Label(Step):
 
     # ------------------------------------------------------------- assembling
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        from ilcampaign.engine.labels.reference import reference_software
+        from ilcampaign.engine.labels.method import reference_programs
 
         final = self._final(ctx.done_tasks())
         failed = {i: r["attempts"] for i, r in final.items() if r["failed"]}
@@ -157,6 +157,6 @@ class Label(Step):
             "levels_used": levels,
             "mixed_settings": len(levels) > 1,
             "settings": [s.model_dump(mode="json") for s in self.settings],
-            "software": reference_software(self.settings),  # CP2K's version, for the record's software
+            "programs": reference_programs(self.settings),  # for the record: what computed the labels
         }
         return [ctx.write_frames(frames)], summary

@@ -15,13 +15,22 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ilcampaign.campaign.spec import DispersionCorrection, MDSampler, TemperatureGuard, not_hashed
+from ilcampaign.campaign.spec import CampaignSpec, DispersionCorrection, MDSettings, Start, TemperatureGuard, not_hashed
 from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
 from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, register
-from ilcampaign.engine.steps.sampling import ENDS, GuardedStep, is_ensemble, model_r_max, start_frames, tag_candidates
+from ilcampaign.engine.steps.sampling import (
+    ENDS,
+    GuardedStep,
+    SamplerStep,
+    guard_fields,
+    is_ensemble,
+    model_r_max,
+    start_frames,
+    tag_candidates,
+)
 
 
-def choose_engine(sampler: MDSampler, box_ok: bool, d3: DispersionCorrection | None = None) -> tuple[str, str]:
+def choose_engine(sampler: MDSettings, box_ok: bool, d3: DispersionCorrection | None = None) -> tuple[str, str]:
     """(engine, reason) for a sampler, given whether the box is large enough for JAX MD and the D3
     term of a hybrid sampler. NPT goes to JAX only when asked for: its barostat is another one."""
     d3_ok = not sampler.hybrid_d3 or d3 is not None and d3.damping == "bj"
@@ -43,7 +52,7 @@ def choose_engine(sampler: MDSampler, box_ok: bool, d3: DispersionCorrection | N
 
 
 @register
-class MD(GuardedStep):
+class MDStep(GuardedStep, SamplerStep):
     """Sample candidates from an MD run that starts at the ``start`` input's last end structure; the
     run stops at the first frame that breaks the contact guard (which is not kept), as at the
     uncertainty stop, and on the temperature guard."""
@@ -52,11 +61,23 @@ class MD(GuardedStep):
     version: ClassVar[int] = 3
     inputs: ClassVar[tuple[str, ...]] = ("model", "start")
 
-    sampler: MDSampler
+    sampler: MDSettings
     seed: int
     d3: DispersionCorrection | None = None  # set when the sampler runs the hybrid model
     temperature_guard: TemperatureGuard = Field(default_factory=TemperatureGuard)
     checkpoint_every: int = not_hashed(default=1000, ge=1, description="MD steps per chunk")
+
+    @classmethod
+    def from_sampler(cls, spec: CampaignSpec, settings: MDSettings, seed: int) -> MDStep:
+        return cls(sampler=settings, seed=seed, d3=spec.d3 if settings.hybrid_d3 else None,
+                   checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
+                   **guard_fields(spec))
+
+    def start(self) -> Start:
+        return self.sampler.start
+
+    def note(self) -> str:
+        return "" if self.d3 is None else f"model + {self.d3.describe()}"
 
     def expected_tasks(self) -> int:
         return -(-self.sampler.n_steps // self.checkpoint_every)
@@ -71,7 +92,7 @@ class MD(GuardedStep):
         from ilcampaign.engine.models import apax as apax_model
 
         first, last = chunk_range(task_id)
-        (atoms,) = start_frames(ctx, self.sampler.start)
+        (atoms,) = start_frames(ctx, self.start())
         model_dir = ctx.model_dir()
         box_ok = bool(atoms.pbc.all()) and apax_model.jax_md_valid(atoms, model_r_max(ctx))
         engine, reason = choose_engine(self.sampler, box_ok, self.d3)
@@ -91,7 +112,7 @@ class MD(GuardedStep):
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         from ilcampaign.archive.arrays import write_dataset
-        from ilcampaign.engine.md.ase import series
+        from ilcampaign.engine.md.common import series
 
         done = ctx.done_tasks()
         ran = chunks(done)
@@ -100,7 +121,7 @@ class MD(GuardedStep):
         write_dataset(ctx.out_dir / "series.nc", series(rows, self.sampler.timestep))
         last = done[ran[-1]]
         # the chain continues from the last frame; from the start where the run blew up before its first
-        ends = frames[-1:] or start_frames(ctx, self.sampler.start)
+        ends = frames[-1:] or start_frames(ctx, self.start())
         return [ctx.write_frames(frames), ctx.write_frames(ends, ENDS), "series.nc"], {
             "n_candidates": len(frames), "engine": last["engine"], "engine_reason": last["engine_reason"],
             "stopped_at": last["stopped_at"], "stop_reason": last["stop_reason"], "n_steps": self.sampler.n_steps,
@@ -108,14 +129,14 @@ class MD(GuardedStep):
             "n_chunks": len(ran)}
 
 
-def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
+def _run_ase(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
     """One chunk through ASE with apax's calculator (plus torch-dftd D3 for hybrid samplers)."""
     from ilcampaign.engine.models import apax as apax_model
     from ilcampaign.engine.md.ase import run_md_chunk
 
     calc = apax_model.load_calculator(model_dir, cache_dir=ctx.jax_cache)  # a fresh calculator every chunk
     if step.d3 is not None:
-        from ilcampaign.engine.dispersion.torch_dftd import calculator_options, hybrid_calculator
+        from ilcampaign.engine.dispersion.ase_hybrid import calculator_options, hybrid_calculator
 
         calc = hybrid_calculator(calc, **calculator_options(step.d3))
     uncertainty = (lambda a: apax_model.force_uncertainty(calc.results)) if is_ensemble(ctx) else None
@@ -124,21 +145,21 @@ def _run_ase(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int
     return chunk.frames, [list(map(float, row)) for row in chunk.rows], chunk.state, chunk.stopped_at, chunk.stop_reason
 
 
-def _run_jax(step: MD, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
+def _run_jax(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
     """One chunk through our JAX MD (Nose-Hoover chain NVT or MTK NPT, plus D3 for a hybrid); its state
     travels as an .npz file."""
     import io
 
     import numpy as np
 
-    from ilcampaign.engine.md.ase import temperatures
+    from ilcampaign.engine.md.common import temperatures
     from ilcampaign.engine.dispersion.jax_term import D3Term
-    from ilcampaign.engine.md.jax import MDSettings, run_chunk
+    from ilcampaign.engine.md.jax import JaxMDParameters, run_chunk
 
     s = step.sampler
     guard = step.temperature_guard
     d3 = None if step.d3 is None else D3Term.from_spec(step.d3)
-    settings = MDSettings(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
+    settings = JaxMDParameters(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
                           threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
                           hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
                           barostat_time=s.barostat_time)

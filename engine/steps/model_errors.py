@@ -5,19 +5,27 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ilcampaign.campaign.spec import ModelErrorsSettings
+from ilcampaign.engine.hashing import hashed_as_fields
 from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, register
-from ilcampaign.engine.steps.analysis import ModelAnalysis
+from ilcampaign.engine.steps.analysis import ModelAnalysisStep
 
 SUMMARY = ("energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse", "stress_mae", "stress_rmse")
 
 
 @register
-class ModelErrors(ModelAnalysis):
+class ModelErrorsStep(ModelAnalysisStep):
     """Inputs: ``model000`` with ``data000`` (the dataset it was trained on), ``model001`` ..."""
 
     kind: ClassVar[str] = "model_errors"
     version: ClassVar[int] = 1
     prefix: ClassVar[str] = "errors"
+
+    settings: ModelErrorsSettings = hashed_as_fields(omit=("kind", "models"))
+
+    def wiring(self, trained: dict[str, tuple[str, str]]) -> dict[str, str]:
+        data = {f"data{index:03d}": trained[model][1] for index, model in enumerate(self.models)}
+        return {**super().wiring(trained), **data}
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from ilcampaign.archive.arrays import write_dataset

@@ -10,7 +10,7 @@ from ilcampaign.engine.step import Step, StepContext, StepFailed, TaskResult, re
 
 
 @register
-class Molecules(Step):
+class MoleculesStep(Step):
     """One relaxed structure per ion of the system, in the system's order."""
 
     kind: ClassVar[str] = "molecules"

@@ -17,7 +17,7 @@ MAX_ATTEMPTS = 20
 
 
 @register
-class Pack(SingleTaskStep):
+class PackStep(SingleTaskStep):
     """Pack the system's ions at ``packing_density``, then compress rigidly to ``density``."""
 
     kind: ClassVar[str] = "pack"
@@ -33,7 +33,7 @@ class Pack(SingleTaskStep):
     contacts: Contacts | None = None
 
     @classmethod
-    def from_system(cls, system: System, seed: int, contacts: Contacts | None) -> Pack:
+    def from_system(cls, system: System, seed: int, contacts: Contacts | None) -> PackStep:
         return cls(
             ions=system.ions,
             density=system.density,

@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 
 from ilcampaign.engine.run.chunks import chunk_range, chunks
 from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, register
-from ilcampaign.engine.steps.md import MD
+from ilcampaign.engine.steps.md import MDStep
 from ilcampaign.engine.steps.sampling import ENDS
 
 TRAJECTORY = "trajectory.h5"
 
 
 @register
-class Production(MD):
+class ProductionStep(MDStep):
     """A production run: the MD step's run, no uncertainty stop, every frame kept with velocities."""
 
     kind: ClassVar[str] = "production"
@@ -35,7 +35,7 @@ class Production(MD):
 
         from ilcampaign.archive.arrays import write_dataset
         from ilcampaign.archive.frames import concatenate, count_frames, read_frames
-        from ilcampaign.engine.md.ase import series
+        from ilcampaign.engine.md.common import series
 
         done = ctx.done_tasks()
         ran = chunks(done)

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ilcampaign.campaign.spec import Site
+from ilcampaign.campaign.spec import RDFSettings
+from ilcampaign.engine.hashing import hashed_as_fields
 from ilcampaign.engine.step import StepContext, register
-from ilcampaign.engine.steps.analysis import RunAnalysis, RunFacts, resolve_sites
+from ilcampaign.engine.steps.analysis import RunAnalysisStep, RunFacts, resolve_sites
 
 
 @register
-class RDF(RunAnalysis):
+class RDFStep(RunAnalysisStep):
     kind: ClassVar[str] = "rdf"
     version: ClassVar[int] = 1
 
+    settings: RDFSettings = hashed_as_fields(omit=("kind", "runs", "reference"))
     ions: dict[str, str]  # name -> SMILES
-    elements: bool
-    pairs: list[tuple[Site, Site]]
-    r_max: float
-    bins: int
 
     def analyse(self, ctx: StepContext, slot: str, facts: RunFacts) -> Any:
         import numpy as np
@@ -32,7 +30,7 @@ class RDF(RunAnalysis):
         traj, start = self.trajectory(ctx, slot, facts)
         with traj:
             selections = []
-            if self.elements:
+            if self.settings.elements:
                 symbols = np.array(traj.symbols)
                 present = sorted(set(traj.symbols), key=lambda s: atomic_numbers[s])
                 for i, a in enumerate(present):
@@ -42,12 +40,12 @@ class RDF(RunAnalysis):
                         sites_a = Sites.atoms(np.flatnonzero(symbols == a))
                         sites_b = Sites.atoms(np.flatnonzero(symbols == b))
                         selections.append((f"{a}-{b}", sites_a, sites_b))
-            for a, b in self.pairs:
+            for a, b in self.settings.pairs:
                 selections.append((f"{a.label()}--{b.label()}", resolve_sites(traj, self.ions, a),
                                    resolve_sites(traj, self.ions, b)))
             rdf, cn = [], []
             for _, sites_a, sites_b in selections:
-                result = Histogram(traj, sites_a, sites_b, r_max=self.r_max, bins=self.bins).run(start=start).results
+                result = Histogram(traj, sites_a, sites_b, r_max=self.settings.r_max, bins=self.settings.bins).run(start=start).results
                 rdf.append(result.rdf)
                 cn.append(result.cn)
             n_frames = result.n_frames

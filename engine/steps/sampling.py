@@ -13,6 +13,7 @@ from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_s
 from ilcampaign.engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult
 
 if TYPE_CHECKING:
+    from ilcampaign.campaign.spec import CampaignSpec, SamplerSettings
     from ilcampaign.engine.structures.guards import Violation
 
 ENDS = "ends.h5"  # the structures a later sampler continues from, where they differ from the candidates
@@ -57,6 +58,35 @@ def candidates(frames: list, source: str, **summary: Any) -> TaskResult:
     return TaskResult(tag_candidates(frames, source), {"n_candidates": len(frames), **summary})
 
 
+class SamplerStep(Step):
+    """The step of a sampler of the learning-on-the-fly loop (its kind is the sampler's), built from
+    its spec section; by default it reads the model the iteration samples with and the structure
+    it starts from."""
+
+    @classmethod
+    def from_sampler(cls, spec: CampaignSpec, settings: SamplerSettings, seed: int) -> SamplerStep:
+        """The step of sampler ``settings`` of ``spec`` (``seed``: the iteration's)."""
+        raise NotImplementedError
+
+    def start(self) -> Start:
+        """Which end structures of which step the sampler starts from."""
+        raise NotImplementedError
+
+    def sampler_inputs(self, model: str, chain: str) -> dict[str, str]:
+        """Input slot -> step name: ``model`` (the previous iteration's train step) and the step
+        named by ``start``, else ``chain`` (the last chained sampler before this one)."""
+        return {"model": model, "start": self.start().step or chain}
+
+    def note(self) -> str:
+        """What ``campaign plan`` says about the step (e.g. the D3 term of a hybrid model)."""
+        return ""
+
+
+def guard_fields(spec: CampaignSpec) -> dict[str, Any]:
+    """The contact-guard fields of a guarded step: the thresholds and the ions' SMILES."""
+    return {"contacts": spec.guards.contacts, "smiles": [ion.smiles for ion in spec.system.ions]}
+
+
 class GuardedStep(Step):
     """Fields of a step whose frames pass the contact guard: the thresholds and the ions' SMILES
     (which give the bonds)."""
@@ -82,18 +112,19 @@ class GuardedStep(Step):
         return None if index is None else (index, str(violation))
 
 
-class OptimisingStep(GuardedStep):
+class OptimisingStep(GuardedStep, SamplerStep):
     """Optimises each start structure with the model in chunks of ``checkpoint_every`` optimiser
     steps (tasks ``s<structure>.steps<first>-<last>``, resumable); subclasses say which settings."""
 
     inputs: ClassVar[tuple[str, ...]] = ("model", "start")
     checkpoint_every: int = not_hashed(default=100, ge=1, description="optimiser steps per chunk")
 
+    @classmethod
+    def from_sampler(cls, spec: CampaignSpec, settings: SamplerSettings, seed: int) -> OptimisingStep:
+        return cls(settings=settings, checkpoint_every=spec.checkpoints.optimisation_steps, **guard_fields(spec))
+
     def optimiser(self) -> Optimiser | None:
         """The optimiser settings, or None to skip optimising."""
-        raise NotImplementedError
-
-    def start(self) -> Start:
         raise NotImplementedError
 
     @staticmethod

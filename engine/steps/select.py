@@ -19,7 +19,7 @@ from ilcampaign.engine.steps.sampling import GuardedStep
 
 
 @register
-class Select(SingleTaskStep, GuardedStep):
+class SelectStep(SingleTaskStep, GuardedStep):
     """Select from every ``pool.<sampler>`` input; ``model`` and ``train`` feed the BAL features."""
 
     kind: ClassVar[str] = "select"
@@ -79,7 +79,7 @@ class Select(SingleTaskStep, GuardedStep):
         if method == "all" or n == len(pool):
             return list(range(len(pool))), method
         if method == "bal":
-            from ilcampaign.engine.models.apax import bal_select
+            from ilcampaign.engine.models.bal import bal_select
 
             return list(bal_select(ctx.model_dir(), training(), pool, n).indices), method
         rng = np.random.default_rng([self.seed, number])

@@ -18,7 +18,7 @@ METRIC_UNITS = {"energy": "eV/atom", "forces": "eV/Angstrom", "stress": "eV/Angs
 
 
 @register
-class Train(SingleTaskStep):
+class TrainStep(SingleTaskStep):
     """Train the model on the ``data`` input's train split, validate on its valid split."""
 
     kind: ClassVar[str] = "train"

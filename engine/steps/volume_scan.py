@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ilcampaign.campaign.spec import Optimiser, Start, VolumeScan as Settings
+from ilcampaign.campaign.spec import Optimiser, Start, VolumeScanSettings
 from ilcampaign.engine.step import StepContext, TaskResult, register
 from ilcampaign.engine.steps.sampling import ENDS, OptimisingStep, tag_candidates
 
 
 @register
-class VolumeScan(OptimisingStep):
+class VolumeScanStep(OptimisingStep):
     """Optimise each start structure with the model (chunked, resumable), then scale its cell from
     ``length_factors[0]`` to ``length_factors[1]`` in ``n_frames`` frames, molecules rigid. The
     scan frames are the candidates; the optimised structures are the ends."""
@@ -18,7 +18,7 @@ class VolumeScan(OptimisingStep):
     kind: ClassVar[str] = "volume_scan"
     version: ClassVar[int] = 3
 
-    settings: Settings
+    settings: VolumeScanSettings
 
     def optimiser(self) -> Optimiser | None:
         return self.settings.optimise

@@ -26,13 +26,25 @@ class IonError(ValueError):
     """An ion for which no sane 3D structure was found."""
 
 
+def molecule(smiles: str, seed: int) -> tuple[Any, Any]:
+    """The RDKit molecule of ``smiles`` with hydrogens, and seeded ETKDG embedding parameters."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import AllChem
+
+    RDLogger.DisableLog("rdApp.*")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    return Chem.AddHs(mol), params
+
+
 def embedded(smiles: str, seed: int, n: int = 1) -> tuple[Any, list[int], str]:
     """RDKit molecule of ``smiles`` (hydrogens added) with ``n`` seeded ETKDG conformers, relaxed by MMFF
     where it has parameters (UFF where it has them and no atom is hypervalent; else ETKDG's own
     geometry with hypervalent centres idealised); the conformer ids and how they were made."""
     from rdkit.Chem import AllChem
-
-    from ilcampaign.engine.structures.packing import molecule
 
     mol, params = molecule(smiles, seed)
     ids = list(AllChem.EmbedMultipleConfs(mol, n, params))
@@ -161,3 +173,10 @@ def check(atoms: Atoms, smiles: str, contacts: Contacts | None, source: str) -> 
     worst = worst_contact(atoms, bonds, contacts)
     if worst is not None:
         raise IonError(f"the {source} structure of {smiles!r} is not sane: {worst}")
+
+
+def conformer(smiles: str, seed: int) -> Atoms:
+    """One force-field 3D conformer of ``smiles`` (``embedded``, no xTB relaxation);
+    ``info["charge"]`` holds the formal charge."""
+    mol, (conf_id,), source = embedded(smiles, seed)
+    return conformer_atoms(mol, conf_id, source)

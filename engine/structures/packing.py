@@ -9,33 +9,9 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from ase import Atoms
-
-
-def molecule(smiles: str, seed: int) -> tuple[Any, Any]:
-    """The RDKit molecule of ``smiles`` with hydrogens, and seeded ETKDG embedding parameters."""
-    from rdkit import Chem, RDLogger
-    from rdkit.Chem import AllChem
-
-    RDLogger.DisableLog("rdApp.*")
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot parse the SMILES {smiles!r}")
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    return Chem.AddHs(mol), params
-
-
-def conformer(smiles: str, seed: int) -> Atoms:
-    """One force-field 3D conformer of ``smiles`` (ilcampaign.engine.structures.ions.embedded, no xTB relaxation);
-    ``info["charge"]`` holds the formal charge."""
-    from ilcampaign.engine.structures.ions import conformer_atoms, embedded
-
-    mol, (conf_id,), source = embedded(smiles, seed)
-    return conformer_atoms(mol, conf_id, source)
 
 
 def pack_box(

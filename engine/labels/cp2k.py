@@ -1,16 +1,12 @@
-"""Reference-method calculators: GFN-xTB through tblite, DFT through CP2K's shell (ASE).
+"""``reference: {kind: cp2k}``: DFT through CP2K's shell (ASE's CP2K calculator).
 
-``make_calculator`` builds the ASE calculator for a spec's reference section; ``compute`` runs
-one single point and turns every failure (SCF not converged, crash, NaN) into
-:class:`ReferenceFailure`, so callers can record it and go on. ``reference_software`` gives the
-version of CP2K (an external program, so not among the Python packages a record lists) that the
-steps running it put into their records. The CP2K input is generated
-entirely by :func:`cp2k_input` (ASE only adds coordinates, cell, project name, stress switch).
-
-CP2K 2023.1 only *warns* when the SCF does not converge (later versions abort), so the CP2K
-calculator reads its output for that warning; a crashed shell is killed and restarted at the
-next calculation. The calculator raises ReferenceFailure itself, so MD driving it sees failures
-too. This subclasses ASE's CP2K and uses its internals (``_shell``, ``_force_env_id``; ASE 3.29).
+The CP2K input is generated entirely by :func:`cp2k_input` (ASE only adds coordinates, cell,
+project name, stress switch). CP2K 2023.1 only *warns* when the SCF does not converge (later
+versions abort), so the calculator reads its output for that warning; a crashed shell is killed
+and restarted at the next calculation. The calculator raises ReferenceFailure itself, so MD
+driving it sees failures too. This subclasses ASE's CP2K and uses its internals (``_shell``,
+``_force_env_id``; ASE 3.29). CP2K's version (an external program, so not among the Python
+packages a record lists) comes from its ``--version`` banner.
 """
 
 from __future__ import annotations
@@ -18,45 +14,35 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ilcampaign.campaign.spec import CP2K, XTB
-
-
-class ReferenceFailure(RuntimeError):
-    """A reference calculation did not give a usable result; the message says why."""
+from ilcampaign.campaign.spec import CP2K
+from ilcampaign.engine.labels.method import LabelMethod, ReferenceFailure, register_method
 
 
-def make_calculator(reference: XTB | CP2K, *, charge: int = 0, workdir: Path) -> Any:
-    """The ASE calculator for ``reference`` at net ``charge``; CP2K files go to ``workdir``."""
-    if isinstance(reference, XTB):
-        from tblite.ase import TBLite
+@register_method
+class CP2KMethod(LabelMethod):
+    kind = "cp2k"
+    program = "CP2K"
+    url = "https://www.cp2k.org"
 
-        return TBLite(
-            method=reference.method,
-            electronic_temperature=reference.electronic_temperature,
-            accuracy=reference.accuracy,
-            max_iterations=reference.max_iterations,
-            charge=charge,
-            verbosity=0,
-        )
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    # exec: the shell's pid is CP2K's, so killing it after a failure kills CP2K itself
-    command = f"cd {shlex.quote(str(workdir))} && exec env OMP_NUM_THREADS={reference.threads} {reference.command}"
-    return _cp2k_class()(reference, charge, command=command, label=str(workdir / "cp2k"))
+    @staticmethod
+    def calculator(reference: CP2K, charge: int, workdir: Path) -> Any:
+        workdir = Path(workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        # exec: the shell's pid is CP2K's, so killing it after a failure kills CP2K itself
+        command = f"cd {shlex.quote(str(workdir))} && exec env OMP_NUM_THREADS={reference.threads} {reference.command}"
+        return _cp2k_class()(reference, charge, command=command, label=str(workdir / "cp2k"))
 
+    @staticmethod
+    def version(reference: CP2K) -> str | None:
+        return cp2k_version(reference.command)
 
-def reference_software(settings: Iterable[XTB | CP2K]) -> dict[str, str]:
-    """``{"cp2k": version}`` where CP2K runs some of ``settings``, for the step's record (tblite, a Python
-    package, is in every record already); several versions (retry settings with other commands) joined."""
-    versions = sorted({cp2k_version(setting.command) for setting in settings if isinstance(setting, CP2K)} - {None})
-    return {"cp2k": ", ".join(versions)} if versions else {}
+    @staticmethod
+    def level(reference: CP2K) -> str:
+        return reference.functional
 
 
 @cache
@@ -77,31 +63,6 @@ def parse_cp2k_version(banner: str) -> str | None:
     """The version in CP2K's ``--version`` banner (its line `` CP2K version 2023.1``), or None."""
     match = re.search(r"^\s*CP2K version (\S+)", banner, re.MULTILINE)
     return match.group(1) if match else None
-
-
-def compute(atoms: Any, calculator: Any) -> dict[str, np.ndarray | float]:
-    """Energy (eV), forces (eV/A), stress (eV/A^3, Voigt; periodic cells only) and charges
-    (where the calculator gives them) of ``atoms``; ReferenceFailure if there is no usable result."""
-    from ase.calculators.calculator import CalculationFailed
-
-    names = ["energy", "forces"]
-    names += ["stress"] if atoms.pbc.all() else []
-    names += ["charges"] if "charges" in calculator.implemented_properties else []
-    try:
-        results = {name: calculator.get_property(name, atoms) for name in names}
-    except CalculationFailed as exc:  # tblite, e.g. "SCF not converged in 250 cycles"
-        calculator.reset()
-        raise ReferenceFailure(f"{type(calculator).__name__} failed: {exc}") from exc
-    results = {name: np.array(value, dtype=float) for name, value in results.items()}
-    results["energy"] = float(results["energy"])
-    bad = [name for name, value in results.items() if not np.all(np.isfinite(value))]
-    if bad:
-        getattr(calculator, "discard", calculator.reset)()  # CP2K: also drop the shell's wavefunction
-        raise ReferenceFailure(f"{type(calculator).__name__} returned non-finite {', '.join(bad)}")
-    return results
-
-
-# --------------------------------------------------------------------------- CP2K input
 
 
 def cp2k_input(reference: CP2K, symbols: set[str], charge: int) -> str:

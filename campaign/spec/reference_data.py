@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from ilcampaign.campaign.spec.base import Section
@@ -14,7 +12,7 @@ class ReferenceData(Section):
     source, in the columns named here; ``unit`` of the values; the data set's citation."""
 
     file: str = Field(description="relative to the spec's folder")
-    quantity: Literal["density", "diffusion"]
+    quantity: str = Field(description="the analysis kind the data compare with: density, diffusion")
     unit: str = Field(description="unit of the value column: g/cm^3 for density, m^2/s for diffusion")
     citation: str = Field(description="who measured it and where it was published")
     temperature_column: str = "T_K"

@@ -1,28 +1,15 @@
-"""``reference``: the method that labels configurations (GFN-xTB through tblite, or CP2K DFT),
-and what dispersion its labels contain."""
+"""``reference: {kind: cp2k}``: CP2K Quickstep DFT (the production reference), and its D3 block."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from ilcampaign.campaign.spec.base import Section, not_hashed
-from ilcampaign.campaign.units import Length, PlaneWaveCutoff, Temperature
-
-
-class XTB(Section):
-    """GFN-xTB through tblite: the fast embedded reference method."""
-
-    kind: Literal["xtb"] = "xtb"
-    method: Literal["GFN2-xTB", "GFN1-xTB"] = "GFN2-xTB"
-    electronic_temperature: Temperature = Field(default=300.0, gt=0)
-    accuracy: float = Field(default=1.0, gt=0)
-    max_iterations: int = Field(default=250, ge=1)
-    threads: int = not_hashed(
-        default=1, ge=1, description="OpenMP threads; more is faster but not bit-reproducible (parallel sums)"
-    )
+from ilcampaign.campaign.spec.registry import REFERENCE_METHODS
+from ilcampaign.campaign.units import Length, PlaneWaveCutoff
 
 
 class D3(Section):
@@ -47,8 +34,12 @@ class SCF(Section):
     outer_eps_scf: float = Field(default=1e-6, gt=0)
 
 
+@REFERENCE_METHODS.register
 class CP2K(Section):
     """CP2K Quickstep DFT through ASE's CP2K calculator (production reference)."""
+
+    #: failure retries by default: an atomic guess with more SCF steps
+    default_retries: ClassVar[list[dict[str, Any]]] = [{"scf": {"guess": "atomic", "max_scf": 300}}]
 
     kind: Literal["cp2k"] = "cp2k"
     functional: str = Field(default="B97-3c", description="B97-3c (via &BECKE97) or any CP2K XC shortcut, e.g. PBE")
@@ -67,22 +58,13 @@ class CP2K(Section):
     command: str = not_hashed(default="cp2k_shell", description="cp2k shell executable")
     threads: int = not_hashed(default=1, ge=1, description="OMP_NUM_THREADS for CP2K")
 
-
-Reference = Annotated[Union[XTB, CP2K], Field(discriminator="kind")]
-
-#: dispersion that a method's energy contains by construction
-BUILT_IN_DISPERSION = {"GFN2-xTB": "D4 (built into GFN2-xTB)", "GFN1-xTB": "D3(BJ) (built into GFN1-xTB)"}
-
-
-def dispersion(reference: XTB | CP2K) -> tuple[str, ...]:
-    """The dispersion terms a reference method's labels contain, in words (empty: none)."""
-    if isinstance(reference, XTB):
-        return (BUILT_IN_DISPERSION[reference.method],)
-    terms = []
-    if reference.d3 is not None:
-        d3 = reference.d3
-        terms.append(f"D3(BJ) in CP2K ({d3.reference_functional}, R_cutoff {d3.cutoff:g} A"
-                     f"{', C9 three-body' if d3.three_body else ''})")
-    if re.search(r"&\s*VDW_POTENTIAL", reference.extra_input, re.IGNORECASE):
-        terms.append("a CP2K &VDW_POTENTIAL from extra_input")
-    return tuple(terms)
+    def dispersion(self) -> tuple[str, ...]:
+        """The dispersion terms the labels contain, in words (empty: none)."""
+        terms = []
+        if self.d3 is not None:
+            d3 = self.d3
+            terms.append(f"D3(BJ) in CP2K ({d3.reference_functional}, R_cutoff {d3.cutoff:g} A"
+                         f"{', C9 three-body' if d3.three_body else ''})")
+        if re.search(r"&\s*VDW_POTENTIAL", self.extra_input, re.IGNORECASE):
+            terms.append("a CP2K &VDW_POTENTIAL from extra_input")
+        return tuple(terms)
