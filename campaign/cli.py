@@ -214,16 +214,9 @@ def run(
         help="run tasks through Parsl with this config file (YAML or .py; see specs/parsl/)")] = None,
 ) -> None:
     """Run every step that is not done, in dependency order, independent steps at the same time;
-    a killed run continues where it stopped."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    a killed run continues where it stopped. What the science libraries print goes to
+    <workdir>/campaign.log; the terminal shows progress and the outcome."""
+    from ilcampaign.campaign.terminal import progress_display, third_party_output_to_log
     from ilcampaign.engine.graph.manifest import campaign_manifest
     from ilcampaign.engine.run.runner import GraphFailed, LockedError, run_graph
     from ilcampaign.engine.step import StepFailed
@@ -232,39 +225,34 @@ def run(
     nodes = _graph(loaded, spec)
     manifest = campaign_manifest(loaded, spec, nodes)
     directory = _workdir(loaded, workdir)
-    workers, executor = _executor(loaded, spec, directory, workers, parsl)
-    columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as bars:
-        ids: dict[str, int] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in ids:
-                ids[name] = bars.add_task(name, total=total)
-            bars.update(ids[name], completed=done, total=total)
-
+    with third_party_output_to_log(directory) as terminal:
+        workers, executor = _executor(loaded, spec, directory, workers, parsl, terminal)
         try:
-            resources = {kind: needs.model_dump() for kind, needs in loaded.execution.resources.items()}
-            ran = run_graph(nodes, directory, workers, progress, manifest, executor=executor, resources=resources)
+            with progress_display(terminal) as progress:
+                resources = {kind: needs.model_dump() for kind, needs in loaded.execution.resources.items()}
+                ran = run_graph(nodes, directory, workers, progress, manifest, executor=executor,
+                                resources=resources)
         except LockedError as exc:
-            err.print(f"refused: {exc}", markup=False)
+            terminal.print(f"refused: {exc}", markup=False)
             raise typer.Exit(3) from None
         except StepFailed as exc:
-            err.print(f"step failed: {exc}", markup=False)
-            err.print(f"finished work is kept in {directory}; fix the spec or the cause and run again", markup=False)
+            terminal.print(f"step failed: {exc}", markup=False)
+            terminal.print(f"finished work is kept in {directory}; fix the spec or the cause and run again",
+                           markup=False)
             raise typer.Exit(1) from None
         except GraphFailed as exc:
-            _report_failures(exc, directory)
+            _report_failures(exc, directory, terminal)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err.print("interrupted: finished tasks are kept; run the same command again to continue")
+            terminal.print("interrupted: finished tasks are kept; run the same command again to continue")
             raise typer.Exit(130) from None
         except Exception as exc:  # a bug or an unforeseen failure: keep the traceback, show one line
             import traceback
 
             log = directory / "error.log"
             log.write_text(traceback.format_exc())
-            err.print(f"error: {type(exc).__name__}: {exc}", markup=False)
-            err.print(f"the traceback is in {log}; finished work is kept in {directory}", markup=False)
+            terminal.print(f"error: {type(exc).__name__}: {exc}", markup=False)
+            terminal.print(f"the traceback is in {log}; finished work is kept in {directory}", markup=False)
             raise typer.Exit(1) from None
         finally:
             if executor is not None:
@@ -273,7 +261,7 @@ def run(
     _print_status(directory, nodes)
 
 
-def _executor(spec, spec_path: Path, directory: Path, workers: int | None, parsl: Path | None):
+def _executor(spec, spec_path: Path, directory: Path, workers: int | None, parsl: Path | None, terminal: Console):
     """(workers, executor) for a run: ``--parsl`` or the spec's ``execution: {kind: parsl}`` gives
     a Parsl executor (its config read relative to the spec); else local processes (executor None),
     ``--workers`` before ``execution.workers``. A bad Parsl config exits with code 2."""
@@ -287,12 +275,12 @@ def _executor(spec, spec_path: Path, directory: Path, workers: int | None, parsl
     try:
         executor = ParslExecutor(parsl, run_dir=directory / "parsl")
     except (OSError, ValueError) as exc:
-        err.print(f"error: {exc}", markup=False)
+        terminal.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from None
     return executor._max_workers, executor
 
 
-def _report_failures(exc: GraphFailed, directory: Path) -> None:
+def _report_failures(exc: GraphFailed, directory: Path, terminal: Console) -> None:
     """Name each failed step and the steps it blocked; tracebacks of unforeseen errors go to error.log."""
     import traceback
 
@@ -300,15 +288,15 @@ def _report_failures(exc: GraphFailed, directory: Path) -> None:
 
     tracebacks = []
     for name, failure in exc.failures:
-        err.print(f"step failed: {name}: {failure if isinstance(failure, StepFailed) else repr(failure)}", markup=False)
+        terminal.print(f"step failed: {name}: {failure if isinstance(failure, StepFailed) else repr(failure)}", markup=False)
         if not isinstance(failure, StepFailed):
             tracebacks.append(f"{name}:\n" + "".join(traceback.format_exception(failure)))
     if exc.blocked:
-        err.print(f"not run, as their inputs failed: {', '.join(exc.blocked)}", markup=False)
+        terminal.print(f"not run, as their inputs failed: {', '.join(exc.blocked)}", markup=False)
     if tracebacks:
         (directory / "error.log").write_text("\n".join(tracebacks))
-        err.print(f"tracebacks are in {directory / 'error.log'}", markup=False)
-    err.print(f"every other step ran and is kept in {directory}; fix the causes and run again", markup=False)
+        terminal.print(f"tracebacks are in {directory / 'error.log'}", markup=False)
+    terminal.print(f"every other step ran and is kept in {directory}; fix the causes and run again", markup=False)
 
 
 def guard_note(record: dict) -> str:

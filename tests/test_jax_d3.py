@@ -184,7 +184,7 @@ def _overcounted_c6(counts):
     return c6
 
 
-_original_c6 = jax_d3._c6
+_original_c6 = jax_d3.c6_coefficient
 
 
 @pytest.mark.slow
@@ -213,7 +213,7 @@ def test_three_body_term(box, monkeypatch):
 
     exact = build_neighbours(positions, cell, True, cutoff)
     counts = np.bincount(exact.pair[exact.valid], minlength=len(exact.pair_i)).astype(float)
-    monkeypatch.setattr(jax_d3, "_c6", _overcounted_c6(counts))
+    monkeypatch.setattr(jax_d3, "c6_coefficient", _overcounted_c6(counts))
     jax.clear_caches()
     try:
         _, torch_like_forces, torch_like_stress = d3_energy_forces_stress(box, B97_3C, cutoff, cn_cutoff, abc=True)

@@ -161,7 +161,7 @@ def test_unknown_kind_lists_kinds(tmp_path):
     assert problem.hint == "did you mean 'cp2k'? kind must be one of: cp2k, xtb"
     problem = only(write(tmp_path, edited("  kind: xtb", "  method: GFN1-xTB")))
     assert (problem.line, problem.field_path) == (14, "reference")
-    assert "xtb, cp2k" in problem.hint
+    assert "cp2k, xtb" in problem.hint
 
 
 def test_wrong_type(tmp_path):

@@ -239,7 +239,7 @@ def _distance(d, valid):
     return jnp.sqrt(d2 + DIST_EPS)
 
 
-def _c6(zi, zj, nci, ncj, c6ab):
+def c6_coefficient(zi, zj, nci, ncj, c6ab):
     """torch-dftd's _getc6_impl: softmax-weighted reference C6 (c6ab already reduced to species)."""
     ref = c6ab[zi, zj]  # (U, 25, 3)
     cn0, cn1, cn2 = ref[..., 0], ref[..., 1], ref[..., 2]
@@ -295,7 +295,7 @@ def _energy(positions, cell, species, neighbours, triplets, tables, params, cuto
     zi, zj = species[i], species[j]
 
     pi, pj = neighbours.pair_i, neighbours.pair_j
-    c6_pairs = _c6(species[pi], species[pj], cn[pi], cn[pj], c6ab)
+    c6_pairs = c6_coefficient(species[pi], species[pj], cn[pi], cn[pj], c6ab)
     h, _ = bj_pair(r, 3 * r2r4[zi] * r2r4[zj], params)
     energy = jnp.sum(jnp.where(in_cutoff, -0.5 * c6_pairs[neighbours.pair] * h, 0.0).astype(jnp.float64))
 
@@ -333,7 +333,7 @@ def _coefficient_sums(positions, cell, species, neighbours, tables, cutoff, cn_c
     _, _, cn = _pairs_and_cn(positions, cell, species, neighbours, rcov, cutoff, cn_cutoff)
 
     def row(i):
-        c6 = _c6(jnp.full_like(species, species[i]), species, jnp.full_like(cn, cn[i]), cn, c6ab)
+        c6 = c6_coefficient(jnp.full_like(species, species[i]), species, jnp.full_like(cn, cn[i]), cn, c6ab)
         return jnp.sum(c6), jnp.sum(3 * c6 * r2r4[species[i]] * r2r4[species])
 
     s6, s8 = jax.lax.map(row, jnp.arange(positions.shape[0]))
@@ -347,13 +347,13 @@ def tail_sums(atoms: Atoms, cn_cutoff: float) -> tuple[float, float]:
         raise ValueError("a tail correction needs a box periodic in all three directions")
     cell, positions = np.asarray(atoms.cell), atoms.get_positions()
     neighbours = build_neighbours(positions, cell, atoms.pbc, cn_cutoff)
-    species, tables = _species(atoms.numbers, load_tables(), jnp.float64)
+    species, tables = species_tables(atoms.numbers, load_tables(), jnp.float64)
     s6, s8 = _coefficient_sums(jnp.asarray(positions), jnp.asarray(cell), species, _device(neighbours, jnp.float64),
                                tables, float(cn_cutoff), float(cn_cutoff))
     return float(s6), float(s8)
 
 
-def _species(numbers, tables: D3Tables, dtype):
+def species_tables(numbers, tables: D3Tables, dtype):
     """Atom species indices and the tables reduced to the elements present (smaller gathers)."""
     numbers = np.asarray(numbers)
     elements, species = np.unique(numbers, return_inverse=True)
@@ -379,7 +379,7 @@ def d3_energy(positions, cell, numbers, pairs: Neighbours, params: D3Params, *, 
     three-body term). Differentiable in ``positions`` and ``cell``; ``cutoff``/``cn_cutoff`` in Angstrom.
     """
     cn_cutoff = cutoff if cn_cutoff is None else cn_cutoff
-    species, tables = _species(numbers, load_tables(), dtype)
+    species, tables = species_tables(numbers, load_tables(), dtype)
     positions = jnp.asarray(positions, dtype=dtype)
     cell = jnp.zeros((3, 3), dtype) if cell is None else jnp.asarray(cell, dtype=dtype)
     return _energy(positions, cell, species, _device(pairs, dtype), _device(triplets, dtype), tables, params,
@@ -410,7 +410,7 @@ def d3_energy_forces_stress(atoms: Atoms, params: D3Params | str = B97_3C, cutof
     positions = atoms.get_positions()
     neighbours = build_neighbours(positions, cell, atoms.pbc, cutoff)
     triplets = build_triplets(positions, cell, neighbours, cn_cutoff) if abc else None
-    species, tables = _species(atoms.numbers, load_tables(), dtype)
+    species, tables = species_tables(atoms.numbers, load_tables(), dtype)
     energy, forces, virial = _energy_forces_virial(
         jnp.asarray(positions, dtype), jnp.zeros((3, 3), dtype) if cell is None else jnp.asarray(cell, dtype),
         species, _device(neighbours, dtype), _device(triplets, dtype), tables, params, float(cutoff),

@@ -33,10 +33,10 @@ from ilcampaign.engine.dispersion.jax_d3 import (
     D3_AUTOEV,
     DIST_EPS,
     D3Params,
-    _c6,
+    c6_coefficient,
     bj_pair,
     cn_damping,
-    _species,
+    species_tables,
     load_tables,
 )
 from ilcampaign.engine.dispersion.neighbours import Pairs, image_shifts
@@ -88,7 +88,7 @@ class D3Inputs(NamedTuple):
 
 def d3_inputs(term: D3Term, numbers: np.ndarray, cell: np.ndarray) -> D3Inputs:
     """The inputs for atoms ``numbers`` in ``cell`` (rows are lattice vectors, Angstrom)."""
-    species, tables = _species(numbers, load_tables(), jnp.dtype(term.dtype))
+    species, tables = species_tables(numbers, load_tables(), jnp.dtype(term.dtype))
     return D3Inputs(species, tables, jnp.asarray(image_shifts(np.asarray(cell, dtype=float), term.reach)))
 
 
@@ -110,7 +110,7 @@ def _c6_matrix(cn, species, c6ab):
     """C6 of every atom pair (N x N, symmetric) at coordination numbers ``cn``, from the upper triangle."""
     n = species.shape[0]
     upper_i, upper_j = np.triu_indices(n)
-    c6_upper = _c6(species[upper_i], species[upper_j], cn[upper_i], cn[upper_j], c6ab)
+    c6_upper = c6_coefficient(species[upper_i], species[upper_j], cn[upper_i], cn[upper_j], c6ab)
     return jnp.zeros((n, n), cn.dtype).at[upper_i, upper_j].set(c6_upper).at[upper_j, upper_i].set(c6_upper)
 
 

@@ -33,6 +33,13 @@ ZBL_LEARNING_RATE = 0.001  # the paper workflow's zbl_lr (initial_model.yaml)
 STATE_FILE = "training.json"  # in the work directory: the fingerprint and whether training finished
 LOCATED = ("directory", "train_data_path", "val_data_path")  # config entries that say where files lie
 
+#: apax's functions that ``resumable_fit`` and ``jitted_create_params`` fork: the SHA-256 of their
+#: source in apax 0.14.0 (pyproject pins it); tests/test_apax_fork.py fails when apax's differ
+FORKED_SOURCES = {
+    "apax.train.trainer.fit": "c49daade6f9971089ba39eddfefb4b01fcfc40d098b12d4a0416b850eb420acd",
+    "apax.train.checkpoints.create_params": "7c984dc388b3f66aac1d8f448c6a616d20fc646c4fec9fe58f95ae4da4a62182",
+}
+
 #: units of the quantities in apax's log.csv: energy and stress per structure (apax trains on
 #: stress times volume); losses are weighted sums of squared errors, taken as dimensionless
 CURVE_UNITS = {"energy": "eV", "forces": "eV/Angstrom", "stress": "eV"}

@@ -1,0 +1,96 @@
+"""What ``campaign run`` shows on the terminal: its own lines and progress only. Everything the
+science libraries print while steps run (TensorFlow and absl banners, apax and torch warnings,
+C-level output of worker processes) goes to ``<workdir>/campaign.log`` instead.
+
+The run's standard output and error are pointed at the log at the file-descriptor level, so
+worker processes started meanwhile inherit it too; the campaign's own messages go to a copy of the
+terminal's standard error taken before. Progress is a set of bars on a terminal and plain lines
+(a step's start, every tenth of its tasks, its end) when the output is a file or a pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+
+LOG = "campaign.log"
+
+
+@contextmanager
+def third_party_output_to_log(workdir: Path) -> Iterator[Console]:
+    """Point this process's standard output and error (and those of the processes it starts) at
+    ``<workdir>/campaign.log`` while the block runs; yields a console that still reaches the terminal."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = Console(file=os.fdopen(os.dup(2), "w", buffering=1, closefd=True), stderr=True)
+    log = os.open(workdir / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(log, f"\n=== campaign run, {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    logging.captureWarnings(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # every warning once per place, into the log
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.captureWarnings(False)
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+            terminal.file.close()
+
+
+@contextmanager
+def progress_display(console: Console) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback ``(step name, tasks done, tasks known)``: bars on a terminal, else plain lines."""
+    if console.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as bars:
+            ids: dict[str, int] = {}
+
+            def update(name: str, done: int, total: int) -> None:
+                if name not in ids:
+                    ids[name] = bars.add_task(name, total=total)
+                bars.update(ids[name], completed=done, total=total)
+
+            yield update
+        return
+    shown: dict[str, int] = {}  # step -> the tenth of its tasks last shown
+    started: dict[str, float] = {}
+
+    def line(name: str, done: int, total: int) -> None:
+        tenth = 10 * done // total if total else 0
+        if name not in shown:
+            started[name] = time.monotonic()
+            console.print(f"{name}: started, {done}/{total} task(s) done", markup=False, highlight=False)
+        elif done == total:
+            seconds = time.monotonic() - started[name]
+            console.print(f"{name}: {done}/{total} task(s) done, {seconds:.0f} s", markup=False, highlight=False)
+        elif tenth > shown[name]:
+            console.print(f"{name}: {done}/{total} task(s) done", markup=False, highlight=False)
+        shown[name] = tenth
+
+    yield line
