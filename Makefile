@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-packages demo test test-fast clean
+.PHONY: install system-packages demo docs test test-fast clean
 
 # CPU torch is pinned and installed first: letting a dependency pull `torch` fetches a CUDA build.
 $(STAMP): pyproject.toml
@@ -38,6 +38,10 @@ demo: install
 	$(VENV)/bin/campaign status specs/demo.yaml
 	$(VENV)/bin/campaign report specs/demo.yaml
 
+# The documentation site (site/); the tests build it too, with --strict
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # Two pytest workers, a test file per worker at a time: module fixtures are built once, and
 # the real-Slurm tests (one file) never start two clusters at once.
 test: system-packages install
@@ -47,4 +51,4 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 clean:
-	rm -rf campaigns .pytest_cache
+	rm -rf campaigns .pytest_cache site

@@ -1,4 +1,4 @@
-"""``python -m campaign`` is the ``campaign`` command."""
+"""``python -m ilcampaign.campaign`` is the ``campaign`` command."""
 
 from ilcampaign.campaign.cli import app
 

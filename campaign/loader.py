@@ -247,13 +247,14 @@ def _resolve(loc: Loc) -> tuple[Loc, type[BaseModel] | None, type[BaseModel] | N
     variants: dict[Any, type[BaseModel]] = {}
     item = False  # the next part is a list index or a mapping key
     for part in loc:
+        if isinstance(part, int) or item:  # a list index or a mapping's key (which may equal a tag)
+            kept.append(part)
+            item = False
+            continue
         if part in variants:  # the tag right after a discriminated-union field
             model, variants = variants[part], {}
             continue
         kept.append(part)
-        if isinstance(part, int) or item:
-            item = False
-            continue
         owner = model
         field = model.model_fields.get(part) if model else None
         item = field is not None and get_origin(field.annotation) is dict

@@ -102,10 +102,10 @@ def trained(tmp_path_factory) -> Path:
 
 
 def campaign_cmd(*args: str | os.PathLike[str]) -> list[str]:
-    return [sys.executable, "-m", "campaign", *map(str, args)]
+    return [sys.executable, "-m", "ilcampaign.campaign", *map(str, args)]
 
 
 def run_cli(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``campaign ARGS`` in a subprocess; returns the completed process (text output)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200")
+    env = dict(os.environ, COLUMNS="200")
     return subprocess.run(campaign_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
