@@ -40,7 +40,7 @@ demo: install
 
 # The documentation site (site/); the tests build it too, with --strict
 docs: install
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # Two pytest workers, a test file per worker at a time: module fixtures are built once, and
 # the real-Slurm tests (one file) never start two clusters at once.

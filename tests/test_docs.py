@@ -44,8 +44,8 @@ def test_readme_is_short_and_shows_the_two_commands():
 
 
 def test_the_site_builds_without_a_warning(tmp_path):
-    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mkdocs"), "build", "--strict",
-                             "--site-dir", str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=ROOT, capture_output=True, text=True,
                             env=dict(os.environ, NO_MKDOCS_2_WARNING="1"), timeout=600)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "reference" / "spec" / "index.html").exists()
