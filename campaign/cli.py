@@ -48,22 +48,21 @@ def _workdir(spec, workdir: Path | None) -> Path:
 
 
 def _graph(spec, path: Path):
-    """The spec's step graph; problems only the graph shows are located in the spec file (errors
-    exit with code 2, warnings are printed)."""
+    """The spec's step graph; problems only files or the graph show are located in the spec file
+    (errors exit with code 2, warnings are printed)."""
     from ilcampaign.campaign.loader import locate
     from ilcampaign.engine.graph import build_graph
-    from ilcampaign.engine.graph.checks import graph_problems
+    from ilcampaign.engine.graph.checks import file_problems, graph_problems
 
     base = path.resolve().parent
-    try:
+    problems = file_problems(spec, base)
+    if not problems:
         nodes = build_graph(spec, base=base)
-    except FileNotFoundError as exc:
-        err.print(f"{path}: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    problems = locate(path, [*spec.problems(), *graph_problems(spec, nodes, base)])
-    for problem in problems:
+        problems = [*spec.problems(), *graph_problems(spec, nodes, base)]
+    located = locate(path, problems)
+    for problem in located:
         print(problem.format(), file=sys.stderr)
-    if any(not problem.warning for problem in problems):
+    if any(not problem.warning for problem in located):
         raise typer.Exit(2)
     return nodes
 

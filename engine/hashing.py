@@ -3,7 +3,8 @@
 Nothing else goes in: no timestamps, paths or package versions, so the same spec gives the same
 keys on any machine. Canonical means key order ignored, floats rounded to 12 significant digits
 with integral values written as integers (``800`` and ``800.0`` agree), and fields marked
-``hashed: False`` (executables, thread counts) left out. A spec section a step holds with
+``hashed: False`` (executables, thread counts) left out, as are fields added later
+(``added_option``) while they hold their default. A spec section a step holds with
 ``hashed_as_fields`` hashes as if its fields were the step's own.
 """
 
@@ -39,6 +40,9 @@ def canonical(value: Any) -> Any:
             if "hashed_as_fields" in extra:
                 section = canonical(getattr(value, name))
                 fields |= {key: item for key, item in section.items() if key not in extra["hashed_as_fields"]}
+            elif extra.get("hashed") == "unless default":
+                if getattr(value, name) != field.default:
+                    fields[name] = canonical(getattr(value, name))
             elif is_hashed(cls, name):
                 fields[name] = canonical(getattr(value, name))
         return fields

@@ -165,7 +165,7 @@ def register_figure(*kinds: str) -> Callable[[Callable], Callable]:
 # ---------------------------------------------------------------------- Fig. 1
 @register_figure("model_errors")
 def fig1_parity(view: Any) -> list[Plot | Missing]:
-    """Fig. 1: energy per atom and force parity of the last models on held-out test frames."""
+    """Fig. 1: energy per atom and force parity of the last models on the frames model_errors scored."""
     return _per_analysis(view, "model_errors", "fig1_parity", "Fig. 1: energy and force parity", _parity)
 
 
@@ -201,13 +201,13 @@ def _parity(view: Any, name: str) -> Built:
                    ylabel=_label("predicted F", ds["force_reference"]), label=f"force {model}")
         bottom.legend(markerscale=2, handletextpad=0.1, loc="upper left")
         per_element = ", ".join(f"{e} {_g(float(v))}" for e, v in zip(elements, ds["force_mae_per_element"].values))
-        notes.append(f"{model} ({int(ds['n_frames'])} frames): energy MAE {_g(float(ds['energy_mae_per_atom']))}, "
+        notes.append(f"{model} ({int(ds['n_frames'])} {ds.attrs.get('split', 'test')} frames): energy MAE {_g(float(ds['energy_mae_per_atom']))}, "
                      f"RMSE {_g(float(ds['energy_rmse_per_atom']))} {_unit(ds['energy_mae_per_atom'])}; "
                      f"force MAE {_g(float(ds['force_mae']))}, RMSE {_g(float(ds['force_rmse']))} "
                      f"{_unit(ds['force_mae'])}; force MAE per element {per_element} {_unit(ds['force_mae'])}")
     shown = f" Earlier models not shown: {', '.join(omitted)}." if omitted else ""
     text = ("Predicted (ensemble mean) against reference energy per atom (top) and force components "
-            f"(bottom) on held-out test frames. {'. '.join(notes)}.{shown}")
+            f"(bottom) on labelled frames of each model's dataset. {'. '.join(notes)}.{shown}")
     return fig, text, data
 
 

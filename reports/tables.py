@@ -134,8 +134,9 @@ ERROR_METRICS = (("energy", "energy_{}_per_atom", "energy_{}", "meV/atom", 1000.
 
 
 def model_errors(view: CampaignView) -> TableData:
-    """Energy, force and stress MAE / RMSE of every model on the held-out test set, with
-    per-element force MAE; where no model_errors analysis ran, the training validation errors."""
+    """Energy, force and stress MAE / RMSE of every model on the split its model_errors analysis
+    scored (the held-out test set by default), with per-element force MAE; where no model_errors
+    analysis ran, the training validation errors."""
     elements: list[str] = []
     rows: list[tuple[str, str, dict[str, float], dict[str, float]]] = []
     for name in view.names(kind="model_errors"):
@@ -147,9 +148,9 @@ def model_errors(view: CampaignView) -> TableData:
                       for m in ("mae", "rmse") if stem.format(m) in ds}
             per_element = dict(zip(map(str, ds["element"].values), map(float, ds["force_mae_per_element"].values)))
             elements += [e for e in per_element if e not in elements]
-            rows.append((ds.attrs.get("model", filename[7:-3]), f"test ({int(ds['n_frames'])} frames)", values,
-                         per_element))
-    source = "the model_errors analysis on the held-out test set"
+            rows.append((ds.attrs.get("model", filename[7:-3]), f"{ds.attrs.get('split', 'test')} "
+                         f"({int(ds['n_frames'])} frames)", values, per_element))
+    source = "the model_errors analysis (the set column names the split it scored)"
     if not rows:
         source = "the validation set of each training (no model_errors analysis has finished)"
         for name in view.names(kind="train"):

@@ -176,7 +176,7 @@ def test_diffusion_fits_and_says_what_is_missing(produced):
 def test_model_errors_and_inference_cost(produced):
     _, archive, nodes = produced
     errors = archive.record(nodes["analysis.errors"].key)["summary"]["models"][0]
-    assert errors["model"] == "initial" and errors["n_test"] == 1 and errors["force_mae"] > 0
+    assert errors["model"] == "initial" and errors["split"] == "test" and errors["n_frames"] == 1 and errors["force_mae"] > 0
     cost = read_dataset(archive.output(nodes["analysis.cost"].key, "cost.initial.nc"))
     assert list(cost["n_atoms"].values) == [30, 60]
     assert np.isfinite(cost["time_per_step"].values).all()

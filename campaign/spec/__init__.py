@@ -17,7 +17,7 @@ from ilcampaign.campaign.spec.analyses.dihedrals import DihedralsSettings
 from ilcampaign.campaign.spec.analyses.inference_cost import InferenceCostSettings
 from ilcampaign.campaign.spec.analyses.model_errors import ModelErrorsSettings
 from ilcampaign.campaign.spec.analyses.rdf import RDFSettings
-from ilcampaign.campaign.spec.base import Problem, Section, brief, deep_merge, not_hashed, with_overrides
+from ilcampaign.campaign.spec.base import Problem, Section, added_option, brief, deep_merge, not_hashed, with_overrides
 from ilcampaign.campaign.spec.campaign_info import Author, CampaignInfo
 from ilcampaign.campaign.spec.campaign_spec import CampaignSpec, FinalStage, Stage
 from ilcampaign.campaign.spec.checkpoints import Checkpoints
@@ -55,5 +55,5 @@ __all__ = [
     "ParslExecution", "Planned", "Problem", "Production", "ProductionRun", "RDFSettings", "Reference",
     "ReferenceData", "Relabel", "RunAnalysisSettings", "SCF", "Sampler", "SamplerSettings", "Section", "Selection",
     "Site", "Stage", "Start", "System", "TemperatureGuard", "TemperatureRamp", "VolumeScanSettings", "XTB",
-    "brief", "deep_merge", "dispersion", "expand", "formal_charge", "not_hashed", "with_overrides",
+    "added_option", "brief", "deep_merge", "dispersion", "expand", "formal_charge", "not_hashed", "with_overrides",
 ]

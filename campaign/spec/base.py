@@ -23,6 +23,12 @@ def not_hashed(**kwargs: Any) -> Any:
     return Field(json_schema_extra={"hashed": False}, **kwargs)
 
 
+def added_option(default: Any, **kwargs: Any) -> Any:
+    """A field added to a section whose default does what the section did before it: hashed only
+    when it differs from the default, so the keys of existing specs stay as they were."""
+    return Field(default=default, json_schema_extra={"hashed": "unless default"}, **kwargs)
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Recursively merge ``override`` into a copy of ``base`` (dicts merge, other values replace)."""
     merged = dict(base)

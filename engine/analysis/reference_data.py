@@ -41,10 +41,21 @@ class ReferenceTable(BaseModel):
         return [row for row in self.rows if abs(row.temperature_K - temperature) <= SAME_TEMPERATURE_K]
 
 
+def reference_path(entry: Any, base: Path) -> Path:
+    """Where a references entry's CSV file is: shipped with ilcampaign, or relative to ``base``."""
+    if entry.shipped is not None:
+        from importlib.resources import files
+
+        from ilcampaign.campaign.spec.reference_data import SHIPPED
+
+        return Path(str(files(SHIPPED) / entry.shipped))
+    return (base / entry.file).resolve()
+
+
 def load_reference(name: str, entry: Any, base: Path) -> ReferenceTable:
     """The spec's references entry ``name`` (a ilcampaign.campaign.spec.ReferenceData) read from its CSV file;
     ValueError naming the file, row and column for a missing column or a bad number."""
-    path = (base / entry.file).resolve()
+    path = reference_path(entry, base)
     if not path.is_file():
         raise ValueError(f"references.{name}: no file {path}")
     rows = []

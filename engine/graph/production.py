@@ -39,8 +39,9 @@ def temperature_label(temperature: float) -> str:
 
 
 def production_nodes(spec: CampaignSpec, base: Path) -> list[Node]:
-    """Every production grid point: pack (per size), optimise (per model and size), compress and
-    NVT-equilibrate if asked (per temperature), then the run."""
+    """Every production grid point: pack (per size), optimise (per model and size), then per
+    temperature, from that optimised box, compress and NVT-equilibrate if asked, then the run (the
+    temperatures of a size run side by side, none waits for another)."""
     nodes: list[Node] = []
     for run_name, run in spec.production.runs.items():
         group = f"production {run_name}"
@@ -48,12 +49,13 @@ def production_nodes(spec: CampaignSpec, base: Path) -> list[Node]:
             pack = f"production.{run_name}.{pairs}.pack"
             nodes.append(Node(pack, _pack(spec, run, pairs, _seed(spec, pack), base), inputs={"molecules": "molecules"}, group=group))
             for model in spec.resolve_models(run.models):
-                start = pack
+                box = pack
                 if run.box.optimise is not None:
-                    start = f"production.{run_name}.{model}.{pairs}.optimise"
-                    nodes.append(Node(start, _optimise(spec, run), inputs={"model": model_node(model), "start": pack},
+                    box = f"production.{run_name}.{model}.{pairs}.optimise"
+                    nodes.append(Node(box, _optimise(spec, run), inputs={"model": model_node(model), "start": pack},
                                       group=group))
                 for temperature in run.temperatures:
+                    start = box  # each temperature from the size's packed (optimised) box, not another's
                     point = f"production.{run_name}.{model}.{temperature_label(temperature)}.{pairs}"
                     for phase, sampler in _preparation(spec, run, pairs, temperature, base):
                         nodes.append(Node(f"{point}.{phase}", _md(spec, run, sampler, _seed(spec, f"{point}.{phase}")),

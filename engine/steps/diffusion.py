@@ -116,7 +116,9 @@ class DiffusionStep(RunAnalysisStep):
             sizes = sorted({facts[n].ion_pairs for n in group})
             for j, site in enumerate(self.settings.sites):
                 entry = {"model": model, "temperature_K": temperature, "site": site.label(), "ion_pairs": sizes}
-                if len(sizes) < MIN_POINTS:
+                if not self.settings.finite_size_correction:
+                    entry.update(available=False, reason="finite_size_correction: false in the spec")
+                elif len(sizes) < MIN_POINTS:
                     entry.update(available=False, reason=f"{len(sizes)} system size(s); the extrapolation needs "
                                                          f"{MIN_POINTS} for a confidence interval")
                 else:

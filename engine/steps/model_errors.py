@@ -1,5 +1,6 @@
-"""``model_errors``: each named model on the held-out test split of the dataset it was trained on
-(energy, force, stress MAE/RMSE, per-element force errors, parity data), one task per model."""
+"""``model_errors``: each named model on one split of the dataset it was trained on (the held-out
+test frames by default; energy, force, stress MAE/RMSE, per-element force errors, parity data), one
+task per model. A split with no frames is found at ``campaign validate`` (engine.graph.checks)."""
 
 from __future__ import annotations
 
@@ -31,18 +32,19 @@ class ModelErrorsStep(ModelAnalysisStep):
         from ilcampaign.archive.arrays import write_dataset
         from ilcampaign.engine.analysis.model_errors import model_errors
 
-        frames = [f for f in ctx.input_frames(f"data{task_id}") if f.info.get("split") == "test"]
+        split = self.settings.split
+        frames = [f for f in ctx.input_frames(f"data{task_id}") if f.info.get("split") == split]
         name = self.models[int(task_id)]
         if not frames:
-            raise StepFailed(f"model {name}: its dataset holds no test frames; hold some out with "
-                             "initial_split.n_test")
+            raise StepFailed(f"model {name}: its dataset holds no {split} frames")
         ds = model_errors(ctx.model_dir(f"model{task_id}"), frames, cache_dir=ctx.jax_cache)
-        ds.attrs.update(model=name, model_step=ctx.inputs[f"model{task_id}"], data_step=ctx.inputs[f"data{task_id}"])
+        ds.attrs.update(model=name, split=split, model_step=ctx.inputs[f"model{task_id}"],
+                        data_step=ctx.inputs[f"data{task_id}"])
         write_dataset(ctx.archive.task_file(ctx.key, task_id, ".nc"), ds)
-        return TaskResult(summary={"model": name, "n_test": len(frames), **{k: float(ds[k]) for k in SUMMARY},
+        return TaskResult(summary={"model": name, "split": split, "n_frames": len(frames), **{k: float(ds[k]) for k in SUMMARY},
                                    "units": {k: ds[k].attrs["units"] for k in SUMMARY}})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         outputs, summary = super().finish(ctx)
-        headline = {f"{row['model']}.test_force_mae_eV_A": row["force_mae"] for row in summary["models"]}
+        headline = {f"{row['model']}.{row['split']}_force_mae_eV_A": row["force_mae"] for row in summary["models"]}
         return outputs, {**headline, **summary}

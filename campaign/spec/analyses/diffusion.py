@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ilcampaign.campaign.spec.analyses.common import RunAnalysisSettings, Site
+from ilcampaign.campaign.spec.base import added_option
 from ilcampaign.campaign.spec.registry import ANALYSES
 
 
@@ -21,6 +22,9 @@ class DiffusionSettings(RunAnalysisSettings):
     window: tuple[float, float] = Field(default=(0.2, 0.8), description="fit window as fractions of a time block's length")
     blocks: int = Field(default=5, ge=2, description="independent time blocks for the uncertainty")
     viscosity: float | None = Field(default=None, gt=0, description="Pa s, for the analytic Yeh-Hummer correction")
+    finite_size_correction: bool = added_option(True, description=(
+        "extrapolate D to an infinite box over the system sizes run at each temperature (Yeh-Hummer; needs 3 "
+        "sizes, `campaign validate` warns where there are fewer); false: report the finite boxes' D only"))
     reference: str | None = Field(default=None, description="a references entry of D(T) data")
 
     @model_validator(mode="after")
