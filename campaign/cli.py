@@ -59,7 +59,7 @@ def _graph(spec, path: Path):
     if not problems:
         nodes = build_graph(spec, base=base)
         problems = [*spec.problems(), *graph_problems(spec, nodes, base)]
-    located = locate(path, problems)
+    located = locate(path, problems) if problems else []
     for problem in located:
         print(problem.format(), file=sys.stderr)
     if any(not problem.warning for problem in located):

@@ -124,7 +124,8 @@ def inherit_iterations(items: Any) -> Any:
                 inherited["samplers"] = {name: {k: v for k, v in s.items() if k != "start"} if isinstance(s, dict) else s
                                          for name, s in samplers.items()}
             item = deep_merge(inherited, item)
-            item["samplers"] = {k: v for k, v in (item.get("samplers") or {}).items() if v is not None}
+            if isinstance(item.get("samplers"), dict):  # anything else is reported by validation
+                item["samplers"] = {k: v for k, v in item["samplers"].items() if v is not None}
         merged.append(item)
         base = item
     return merged
