@@ -260,6 +260,76 @@ def run(
     _print_status(directory, nodes)
 
 
+@app.command()
+def rehearse(
+    spec: SpecArg,
+    workdir: Annotated[Path | None, typer.Option(
+        "--workdir", "-w", help="work directory [default: ./campaigns/<campaign.name>-rehearsal]")] = None,
+    pairs: Annotated[int, typer.Option(help="formula units of the rehearsal's system box")] = 2,
+    workers: Annotated[int, typer.Option(help="parallel local worker processes")] = 2,
+    parsl: Annotated[Path | None, typer.Option(
+        help="a Parsl configuration: flag tasks of the real campaign longer than its executors' walltime "
+             "[default: the spec's execution.config]")] = None,
+) -> None:
+    """Run the spec's whole step graph in miniature (a few ion pairs, short runs, tiny models, a fast
+    stand-in reference with the real one's dispersion), then its report: every step kind and wiring
+    runs as in `campaign run`, in minutes. Writes rehearsal.md and rehearsal.json (what was scaled,
+    each step's outcome, what the guards did); exit 1 if a step failed."""
+    import time
+
+    from ilcampaign.campaign.rehearsal.forecast import fit, forecast, markdown, measured_times, plan
+    from ilcampaign.campaign.rehearsal.outcome import counterparts, outcomes, write
+    from ilcampaign.campaign.rehearsal.scale import miniature
+    from ilcampaign.campaign.terminal import progress_display, third_party_output_to_log
+    from ilcampaign.engine.graph import build_graph
+    from ilcampaign.engine.graph.manifest import campaign_manifest
+    from ilcampaign.engine.run.runner import GraphFailed, LockedError, run_graph
+    from ilcampaign.engine.step import StepFailed
+
+    loaded = _load(spec)
+    real = _graph(loaded, spec)  # the full-scale checks come first
+    small = miniature(loaded, pairs)
+    nodes = build_graph(small.spec, base=spec.resolve().parent)
+    mapping = counterparts(real, nodes, small)
+    directory = _workdir(small.spec, workdir)
+    failures: dict[str, str] = {}
+    blocked: set[str] = set()
+    started = time.perf_counter()
+    with third_party_output_to_log(directory) as terminal:
+        terminal.print(f"rehearsing {len(real)} steps on {small.pairs} formula units in {directory}", markup=False)
+        try:
+            with progress_display(terminal) as progress:
+                run_graph(nodes, directory, workers, progress, campaign_manifest(small.spec, spec, nodes))
+        except LockedError as exc:
+            terminal.print(f"refused: {exc}", markup=False)
+            raise typer.Exit(3) from None
+        except GraphFailed as exc:
+            failures = {name: str(failure) for name, failure in exc.failures}
+            blocked = set(exc.blocked)
+        except StepFailed as exc:
+            failures = {next(n.name for n in nodes if not _archive(directory).is_done(n.key)): str(exc)}
+    steps = outcomes(real, nodes, mapping, _archive(directory), failures, blocked)
+    lines = fit(plan(small.spec, nodes), measured_times(_archive(directory), nodes))
+    if parsl is None and loaded.execution.kind == "parsl":
+        parsl = spec.resolve().parent / loaded.execution.config
+    projected = forecast(loaded, real, lines, parsl=parsl)
+    _, written = write(directory, small, steps, time.perf_counter() - started, projected)
+    from ilcampaign.reports.render import write_report
+    from ilcampaign.reports.view import CampaignView
+
+    write_report(CampaignView(_archive(directory), _archive(directory).manifest()), directory / "report_cache",
+                 directory / "report.html")
+    done = sum(step.state == "done" for step in steps)
+    for step in steps:
+        if step.state != "done":
+            err.print(f"{step.name}: {step.state}{': ' + step.message if step.message else ''}", markup=False)
+    out.print(markdown(projected), markup=False, highlight=False)
+    out.print(f"rehearsal: {done} of {len(steps)} steps done in {time.perf_counter() - started:.0f} s; "
+              f"{written}, {directory / 'report.html'}", markup=False)
+    if done < len(steps):
+        raise typer.Exit(1)
+
+
 def _executor(spec, spec_path: Path, directory: Path, workers: int | None, parsl: Path | None, terminal: Console):
     """(workers, executor) for a run: ``--parsl`` or the spec's ``execution: {kind: parsl}`` gives
     a Parsl executor (its config read relative to the spec); else local processes (executor None),

@@ -27,6 +27,23 @@ TASK_RESOURCES = {"cores": 1, "mpi_ranks": 1, "gpus": 0, "memory_gb": None, "wal
 GPU_TASK = {**TASK_RESOURCES, "gpus": 1}  # JAX training and MD: one GPU where the executor has one
 
 
+@dataclass(frozen=True)
+class WorkFacts:
+    """What a step's work depends on beyond its own parameters, as the graph knows it before a run:
+    the atoms of the structures it works on and the frames it reads (labels, datasets)."""
+
+    atoms: int
+    frames: int | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """How much a step does, in its kind's unit (``campaign rehearse`` projects time from it)."""
+
+    unit: str
+    amount: float
+
+
 class StepFailed(Exception):
     """A step cannot finish as its spec demands (e.g. too many failed reference calculations)."""
 
@@ -154,6 +171,11 @@ class Step(BaseModel):
     def expected_tasks(self) -> int:
         """How many tasks the step will have if it runs to the end (for progress bars; 0: unknown)."""
         return 0
+
+    def work(self, facts: WorkFacts) -> Work:
+        """How much the step will do at most (MD steps x atoms, reference calls, epochs x frames,
+        ...); by default the step itself is the unit."""
+        return Work("steps", 1)
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         """Assemble the finished tasks into outputs in ``ctx.out_dir``: (output files, summary)."""

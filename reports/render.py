@@ -108,7 +108,7 @@ def report_tables(view: CampaignView) -> list[tables.TableData]:
 
 def render_html(view: CampaignView, cache: Path, generated: str | None = None) -> str:
     """The report as one HTML string: figures inline as SVG, no external resources."""
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("ilcampaign.reports", "templates"),
                                      autoescape=jinja2.select_autoescape(["html", "j2"]),
                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     environment.filters["cell"] = tables.cell_text

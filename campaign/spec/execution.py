@@ -22,12 +22,26 @@ class Resources(Section):
     walltime_h: float | None = Field(default=None, gt=0, description="longest expected task in hours (recorded)")
 
 
+class Estimates(Section):
+    """What work costs where the real campaign runs, for the forecast of ``campaign rehearse``
+    (measure them with a few real calculations and benchmarks/md_speed.py on the target machine)."""
+
+    reference_call_core_hours: float | None = Field(
+        default=None, gt=0, description="core-hours of one reference calculation on the system's box")
+    md_atom_steps_per_gpu_second: float | None = Field(
+        default=None, gt=0, description="MD steps x atoms per GPU-second of the real model (e.g. 240 atoms at "
+                                        "20 steps/s: 4800)")
+    epoch_frames_per_gpu_second: float | None = Field(
+        default=None, gt=0, description="training epochs x frames per GPU-second of the real model")
+
+
 class LocalExecution(Section):
     """Worker processes on this machine; independent steps run at the same time up to ``workers``."""
 
     kind: Literal["local"] = "local"
     workers: int = Field(default=1, ge=1, description="parallel worker processes (1: one task, one step at a time)")
     resources: dict[str, Resources] = Field(default_factory=dict, description="per step kind (as `campaign plan` lists them), over its defaults")
+    estimates: Estimates = Field(default_factory=Estimates)
 
 
 class ParslExecution(Section):
@@ -37,6 +51,7 @@ class ParslExecution(Section):
     kind: Literal["parsl"]
     config: str = Field(description="Parsl configuration file (YAML or .py), relative to the spec's folder")
     resources: dict[str, Resources] = Field(default_factory=dict, description="per step kind (as `campaign plan` lists them), over its defaults")
+    estimates: Estimates = Field(default_factory=Estimates)
 
 
 Execution = Annotated[Union[LocalExecution, ParslExecution], Field(discriminator="kind")]

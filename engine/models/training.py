@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from ilcampaign.campaign.spec import ApaxModel, deep_merge
-from ilcampaign.engine.models.apax import apax_contained, load_calculator
+from ilcampaign.engine.models.apax import apax_contained, enable_compilation_cache, load_calculator
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -121,7 +121,8 @@ def apax_config(model: ApaxModel, *, train_path: Path, valid_path: Path, directo
 
 
 def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms], workdir: Path, *,
-          checkpoint_every: int, on_event: Callable[..., None] | None = None) -> TrainResult:
+          checkpoint_every: int, on_event: Callable[..., None] | None = None,
+          cache_dir: Path | None = None) -> TrainResult:
     """Train ``model`` on ``train_frames`` in-process; metrics of its (mean) prediction on ``valid_frames``.
 
     Frames need energy, forces and stress in their (SinglePoint) calculator. ``workdir`` is kept
@@ -130,7 +131,8 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
     else there is discarded. ``on_event(name, **fields)`` hears ``("resumed", epoch=n)`` and
     ``("checkpoint", epoch=n)``, n the epochs done, then ``"fitted"`` and ``"validated"`` (where
     the time goes). Once trained, only what inference needs is kept: the newest ``best``
-    checkpoint (no optimiser state).
+    checkpoint (no optimiser state). ``cache_dir``: JAX's persistent compilation cache (trainings
+    of one model shape reuse their compiled steps; results do not depend on it).
     """
     import shutil
 
@@ -138,6 +140,8 @@ def train(model: ApaxModel, train_frames: list[Atoms], valid_frames: list[Atoms]
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    if cache_dir is not None:
+        enable_compilation_cache(cache_dir)
     paths = workdir / "train.extxyz", workdir / "valid.extxyz"
     for path, frames in zip(paths, (train_frames, valid_frames)):
         _write_labelled(path, frames)

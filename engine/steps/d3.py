@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from ilcampaign.campaign.spec import DispersionCorrection
-from ilcampaign.engine.step import FRAMES, Step, StepContext, TaskResult, register
+from ilcampaign.engine.step import FRAMES, Step, StepContext, TaskResult, Work, WorkFacts, register
 
 CHUNK = 50
 
@@ -30,6 +30,9 @@ class D3Step(Step):
 
         n = count_frames(ctx.archive.output(ctx.inputs["frames"], FRAMES))
         return [f"{start:06d}" for start in range(0, n, CHUNK)]
+
+    def work(self, facts: WorkFacts) -> Work:
+        return Work("frames x atoms", (facts.frames or 0) * facts.atoms)
 
     def tasks(self, ctx: StepContext) -> list[str]:
         done = ctx.done_tasks()

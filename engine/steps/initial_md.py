@@ -13,7 +13,7 @@ from pydantic import Field
 
 from ilcampaign.campaign.spec import CampaignSpec, InitialMD, MDSettings, Reference, TemperatureGuard, not_hashed
 from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, Work, WorkFacts, register
 from ilcampaign.engine.steps.sampling import GuardedStep
 
 
@@ -49,6 +49,9 @@ class InitialMDStep(GuardedStep):
 
     def expected_tasks(self) -> int:
         return -(-self.settings.n_steps // self.checkpoint_every)
+
+    def work(self, facts: WorkFacts) -> Work:
+        return Work("reference calls", self.settings.n_steps)  # one per MD step
 
     def tasks(self, ctx: StepContext) -> list[str]:
         return next_chunk(ctx.done_tasks(), self.settings.n_steps, self.checkpoint_every)

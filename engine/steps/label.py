@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ilcampaign.campaign.spec import Failures, Reference, not_hashed
-from ilcampaign.engine.step import FRAMES, TASK_RESOURCES, Step, StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.step import FRAMES, TASK_RESOURCES, Step, StepContext, StepFailed, TaskResult, Work, WorkFacts, register
 
 
 def _task(index: int, level: int) -> str:
@@ -57,6 +57,9 @@ class LabelStep(Step):
             max_force=max_force,
             max_failed_fraction=failures.max_failed_fraction,
         )
+
+    def work(self, facts: WorkFacts) -> Work:
+        return Work("reference calls", facts.frames or 0)
 
     def _indices(self, ctx: StepContext) -> list[int]:
         """The input frames to label: all, or those of the wanted splits."""

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ilcampaign.campaign.spec import CampaignSpec, DispersionCorrection, MDSettings, Start, TemperatureGuard, not_hashed
 from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, register
+from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, Work, WorkFacts, register
 from ilcampaign.engine.steps.sampling import (
     ENDS,
     GuardedStep,
@@ -81,6 +81,9 @@ class MDStep(GuardedStep, SamplerStep):
 
     def expected_tasks(self) -> int:
         return -(-self.sampler.n_steps // self.checkpoint_every)
+
+    def work(self, facts: WorkFacts) -> Work:
+        return Work("MD steps x atoms", self.sampler.n_steps * facts.atoms)
 
     def task_resources(self) -> dict[str, Any]:
         return dict(GPU_TASK)

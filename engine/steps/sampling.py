@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ilcampaign.campaign.spec import Contacts, Optimiser, Start, not_hashed
 from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
-from ilcampaign.engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult
+from ilcampaign.engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult, Work, WorkFacts
 
 if TYPE_CHECKING:
     from ilcampaign.campaign.spec import CampaignSpec, SamplerSettings
@@ -122,6 +122,15 @@ class OptimisingStep(GuardedStep, SamplerStep):
     @classmethod
     def from_sampler(cls, spec: CampaignSpec, settings: SamplerSettings, seed: int) -> OptimisingStep:
         return cls(settings=settings, checkpoint_every=spec.checkpoints.optimisation_steps, **guard_fields(spec))
+
+    def expected_tasks(self) -> int:
+        settings = self.optimiser()
+        return 0 if settings is None else self.start().count * -(-settings.max_steps // self.checkpoint_every)
+
+    def work(self, facts: WorkFacts) -> Work:
+        settings = self.optimiser()
+        steps = settings.max_steps if settings is not None else 0
+        return Work("optimiser steps x atoms", steps * self.start().count * facts.atoms)
 
     def optimiser(self) -> Optimiser | None:
         """The optimiser settings, or None to skip optimising."""

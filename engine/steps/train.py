@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ilcampaign.campaign.spec import ApaxModel, not_hashed
-from ilcampaign.engine.step import GPU_TASK, SingleTaskStep, StepContext, TaskResult, register
+from ilcampaign.engine.step import GPU_TASK, SingleTaskStep, StepContext, TaskResult, Work, WorkFacts, register
 
 METRIC_UNITS = {"energy": "eV/atom", "forces": "eV/Angstrom", "stress": "eV/Angstrom^3"}
 
@@ -29,6 +29,10 @@ class TrainStep(SingleTaskStep):
     model: ApaxModel
     checkpoint_every: int = not_hashed(default=10, ge=1, description="epochs between checkpoints")
 
+    def work(self, facts: WorkFacts) -> Work:
+        members = self.model.ensemble.n_members if self.model.ensemble and self.model.ensemble.kind == "full" else 1
+        return Work("epochs x frames", self.model.epochs * (facts.frames or 0) * members)
+
     def task_resources(self) -> dict[str, Any]:
         return dict(GPU_TASK)
 
@@ -44,7 +48,8 @@ class TrainStep(SingleTaskStep):
         training = [f for f in frames if f.info.get("split") == "train"]
         validation = [f for f in frames if f.info.get("split") == "valid"]
         result = train(self.model, training, validation, ctx.checkpoint_dir(task_id),
-                       checkpoint_every=self.checkpoint_every, on_event=partial(ctx.journal, task=task_id))
+                       checkpoint_every=self.checkpoint_every, on_event=partial(ctx.journal, task=task_id),
+                       cache_dir=ctx.jax_cache)
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         pack(result.model_dir, ctx.scratch / "model.tar")
         digest = ctx.archive.put_blob(ctx.scratch / "model.tar")

@@ -1,0 +1,250 @@
+"""The cost of a campaign projected from a rehearsal of it.
+
+Each step says how much it will do in its kind's unit (``Step.work``: MD steps x atoms, reference
+calls, epochs x frames, optimiser steps x atoms, ...), from its parameters and what the graph knows
+before a run: the atoms of the structures it works on (from the packed boxes they come from) and
+the frames it labels or trains on (from the schedule's counts). The rehearsal measured how long
+each of its steps took; per step kind a line through those times, wall = a x tasks + b x work
+(least squares, a and b >= 0: a is what a task costs whatever it does, b what a unit costs),
+projects the time of the same kind of step at another size. At the real campaign's size the
+machine, the model and the reference differ from the rehearsal's, so the forecast gives the work
+itself, and core- and GPU-hours where ``execution.estimates`` says what a reference call, an MD
+step and a training epoch cost there; tasks longer than the walltime of the executor they would
+run on (a Parsl configuration) are flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ilcampaign.campaign.spec import CampaignSpec
+from ilcampaign.engine.step import WorkFacts
+
+
+@dataclass
+class Planned:
+    """One step's work as the graph plans it."""
+
+    name: str
+    kind: str
+    unit: str
+    work: float
+    tasks: int
+
+
+@dataclass
+class KindForecast:
+    """One step kind over a whole campaign."""
+
+    kind: str
+    unit: str
+    steps: int
+    tasks: int
+    work: float
+    wall_s: float | None = None  # at the rehearsal's speed (its machine, tiny models, the stand-in)
+    core_hours: float | None = None
+    gpu_hours: float | None = None
+    measured_s: float | None = None  # where this is a rehearsal: what it took
+    flags: list[str] = field(default_factory=list)
+
+
+def atoms_per_step(nodes: list) -> dict[str, int]:
+    """Atoms of the structures each step works on: a packed box's, carried along the inputs that
+    hold structures (the start, the frames, the dataset); the system box's where none does."""
+    by_name = {node.name: node for node in nodes}
+    atoms: dict[str, int] = {}
+
+    def of(name: str) -> int:
+        if name not in atoms:
+            node = by_name[name]
+            ions = getattr(node.step, "ions", None)
+            if node.step.kind == "pack":
+                from ilcampaign.engine.structures.guards import template
+
+                atoms[name] = sum(ion.count * len(template(ion.smiles).symbols) for ion in ions)
+            else:
+                sources = [node.inputs[slot] for slot in ("start", "structure", "frames", "data", "new", "train")
+                           if slot in node.inputs]
+                atoms[name] = of(sources[0]) if sources else of("pack")
+        return atoms[name]
+
+    for node in nodes:
+        if node.name != "molecules":
+            of(node.name)
+    atoms["molecules"] = 0
+    return atoms
+
+
+def frames_per_step(spec: CampaignSpec) -> dict[str, int]:
+    """Frames each label and train step handles, from the schedule's counts (where known)."""
+    from ilcampaign.campaign.schedule import table
+
+    rows = table(spec)
+    frames: dict[str, int] = {}
+    initial = rows[0]
+    if spec.initial_data.kind != "md":  # reference MD labels its own frames (the label step reads its cache)
+        frames["label.initial_data"] = initial.new_labels or 0
+    else:
+        frames["label.initial_data"] = 0
+    frames["train.initial"] = (initial.train or 0) + (initial.valid or 0)
+    last = initial
+    for stage, row in zip(spec.stages(), rows[1:]):
+        name = stage.planned.name
+        frames[f"{name}.label"] = row.new_labels or 0
+        frames[f"{name}.train"] = (row.train or 0) + (row.valid or 0)
+        last = row
+    total = (last.train or 0) + (last.valid or 0) + (last.test or 0)
+    for final in spec.final_models:
+        frames[f"final.{final.name}.label"] = total
+        frames[f"final.{final.name}.d3"] = total
+        frames[f"final.{final.name}.train"] = (last.train or 0) + (last.valid or 0)
+    return frames
+
+
+def plan(spec: CampaignSpec, nodes: list) -> list[Planned]:
+    """Every step's planned work and tasks."""
+    atoms, frames = atoms_per_step(nodes), frames_per_step(spec)
+    planned = []
+    for node in nodes:
+        work = node.step.work(WorkFacts(atoms=atoms[node.name], frames=frames.get(node.name)))
+        tasks = node.step.expected_tasks() or (int(work.amount) if work.unit == "reference calls" else 1)
+        planned.append(Planned(node.name, node.step.kind, work.unit, float(work.amount), max(tasks, 1)))
+    return planned
+
+
+def fit(planned: list[Planned], measured: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Per step kind (a, b) of wall = a x tasks + b x work over the steps with a measured time."""
+    lines = {}
+    for kind in sorted({p.kind for p in planned}):
+        rows = [(p.tasks, p.work, measured[p.name]) for p in planned if p.kind == kind and p.name in measured]
+        if not rows:
+            continue
+        x, y = np.array([[t, w] for t, w, _ in rows], dtype=float), np.array([s for _, _, s in rows])
+        lines[kind] = _nonnegative_least_squares(x, y)
+    return lines
+
+
+def _nonnegative_least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) >= 0 minimising |x @ (a, b) - y|; the work column is dropped where it adds nothing."""
+    from scipy.optimize import nnls
+
+    if np.ptp(x[:, 1] / np.maximum(x[:, 0], 1)) == 0:  # every step does the same work per task
+        return float(y.sum() / x[:, 0].sum()), 0.0
+    scale = np.maximum(np.abs(x).max(axis=0), 1e-300)
+    (a, b), _ = nnls(x / scale, y)
+    return float(a / scale[0]), float(b / scale[1])
+
+
+def forecast(spec: CampaignSpec, nodes: list, lines: dict[str, tuple[float, float]],
+             measured: dict[str, float] | None = None, parsl: Path | None = None) -> list[KindForecast]:
+    """Per step kind: the work of ``spec``'s graph, its time at the rehearsal's speed, the hours
+    ``execution.estimates`` give, measured times where given, and walltime flags."""
+    estimates = spec.execution.estimates
+    walltimes = _walltimes(parsl) if parsl is not None else {}
+    kinds: dict[str, KindForecast] = {}
+    for step in plan(spec, nodes):
+        entry = kinds.setdefault(step.kind, KindForecast(step.kind, step.unit, 0, 0, 0.0))
+        entry.steps += 1
+        entry.tasks += step.tasks
+        entry.work += step.work
+        if step.kind in lines:
+            a, b = lines[step.kind]
+            entry.wall_s = (entry.wall_s or 0.0) + a * step.tasks + b * step.work
+        if measured is not None and step.name in measured:
+            entry.measured_s = (entry.measured_s or 0.0) + measured[step.name]
+        hours = _task_hours(step, estimates)
+        if hours is not None and step.kind in walltimes and hours > walltimes[step.kind][1]:
+            entry.flags.append(f"{step.name}: a task takes {hours:.1f} h, over the {walltimes[step.kind][0]} "
+                               f"executor's walltime of {walltimes[step.kind][1]:g} h")
+    for entry in kinds.values():
+        if entry.unit == "reference calls" and estimates.reference_call_core_hours is not None:
+            entry.core_hours = entry.work * estimates.reference_call_core_hours
+        elif entry.unit == "MD steps x atoms" and estimates.md_atom_steps_per_gpu_second is not None:
+            entry.gpu_hours = entry.work / estimates.md_atom_steps_per_gpu_second / 3600
+        elif entry.unit == "epochs x frames" and estimates.epoch_frames_per_gpu_second is not None:
+            entry.gpu_hours = entry.work / estimates.epoch_frames_per_gpu_second / 3600
+    return sorted(kinds.values(), key=lambda k: -(k.wall_s or 0.0))
+
+
+def _task_hours(step: Planned, estimates: Any) -> float | None:
+    """Hours one task of a step takes on the real machine, from ``execution.estimates``."""
+    per_task = step.work / step.tasks
+    if step.unit == "reference calls" and estimates.reference_call_core_hours is not None:
+        return None  # a call's wall time depends on its cores: core-hours are given, not hours
+    if step.unit == "MD steps x atoms" and estimates.md_atom_steps_per_gpu_second is not None:
+        return per_task / estimates.md_atom_steps_per_gpu_second / 3600
+    if step.unit == "epochs x frames" and estimates.epoch_frames_per_gpu_second is not None:
+        return per_task / estimates.epoch_frames_per_gpu_second / 3600
+    return None
+
+
+def _walltimes(path: Path) -> dict[str, tuple[str, float]]:
+    """Step kind -> (executor label, walltime in hours) of a Parsl configuration (YAML)."""
+    import ilcampaign.engine.steps  # noqa: F401  (fills the step registry)
+    from ilcampaign.engine.run.parsl_executor import load_config
+    from ilcampaign.engine.step import REGISTRY
+
+    config = load_config(path)
+    first = next(iter(config.executors))
+    routes = config.routes()
+
+    hours = {}
+    for kind in REGISTRY:
+        label = routes.get(kind, first)
+        hours[kind] = (label, _hours(config.executors[label].walltime))
+    return hours
+
+
+def _hours(walltime: str) -> float:
+    """A Slurm time limit ('1-12:00:00', '12:00:00', '90') in hours."""
+    days, _, clock = walltime.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    seconds = {1: lambda p: p[0] * 60, 2: lambda p: p[0] * 60 + p[1], 3: lambda p: p[0] * 3600 + p[1] * 60 + p[2]}
+    return (int(days or 0) * 86400 + seconds[len(parts)](parts)) / 3600
+
+
+def markdown(rows: list[dict[str, Any]] | list[KindForecast], title: str = "Forecast of the real campaign") -> str:
+    """The forecast as a table."""
+    rows = [row if isinstance(row, dict) else asdict(row) for row in rows]
+    lines = [f"## {title}", "", "| step kind | steps | tasks | work | unit | time at the rehearsal's speed | "
+             "core-hours | GPU-hours |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(f"| {row['kind']} | {row['steps']} | {row['tasks']} | {row['work']:.4g} | {row['unit']} | "
+                     f"{_duration(row['wall_s'])} | {_number(row['core_hours'])} | {_number(row['gpu_hours'])} |")
+    flags = [flag for row in rows for flag in row["flags"]]
+    if flags:
+        lines += ["", "Tasks longer than their executor's walltime:", ""] + [f"- {flag}" for flag in flags]
+    return "\n".join(lines) + "\n"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} d"
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def measured_times(archive: Any, nodes: list) -> dict[str, float]:
+    """Step name -> wall time of its run in an archive (finished steps only)."""
+    return {node.name: archive.record(node.key)["wall_s"] for node in nodes if archive.is_done(node.key)}
+
+
+def agreement(predicted: list[KindForecast]) -> list[dict[str, Any]]:
+    """Per kind: predicted and measured seconds and their ratio (where both exist)."""
+    rows = []
+    for entry in predicted:
+        if entry.wall_s is not None and entry.measured_s:
+            rows.append({"kind": entry.kind, "predicted_s": entry.wall_s, "measured_s": entry.measured_s,
+                         "ratio": entry.wall_s / entry.measured_s})
+    return rows
