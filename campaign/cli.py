@@ -275,58 +275,37 @@ def rehearse(
     stand-in reference with the real one's dispersion), then its report: every step kind and wiring
     runs as in `campaign run`, in minutes. Writes rehearsal.md and rehearsal.json (what was scaled,
     each step's outcome, what the guards did); exit 1 if a step failed."""
-    import time
-
-    from ilcampaign.campaign.rehearsal.forecast import fit, forecast, markdown, measured_times, plan
-    from ilcampaign.campaign.rehearsal.outcome import counterparts, outcomes, write
-    from ilcampaign.campaign.rehearsal.scale import miniature
+    from ilcampaign.campaign.rehearsal.forecast import forecast, markdown
+    from ilcampaign.campaign.rehearsal.outcome import write
+    from ilcampaign.campaign.rehearsal.run import rehearse as run_rehearsal
+    from ilcampaign.campaign.rehearsal.run import write_report
     from ilcampaign.campaign.terminal import progress_display, third_party_output_to_log
-    from ilcampaign.engine.graph import build_graph
-    from ilcampaign.engine.graph.manifest import campaign_manifest
-    from ilcampaign.engine.run.runner import GraphFailed, LockedError, run_graph
-    from ilcampaign.engine.step import StepFailed
+    from ilcampaign.engine.run.runner import LockedError
 
     loaded = _load(spec)
     real = _graph(loaded, spec)  # the full-scale checks come first
-    small = miniature(loaded, pairs)
-    nodes = build_graph(small.spec, base=spec.resolve().parent)
-    mapping = counterparts(real, nodes, small)
-    directory = _workdir(small.spec, workdir)
-    failures: dict[str, str] = {}
-    blocked: set[str] = set()
-    started = time.perf_counter()
+    directory = workdir.resolve() if workdir else Path("campaigns").resolve() / f"{loaded.campaign.name}-rehearsal"
     with third_party_output_to_log(directory) as terminal:
-        terminal.print(f"rehearsing {len(real)} steps on {small.pairs} formula units in {directory}", markup=False)
+        terminal.print(f"rehearsing {len(real)} steps on {pairs} formula units in {directory}", markup=False)
         try:
             with progress_display(terminal) as progress:
-                run_graph(nodes, directory, workers, progress, campaign_manifest(small.spec, spec, nodes))
+                done = run_rehearsal(loaded, spec, real, directory, pairs=pairs, workers=workers, progress=progress)
         except LockedError as exc:
             terminal.print(f"refused: {exc}", markup=False)
             raise typer.Exit(3) from None
-        except GraphFailed as exc:
-            failures = {name: str(failure) for name, failure in exc.failures}
-            blocked = set(exc.blocked)
-        except StepFailed as exc:
-            failures = {next(n.name for n in nodes if not _archive(directory).is_done(n.key)): str(exc)}
-    steps = outcomes(real, nodes, mapping, _archive(directory), failures, blocked)
-    lines = fit(plan(small.spec, nodes), measured_times(_archive(directory), nodes))
+        report = write_report(directory)
     if parsl is None and loaded.execution.kind == "parsl":
         parsl = spec.resolve().parent / loaded.execution.config
-    projected = forecast(loaded, real, lines, parsl=parsl)
-    _, written = write(directory, small, steps, time.perf_counter() - started, projected)
-    from ilcampaign.reports.render import write_report
-    from ilcampaign.reports.view import CampaignView
-
-    write_report(CampaignView(_archive(directory), _archive(directory).manifest()), directory / "report_cache",
-                 directory / "report.html")
-    done = sum(step.state == "done" for step in steps)
-    for step in steps:
+    projected = forecast(loaded, real, done.lines, parsl=parsl)
+    _, written = write(directory, done.miniature, done.steps, done.wall_s, projected)
+    for step in done.steps:
         if step.state != "done":
             err.print(f"{step.name}: {step.state}{': ' + step.message if step.message else ''}", markup=False)
     out.print(markdown(projected), markup=False, highlight=False)
-    out.print(f"rehearsal: {done} of {len(steps)} steps done in {time.perf_counter() - started:.0f} s; "
-              f"{written}, {directory / 'report.html'}", markup=False)
-    if done < len(steps):
+    finished = sum(step.state == "done" for step in done.steps)
+    out.print(f"rehearsal: {finished} of {len(done.steps)} steps done in {done.wall_s:.0f} s; {written}, {report}",
+              markup=False)
+    if not done.done:
         raise typer.Exit(1)
 
 

@@ -27,7 +27,7 @@ MD_FRAMES = 4
 PRODUCTION_STEPS = 80  # a production run: enough frames for block statistics and the MSD
 PRODUCTION_FRAMES = 40
 PRODUCTION_TIMESTEP = 0.025  # fs: a few-epoch model keeps its bonds over 2 fs (over 10 fs it breaks them)
-INFERENCE_SIZES = 2
+INFERENCE_SIZES = 1
 PREPARATION_STEPS = 8  # compression and NVT before a production run
 OPTIMISER_STEPS = 4
 SCAN_FRAMES = 4
@@ -36,7 +36,7 @@ INITIAL_FRAMES = 16  # the initial data's frames scale to about this many
 EPOCHS = 2
 TINY = {"nn": [8, 8], "n_basis": 4, "n_radial": 2}
 BATCH, VALID_BATCH = 2, 4
-CHECKPOINTS = {"md_steps": 8, "optimisation_steps": 2, "training_epochs": 1}
+CHECKPOINTS = {"md_steps": 40, "optimisation_steps": 2, "training_epochs": 1}  # production: 2 chunks
 INFERENCE_STEPS, INFERENCE_WARMUP = 2, 1
 
 
@@ -53,8 +53,9 @@ class Miniature:
     changes: list[str] = field(default_factory=list)
 
 
-def miniature(spec: CampaignSpec, pairs: int = 2) -> Miniature:
-    """The rehearsal of ``spec`` on ``pairs`` formula units (see the module docstring)."""
+def miniature(spec: CampaignSpec, pairs: int = 2, stretch: int = 1) -> Miniature:
+    """The rehearsal of ``spec`` on ``pairs`` formula units (see the module docstring); ``stretch``
+    multiplies its MD, optimiser and training lengths (a larger rehearsal, to check a forecast)."""
     units = spec.formula_unit()
     real_pairs = spec.system.ions[0].count // units[0]
     if pairs > real_pairs:
@@ -63,7 +64,7 @@ def miniature(spec: CampaignSpec, pairs: int = 2) -> Miniature:
     s = f ** (1 / 3)
     d = min(1.0, INITIAL_FRAMES / _initial_frames(spec))
     data = spec.model_dump(mode="json")
-    scaler = _Scaler(s, d, f, pairs, data)
+    scaler = _Scaler(s, d, f, pairs, data, stretch)
     scaler.apply(spec)
     real_runs = {name: list(run.ion_pairs) for name, run in spec.production.runs.items()}
     return Miniature(CampaignSpec.model_validate(data), pairs, real_pairs, real_runs, s, d, scaler.changes)
@@ -98,8 +99,8 @@ def _time(value: Any) -> float:
 class _Scaler:
     """Edits the JSON form of a spec in place and records each edit."""
 
-    def __init__(self, s: float, d: float, f: float, pairs: int, data: dict[str, Any]):
-        self.s, self.d, self.f, self.pairs, self.data = s, d, f, pairs, data
+    def __init__(self, s: float, d: float, f: float, pairs: int, data: dict[str, Any], stretch: int):
+        self.s, self.d, self.f, self.pairs, self.data, self.stretch = s, d, f, pairs, data, stretch
         self.changes: list[str] = []
 
     # ------------------------------------------------------------------ helpers
@@ -141,8 +142,8 @@ class _Scaler:
         self.lengths(node, ("r_max",), where)
         if node.get("r_min") is not None and node.get("r_max") is not None and _length(node["r_min"]) >= _length(node["r_max"]):
             self.set(node, "r_min", f"{_length(node['r_max']) / 2:.6g} A", f"{where}.r_min", "below the scaled r_max")
-        for key, limit in (("epochs", EPOCHS), ("batch_size", BATCH), ("valid_batch_size", VALID_BATCH),
-                           ("patience", EPOCHS)):
+        for key, limit in (("epochs", EPOCHS * self.stretch), ("batch_size", BATCH), ("valid_batch_size", VALID_BATCH),
+                           ("patience", EPOCHS * self.stretch)):
             self.shorter(node, key, limit, f"{where}.{key}")
 
     def reference(self, section: dict, where: str) -> dict:
@@ -214,15 +215,15 @@ class _Scaler:
     def sampler(self, sampler: dict, where: str) -> None:
         kind = sampler["kind"]
         if kind == "md":
-            self.run(sampler, MD_STEPS, MD_FRAMES, where)
+            self.run(sampler, MD_STEPS * self.stretch, MD_FRAMES, where)
             if sampler.get("box"):
                 self.lengths(sampler["box"], ("end", "amplitude"), f"{where}.box")
         elif kind == "geometry_optimisation":
-            self.shorter(sampler, "max_steps", OPTIMISER_STEPS, f"{where}.max_steps")
+            self.shorter(sampler, "max_steps", OPTIMISER_STEPS * self.stretch, f"{where}.max_steps")
         elif kind == "volume_scan":
             self.shorter(sampler, "n_frames", SCAN_FRAMES, f"{where}.n_frames")
             if sampler.get("optimise"):
-                self.shorter(sampler["optimise"], "max_steps", OPTIMISER_STEPS, f"{where}.optimise.max_steps")
+                self.shorter(sampler["optimise"], "max_steps", OPTIMISER_STEPS * self.stretch, f"{where}.optimise.max_steps")
         elif kind == "conformers":
             self.shorter(sampler, "n_conformers", CONFORMERS, f"{where}.n_conformers")
             self.shorter(sampler, "n_boxes", BOXES, f"{where}.n_boxes")
@@ -245,7 +246,7 @@ class _Scaler:
         self.set(run, "timestep", f"{timestep:g} fs", f"{where}.timestep",
                  "a few-epoch model keeps its bonds over 2 fs, not over 10 fs")
         kept = min(n_steps // run["interval"], PRODUCTION_FRAMES)
-        interval = max(1, min(n_steps, PRODUCTION_STEPS) // kept)
+        interval = max(1, min(n_steps, PRODUCTION_STEPS * self.stretch) // kept)
         fraction = _time(run["equilibration"]) / _time(run["length"])
         length = interval * kept * timestep
         self.set(run, "length", f"{length:g} fs", f"{where}.length", "a short run")
@@ -254,11 +255,12 @@ class _Scaler:
         self.set(run, "equilibration", f"{min(equilibration, length - timestep):g} fs", f"{where}.equilibration",
                  "the same fraction of the run")
         box = run["box"]
-        self.shorter(box, "compress_steps", PREPARATION_STEPS, f"{where}.box.compress_steps")
-        if box.get("nvt") is not None and _time(box["nvt"]) > PREPARATION_STEPS * timestep:
-            self.set(box, "nvt", f"{PREPARATION_STEPS * timestep:g} fs", f"{where}.box.nvt", "a short run")
+        steps = PREPARATION_STEPS * self.stretch
+        self.shorter(box, "compress_steps", steps, f"{where}.box.compress_steps")
+        if box.get("nvt") is not None and _time(box["nvt"]) > steps * timestep:
+            self.set(box, "nvt", f"{steps * timestep:g} fs", f"{where}.box.nvt", "a short run")
         if box.get("optimise"):
-            self.shorter(box["optimise"], "max_steps", OPTIMISER_STEPS, f"{where}.box.optimise.max_steps")
+            self.shorter(box["optimise"], "max_steps", OPTIMISER_STEPS * self.stretch, f"{where}.box.optimise.max_steps")
         self.lengths(run, ("d3_cutoff",), where)
 
     def analysis(self, analysis: dict, where: str) -> None:

@@ -1,9 +1,12 @@
 """``reference: {kind: stand_in}``: the fast classical stand-in that rehearsals label with.
 
 A box is read as consecutive ions of the spec's SMILES (as the guards read it). Within an ion,
-every pair of atoms up to three bonds apart is a harmonic spring at its distance in a reference
-conformer of the ion (RDKit, engine.structures.ions.conformer). Between ions, and within an ion
-beyond three bonds, atoms interact by Lennard-Jones with RDKit's UFF parameters; between ions also
+bonded atoms and atoms two bonds apart are held by harmonic springs at their distance in a
+reference conformer of the ion (RDKit, engine.structures.ions.conformer): bond lengths and angles
+barely differ between conformers, so a box packed from other conformers starts near its minimum;
+torsions are free. Between ions, and within an ion beyond three bonds, atoms interact by Lennard-Jones with RDKit's UFF parameters (with a constant
+force inside 0.8 of the minimum: PACKMOL may leave an atom close to another molecule's periodic
+image, where the r^-12 wall would explode any MD); between ions also
 by Coulomb of Gasteiger charges (scaled by 0.8, as ionic-liquid force fields scale theirs), damped
 and shifted (Fennell and Gezelter 2006), so energy and forces go smoothly to zero at the cutoff
 in any periodic box. The dispersion the real method's labels contain is added as torch-dftd
@@ -28,10 +31,11 @@ from ilcampaign.engine.labels.method import LabelMethod, ReferenceFailure, regis
 
 COULOMB = 14.399645  # eV A / e^2
 CHARGE_SCALE = 0.8
-SPRINGS = {1: 20.0, 2: 4.0, 3: 0.5}  # eV/A^2 for pairs 1, 2 and 3 bonds apart
+SPRINGS = {1: 20.0, 2: 4.0}  # eV/A^2 for pairs 1 and 2 bonds apart
 CUTOFF = 8.0  # A, Lennard-Jones and Coulomb
 DAMPING = 0.2  # 1/A, the Coulomb damping (alpha)
 BUILT_IN_D3 = "pbe"  # the D3(BJ) parameters standing in for dispersion built into a method
+SOFT_CORE = 0.8  # x the Lennard-Jones minimum: inside, the force stays at its value there
 
 
 @register_method
@@ -70,9 +74,9 @@ def ion_model(smiles: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.
     springs, far = [], []
     for i in range(len(mol.GetAtoms())):
         for j in range(i + 1, len(mol.GetAtoms())):
-            if hops[i, j] <= 3:
+            if hops[i, j] <= max(SPRINGS):
                 springs.append((i, j, int(hops[i, j]), float(np.linalg.norm(positions[j] - positions[i]))))
-            else:
+            elif hops[i, j] > 3:
                 far.append((i, j))
     AllChem.ComputeGasteigerCharges(mol)
     charges = np.array([atom.GetDoubleProp("_GasteigerCharge") for atom in mol.GetAtoms()])
@@ -210,8 +214,11 @@ def _pair_terms(atoms, charges, lj, springs, far, molecule) -> tuple[float, np.n
     depth = np.sqrt(lj[first, 1] * lj[second, 1])
 
     def lennard_jones(r):
-        x6 = (r_min / r) ** 6
-        return depth * (x6**2 - 2 * x6), 12 * depth * (x6 - x6**2) / r
+        core = SOFT_CORE * r_min
+        x = np.maximum(r, core)
+        x6 = (r_min / x) ** 6
+        energy, slope = depth * (x6**2 - 2 * x6), 12 * depth * (x6 - x6**2) / x
+        return energy + slope * (r - x), slope  # linear inside the core: energy and force continuous
 
     e_lj, de_lj = lennard_jones(distance)
     e_cut, de_cut = lennard_jones(np.full_like(distance, CUTOFF))

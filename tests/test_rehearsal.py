@@ -1,0 +1,112 @@
+"""campaign rehearse: the miniature of a spec has the real graph's steps (every kind and name, sizes
+renamed), the real labels' dispersion at every stage, and the same geometric ratios; a rehearsal of
+the demo and of the paper spec runs every step to the end (slow, on this CPU)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ilcampaign.campaign.loader import load_spec
+from ilcampaign.campaign.rehearsal.forecast import frames_per_step, plan
+from ilcampaign.campaign.rehearsal.outcome import counterparts
+from ilcampaign.campaign.rehearsal.scale import miniature
+from ilcampaign.engine.graph import build_graph
+from ilcampaign.engine.graph.checks import box_length, graph_problems
+from tests.conftest import ROOT
+
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module", params=[path.name for path in SPECS])
+def rehearsed(request):
+    path = ROOT / "specs" / request.param
+    spec = load_spec(path)
+    small = miniature(spec)
+    return path, spec, small, build_graph(spec, base=path.parent), build_graph(small.spec, base=path.parent)
+
+
+def test_the_miniature_has_every_step_of_the_real_graph(rehearsed):
+    _, _, small, real, mini = rehearsed
+    mapping = counterparts(real, mini, small)
+    assert len(mini) == len(real) and sorted(mapping.values()) == sorted(node.name for node in mini)
+    kinds = {node.name: node.step.kind for node in mini}
+    assert all(kinds[mapping[node.name]] == node.step.kind for node in real)
+
+
+def terms(dispersion: tuple[str, ...]) -> list[str]:
+    """Dispersion terms in words without their cutoffs (a miniature scales them with its box)."""
+    return [re.sub(r"\d+(\.\d+)?", "#", term) for term in dispersion]
+
+
+def test_every_model_is_trained_on_labels_with_the_real_dispersion(rehearsed):
+    _, spec, small, _, _ = rehearsed
+    assert [terms(stage.dispersion) for stage in small.spec.stages()] == [terms(s.dispersion) for s in spec.stages()]
+    assert [terms(f.dispersion) for f in small.spec.final_stages()] == [terms(f.dispersion) for f in spec.final_stages()]
+    assert terms(small.spec.reference.dispersion()) == terms(spec.reference.dispersion())
+
+
+def test_geometric_ratios_stay_and_the_miniature_passes_the_full_scale_checks(rehearsed):
+    path, spec, small, _, mini = rehearsed
+    s = small.length_factor
+    assert small.spec.model.r_max / spec.model.r_max == pytest.approx(s, rel=1e-5)
+    assert small.spec.d3.cutoff / spec.d3.cutoff == pytest.approx(s, rel=1e-5)
+    for name, analysis in spec.analyses.items():
+        if analysis.kind == "rdf":
+            assert small.spec.analyses[name].r_max / analysis.r_max == pytest.approx(s, rel=1e-5)
+    for name, run in spec.production.runs.items():
+        small_run = small.spec.production.runs[name]
+        real_box = box_length(spec, name, run.ion_pairs[0], run.temperatures[0], path.parent)
+        small_box = box_length(small.spec, name, small_run.ion_pairs[0], run.temperatures[0], path.parent)
+        assert small_box / real_box == pytest.approx((small_run.ion_pairs[0] / run.ion_pairs[0]) ** (1 / 3))
+        assert len(set(small_run.ion_pairs)) == len(run.ion_pairs)  # finite-size fits keep their points
+    assert [p for p in graph_problems(small.spec, mini, path.parent) if not p.warning] == []
+
+
+def test_the_paper_miniature_keeps_the_splits_and_selections_in_proportion():
+    spec = load_spec(ROOT / "specs" / "bmim_bf4.yaml")
+    small = miniature(spec)
+    split = small.spec.initial_split
+    assert (split.n_test, split.n_valid, split.n_train) == (7, 2, 2)  # 500, 100, 100 of 1,200 frames x 1/75
+    assert small.spec.initial_data.n_steps // small.spec.initial_data.interval == 16
+    frames = frames_per_step(small.spec)
+    assert frames["d3_free.label"] == frames["ml15.train"] and frames["ml16.train"] > frames["d3_free.label"]
+    changes = "\n".join(small.changes)
+    assert "reference: cp2k -> stand_in" in changes and "production.runs.nvt.ion_pairs: [8, 16, 32] -> [2, 4, 7]" in changes
+
+
+def test_the_forecast_counts_the_papers_reference_calls():
+    spec = load_spec(ROOT / "specs" / "bmim_bf4.yaml")
+    planned = {step.name: step for step in plan(spec, build_graph(spec, base=ROOT / "specs"))}
+    assert planned["initial_data"].work == 12_000  # reference MD: one call a step
+    assert planned["ml1.label"].work == 50 and planned["vs.label"].work == 50
+    assert planned["production.nvt.final.dft_d3_8A.283K.32"].work == 40_000_000 * 32 * 30  # 20 ns at 0.5 fs
+
+
+def rehearse(spec: Path, workdir: Path) -> dict:
+    result = subprocess.run([sys.executable, "-m", "ilcampaign.campaign", "rehearse", spec, "-w", workdir,
+                             "--workers", "2"], capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads((workdir / "rehearsal.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["demo.yaml", "bmim_bf4.yaml"])
+def test_a_rehearsal_runs_every_step_of_the_real_graph(tmp_path, name):
+    """A shipped spec copied into an empty folder, as a new user starts, rehearses to the end."""
+    spec = tmp_path / name
+    shutil.copy(ROOT / "specs" / name, spec)
+    real = build_graph(load_spec(spec), base=spec.parent)
+    outcome = rehearse(spec, tmp_path / "rehearsal")
+    ran = {step["name"]: step for step in outcome["outcomes"]}
+    assert set(ran) == {node.name for node in real}
+    assert all(step["state"] == "done" for step in ran.values()), [s for s in ran.values() if s["state"] != "done"]
+    assert {ran[node.name]["kind"] for node in real} == {node.step.kind for node in real}
+    assert (tmp_path / "rehearsal" / "report.html").exists()
+    assert outcome["forecast"] and all(row["wall_s"] is not None for row in outcome["forecast"])
