@@ -110,3 +110,23 @@ def test_a_rehearsal_runs_every_step_of_the_real_graph(tmp_path, name):
     assert {ran[node.name]["kind"] for node in real} == {node.step.kind for node in real}
     assert (tmp_path / "rehearsal" / "report.html").exists()
     assert outcome["forecast"] and all(row["wall_s"] is not None for row in outcome["forecast"])
+
+
+def test_the_forecast_gives_hours_from_the_estimates_and_flags_tasks_over_the_walltime():
+    from ilcampaign.campaign.rehearsal.forecast import forecast
+
+    path = ROOT / "specs" / "bmim_bf4.yaml"
+    spec = load_spec(path)
+    rows = {row.kind: row for row in forecast(spec, build_graph(spec, base=path.parent), {},
+                                              parsl=ROOT / "specs" / "parsl" / "slurm_gpu_cluster.yaml")}
+    estimates = spec.execution.estimates
+    assert rows["label"].core_hours == pytest.approx(rows["label"].work * estimates.reference_call_core_hours)
+    assert rows["production"].gpu_hours == pytest.approx(
+        rows["production"].work / estimates.md_atom_steps_per_gpu_second / 3600)
+    flags = [flag for row in rows.values() for flag in row.flags]
+    assert any(flag.startswith("final.dft.train: a task takes") and "more than Parsl's retries (1) allow" in flag
+               for flag in flags)
+    assert not any(flag.startswith("ml1.train") for flag in flags)  # 500 epochs on 200 frames fit in 24 h
+    bare = spec.model_copy(update={"execution": spec.execution.model_copy(update={"estimates": type(estimates)()})})
+    assert all(row.core_hours is None and row.gpu_hours is None and not row.flags
+               for row in forecast(bare, build_graph(bare, base=path.parent), {}))

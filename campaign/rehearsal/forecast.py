@@ -15,6 +15,7 @@ run on (a Parsl configuration) are flagged.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,12 @@ def forecast(spec: CampaignSpec, nodes: list, lines: dict[str, tuple[float, floa
             entry.measured_s = (entry.measured_s or 0.0) + measured[step.name]
         hours = _task_hours(step, estimates)
         if hours is not None and step.kind in walltimes and hours > walltimes[step.kind][1]:
-            entry.flags.append(f"{step.name}: a task takes {hours:.1f} h, over the {walltimes[step.kind][0]} "
-                               f"executor's walltime of {walltimes[step.kind][1]:g} h")
+            label, limit, retries = walltimes[step.kind]
+            restarts = math.ceil(hours / limit) - 1
+            entry.flags.append(f"{step.name}: a task takes {hours:.1f} h, over the {label} executor's walltime of "
+                               f"{limit:g} h: it resumes from its checkpoint after {restarts} job end(s), "
+                               + ("as Parsl's retries allow" if restarts <= retries else
+                                  f"more than Parsl's retries ({retries}) allow: raise retries or the walltime"))
     for entry in kinds.values():
         if entry.unit == "reference calls" and estimates.reference_call_core_hours is not None:
             entry.core_hours = entry.work * estimates.reference_call_core_hours
@@ -182,8 +187,8 @@ def _task_hours(step: Planned, estimates: Any) -> float | None:
     return None
 
 
-def _walltimes(path: Path) -> dict[str, tuple[str, float]]:
-    """Step kind -> (executor label, walltime in hours) of a Parsl configuration (YAML)."""
+def _walltimes(path: Path) -> dict[str, tuple[str, float, int]]:
+    """Step kind -> (executor label, walltime in hours, retries) of a Parsl configuration (YAML)."""
     import ilcampaign.engine.steps  # noqa: F401  (fills the step registry)
     from ilcampaign.engine.run.parsl_executor import load_config
     from ilcampaign.engine.step import REGISTRY
@@ -195,7 +200,7 @@ def _walltimes(path: Path) -> dict[str, tuple[str, float]]:
     hours = {}
     for kind in REGISTRY:
         label = routes.get(kind, first)
-        hours[kind] = (label, _hours(config.executors[label].walltime))
+        hours[kind] = (label, _hours(config.executors[label].walltime), config.retries)
     return hours
 
 
