@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from results import load_average, save, table
+
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 TO_GPA = 160.21766
 CN_CUTOFF = 7.93766  # the spec's default d3.cn_cutoff ("8 A")
@@ -52,9 +54,7 @@ def main() -> None:
     from ilcampaign.engine.dispersion.jax_d3 import d3_energy_forces_stress
     from ilcampaign.engine.dispersion.tail import tail_correction
 
-    print("| structure | atoms | E(8) | E(8)+tail | E(20) | energy gap closed | P(8) | P(8)+tail | P(20) "
-          "| pressure gap closed |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for label, atoms in structures(args.workdir, args.pairs):
         n = len(atoms)
         values = {}
@@ -67,9 +67,15 @@ def main() -> None:
         e8t, p8t = e8 + tail_energy / n, p8 - tail_stress[:3].mean() * TO_GPA
         closed_e = 1 - abs(e8t - e20) / abs(e8 - e20)
         closed_p = 1 - abs(p8t - p20) / abs(p8 - p20)
-        print(f"| {label} | {n} | {1e3 * e8:.2f} | {1e3 * e8t:.2f} | {1e3 * e20:.2f} | {100 * closed_e:.0f} % "
-              f"| {p8:.3f} | {p8t:.3f} | {p20:.3f} | {100 * closed_p:.0f} % |")
-    print("energies in meV/atom, pressures in GPa (D3 only)")
+        rows.append([label, n, f"{1e3 * e8:.2f}", f"{1e3 * e8t:.2f}", f"{1e3 * e20:.2f}", f"{100 * closed_e:.0f} %",
+                     f"{p8:.3f}", f"{p8t:.3f}", f"{p20:.3f}", f"{100 * closed_p:.0f} %"])
+        print(rows[-1])
+    save("d3_tail_validation", "The D3 tail correction on [BMIM][BF4]",
+         "D3(BJ) alone, B97-3c parameters, coordination numbers within 8 A: energy and pressure with an 8 A cutoff, "
+         "with the analytic tail added, and with a 20 A cutoff (the reference).",
+         [table("Energy (meV/atom) and pressure (GPa)", ["structure", "atoms", "E(8)", "E(8)+tail", "E(20)",
+                                                           "energy gap closed", "P(8)", "P(8)+tail", "P(20)",
+                                                           "pressure gap closed"], rows)], load=load_average())
 
 
 if __name__ == "__main__":

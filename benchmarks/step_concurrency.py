@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import load_average, save, table
+
 
 def trimmed_copy(source: Path, target: Path, drop: set[str]) -> None:
     """A copy of the work directory at ``source`` whose index forgets the steps with keys in ``drop``."""
@@ -94,6 +96,15 @@ def main() -> None:
     print(f"  ratio (one at a time / at once): {times['one step at a time'] / times['independent steps at once']:.2f}x")
     print(f"  outputs of {len(compared)} steps (not the {len(timed)} timing steps) identical: {not different}"
           + "".join(f"\n    differs: {name}" for name in different))
+    ratio = times["one step at a time"] / times["independent steps at once"]
+    save("step_concurrency", "Independent steps at once",
+         f"{len(rerun)} steps of {args.spec} (from the {args.first_group!r} groups of a finished run), {args.workers} "
+         "workers, each mode with a fresh process pool and the JAX compilation cache an untimed first pass filled. "
+         f"Outputs of the {len(compared)} steps that do not measure time identical between the modes: {not different}.",
+         [table("Wall time", ["mode", "wall s", "ratio to one at a time"],
+                [[mode, f"{seconds:.1f}", f"{times['one step at a time'] / seconds:.2f}"]
+                 for mode, seconds in times.items()])], load=load_average())
+    print(f"  speed-up {ratio:.2f}x")
 
 
 if __name__ == "__main__":

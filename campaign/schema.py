@@ -13,7 +13,7 @@ import re
 from typing import Any, Callable, get_args
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ilcampaign.campaign.spec import (
@@ -26,7 +26,7 @@ from ilcampaign.campaign.spec import (
     Start,
     TemperatureRamp,
 )
-from ilcampaign.campaign.units import DEFAULT_UNIT, UNITS, from_internal
+from ilcampaign.campaign.units import DEFAULT_UNIT, UNITS, describe, dimension, from_internal
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 Schema = dict[str, Any]
@@ -103,13 +103,9 @@ def quantity_pattern(dimension: str) -> str:
 
 
 def _units(field: FieldInfo) -> tuple[str, str] | None:
-    """(dimension, description) of a quantity field, from the schema units._quantity attaches; None if no quantity."""
-    for item in [*field.metadata, *_metadata(field.annotation)]:
-        if isinstance(item, WithJsonSchema) and item.json_schema:
-            description = str(item.json_schema.get("description", ""))
-            if description.partition(":")[0] in UNITS:
-                return description.partition(":")[0], description
-    return None
+    """(dimension, description) of a quantity field; None if no quantity."""
+    found = dimension(field)
+    return None if found is None else (found, describe(found))
 
 
 def _is_quantity(node: Schema) -> bool:

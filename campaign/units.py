@@ -8,7 +8,7 @@ whichever unit the author wrote. Conversion factors are CODATA values as used by
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
@@ -104,13 +104,30 @@ def show(value: float, dimension: str, unit: str) -> str:
     return f"{float(f'{from_internal(value, dimension, unit):.12g}')!r} {unit}"
 
 
+def dimension(field: Any) -> str | None:
+    """The dimension of a pydantic field holding a quantity (``Length``, ``Length | None``: "length"),
+    or None."""
+
+    def metadata(annotation: Any) -> list[Any]:
+        return [*getattr(annotation, "__metadata__", ()), *(m for arg in get_args(annotation) for m in metadata(arg))]
+
+    for item in [*field.metadata, *metadata(field.annotation)]:
+        if isinstance(item, WithJsonSchema) and item.json_schema:
+            name = str(item.json_schema.get("description", "")).partition(":")[0]
+            if name in UNITS:
+                return name
+    return None
+
+
+def describe(dimension: str) -> str:
+    """How a quantity of ``dimension`` is written, in words (the schema's description of it)."""
+    return (f"{dimension}: a number in {DEFAULT_UNIT[dimension]} or a string with one of the units "
+            f"{', '.join(UNITS[dimension])}; stored in {INTERNAL_UNIT[dimension]}")
+
+
 def _quantity(dimension: str, shown_in: str | None = None):
     unit = shown_in or INTERNAL_UNIT[dimension]
-    schema = {
-        "anyOf": [{"type": "number"}, {"type": "string"}],
-        "description": f"{dimension}: a number in {DEFAULT_UNIT[dimension]} or a string with one of "
-        f"the units {', '.join(UNITS[dimension])}; stored in {INTERNAL_UNIT[dimension]}",
-    }
+    schema = {"anyOf": [{"type": "number"}, {"type": "string"}], "description": describe(dimension)}
     return Annotated[
         float,
         BeforeValidator(lambda v: to_internal(v, dimension)),

@@ -18,8 +18,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ilcampaign.campaign.spec import CampaignSpec
-from ilcampaign.campaign.units import to_internal
+from pydantic import BaseModel
+
+from ilcampaign.campaign.spec import ApaxModel, CampaignSpec
+from ilcampaign.campaign.units import dimension, to_internal
 
 #: the rehearsal's limits (steps are MD steps, counts are frames)
 MD_STEPS = 16  # a learning-on-the-fly MD run
@@ -37,6 +39,8 @@ EPOCHS = 2
 TINY = {"nn": [8, 8], "n_basis": 4, "n_radial": 2}
 BATCH, VALID_BATCH = 2, 4
 CHECKPOINTS = {"md_steps": 40, "optimisation_steps": 2, "training_epochs": 1}  # production: 2 chunks
+#: lengths of molecules and displacements, not of the box: a rehearsal keeps them
+MOLECULAR_LENGTHS = {"packmol_tolerance", "tolerance", "r_min", "stdev", "skin"}
 INFERENCE_STEPS, INFERENCE_WARMUP = 2, 1
 
 
@@ -79,6 +83,15 @@ def _initial_frames(spec: CampaignSpec) -> int:
     return section.max_frames or INITIAL_FRAMES
 
 
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (through Optional, list, Annotated)."""
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models(arg)]
+
+
 def _same_quantity(a: str, b: str) -> bool:
     """Whether two quantity strings ("0.0 fs", "0 fs") hold the same number in the same unit."""
     try:
@@ -116,11 +129,40 @@ class _Scaler:
         if node.get(key) is not None and node[key] > limit:
             self.set(node, key, limit, where, why)
 
-    def lengths(self, node: dict, keys: tuple[str, ...], where: str) -> None:
-        """Length quantities of ``node`` times the box's length factor."""
-        for key in keys:
-            if node.get(key) is not None:
-                self.set(node, key, f"{_length(node[key]) * self.s:.6g} A", f"{where}.{key}", "x box length factor")
+    def lengths(self, model: BaseModel, node: dict, where: str) -> None:
+        """Every length of a section and of the sections in it that belongs to the box, x s (a
+        length field is found by its quantity type; MOLECULAR_LENGTHS keep their value)."""
+        for name, info in type(model).model_fields.items():
+            value, path = getattr(model, name), f"{where}.{name}"
+            if value is None or name not in node:
+                continue
+            if dimension(info) == "length" and name not in MOLECULAR_LENGTHS:
+                scaled = [v * self.s for v in value] if isinstance(value, list) else value * self.s
+                self.set(node, name, [f"{v:.6g} A" for v in scaled] if isinstance(value, list) else f"{scaled:.6g} A",
+                         path, "x box length factor")
+            elif isinstance(value, BaseModel):
+                self.lengths(value, node[name], path)
+            elif isinstance(value, (list, tuple)):
+                for index, item in enumerate(value):
+                    if isinstance(item, BaseModel):
+                        self.lengths(item, node[name][index], f"{path}[{index}]")
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, BaseModel):
+                        self.lengths(item, node[name][key], f"{path}.{key}")
+
+    def override_lengths(self, section: type[BaseModel], override: dict, where: str) -> None:
+        """The lengths in a partial section (an override of ``section``), as ``lengths`` does."""
+        for name, value in override.items():
+            info = section.model_fields.get(name)
+            if info is None or value is None:
+                continue
+            if dimension(info) == "length" and name not in MOLECULAR_LENGTHS:
+                self.set(override, name, f"{_length(value) * self.s:.6g} A", f"{where}.{name}", "x box length factor")
+            elif isinstance(value, dict):
+                inner = next((m for m in _models(info.annotation)), None)
+                if inner is not None:
+                    self.override_lengths(inner, value, f"{where}.{name}")
 
     def count(self, n: int | None) -> int | None:
         """A frame count times the data factor, at least one where it was."""
@@ -139,7 +181,8 @@ class _Scaler:
         for key, value in TINY.items():
             if key in node or where == "model":
                 self.set(node, key, value, f"{where}.{key}", "a tiny network")
-        self.lengths(node, ("r_max",), where)
+        if where != "model":  # the model section itself was scaled with the rest of the spec
+            self.override_lengths(ApaxModel, node, where)
         if node.get("r_min") is not None and node.get("r_max") is not None and _length(node["r_min"]) >= _length(node["r_max"]):
             self.set(node, "r_min", f"{_length(node['r_max']) / 2:.6g} A", f"{where}.r_min", "below the scaled r_max")
         for key, limit in (("epochs", EPOCHS * self.stretch), ("batch_size", BATCH), ("valid_batch_size", VALID_BATCH),
@@ -147,16 +190,17 @@ class _Scaler:
             self.shorter(node, key, limit, f"{where}.{key}")
 
     def reference(self, section: dict, where: str) -> dict:
-        """A reference section (or partial override) as the stand-in's: its D3 cutoff x s, under mirrors."""
-        section = dict(section)
-        if isinstance(section.get("d3"), dict) and section["d3"].get("cutoff") is not None:
-            section["d3"] = dict(section["d3"])
-            self.lengths(section["d3"], ("cutoff",), f"{where}.d3")
+        """A reference section (or partial override) as the stand-in's, under mirrors (its lengths
+        were scaled with the rest of the spec, or are scaled here for an override)."""
+        if where != "reference":
+            self.override_lengths(self.method, section, where)
         return {"mirrors": section}
 
     # ------------------------------------------------------------------ sections
     def apply(self, spec: CampaignSpec) -> None:
         data, units = self.data, spec.formula_unit()
+        self.method = type(spec.reference)
+        self.lengths(spec, data, "spec")
         self.set(data["campaign"], "name", f"{spec.campaign.name}-rehearsal", "campaign.name", "its own work directory")
         for ion, unit in zip(data["system"]["ions"], units):
             self.set(ion, "count", unit * self.pairs, f"system.ions.{ion['name']}.count",
@@ -173,7 +217,6 @@ class _Scaler:
             self.set(data["checkpoints"], key, value, f"checkpoints.{key}", "chunked resumption runs too")
         if data["execution"]["kind"] != "local":
             self.set(data, "execution", {"kind": "local", "workers": 1}, "execution", "a rehearsal runs here")
-        self.lengths(data["d3"], ("cutoff", "cn_cutoff"), "d3")
         for index, iteration in enumerate(data["sampling"]):
             self.iteration(iteration, f"sampling[{index}]")
         for final in data["final_models"]:
@@ -181,7 +224,6 @@ class _Scaler:
             self.model(final["model"], f"{where}.model")
             if final.get("relabel"):
                 final["relabel"] = self.reference(final["relabel"], f"{where}.relabel")
-            self.lengths(final, ("d3_cutoff",), where)
         for name, run in data["production"]["runs"].items():
             self.production(run, f"production.runs.{name}")
         for name, analysis in data["analyses"].items():
@@ -216,8 +258,6 @@ class _Scaler:
         kind = sampler["kind"]
         if kind == "md":
             self.run(sampler, MD_STEPS * self.stretch, MD_FRAMES, where)
-            if sampler.get("box"):
-                self.lengths(sampler["box"], ("end", "amplitude"), f"{where}.box")
         elif kind == "geometry_optimisation":
             self.shorter(sampler, "max_steps", OPTIMISER_STEPS * self.stretch, f"{where}.max_steps")
         elif kind == "volume_scan":
@@ -261,16 +301,11 @@ class _Scaler:
             self.set(box, "nvt", f"{steps * timestep:g} fs", f"{where}.box.nvt", "a short run")
         if box.get("optimise"):
             self.shorter(box["optimise"], "max_steps", OPTIMISER_STEPS * self.stretch, f"{where}.box.optimise.max_steps")
-        self.lengths(run, ("d3_cutoff",), where)
 
     def analysis(self, analysis: dict, where: str) -> None:
-        kind = analysis["kind"]
-        if kind == "rdf":
-            self.lengths(analysis, ("r_max",), where)
-        elif kind == "inference_cost":
+        if analysis["kind"] == "inference_cost":
             sizes = sorted({self.pairs * max(1, math.ceil(n * self.f / self.pairs)) for n in analysis["ion_pairs"]})
             self.set(analysis, "ion_pairs", sizes[:INFERENCE_SIZES], f"{where}.ion_pairs",
                      f"x f, whole copies of the box, the smallest {INFERENCE_SIZES}")
             self.set(analysis, "n_steps", INFERENCE_STEPS, f"{where}.n_steps")
             self.set(analysis, "warmup", INFERENCE_WARMUP, f"{where}.warmup")
-            analysis["d3_cutoffs"] = [f"{_length(c) * self.s:.6g} A" for c in analysis["d3_cutoffs"]]
