@@ -7,8 +7,9 @@ amplitudes, model cutoffs, D3 cutoffs and analysis cutoffs are multiplied by ``s
 the full-scale run depends on (an RDF's r_max to its box, a model's cutoff to the box JAX MD needs)
 stays as it is. Counts of frames scale by a data factor ``d`` (so the splits, pools and
 selections keep their proportions), MD, optimisations and scans are cut short, trainings run a
-few epochs of a tiny network, and checkpoints come often, so chunked resumption runs too. The
-reference becomes ``stand_in``, which carries the real method's dispersion (engine/labels/stand_in.py).
+few epochs of a tiny network, and optimisations and trainings checkpoint often, so their
+resumption code runs too. The reference becomes ``stand_in``, which carries the real method's
+dispersion (engine/labels/stand_in.py).
 Every change is listed, for the rehearsal's report.
 """
 
@@ -38,7 +39,7 @@ INITIAL_FRAMES = 16  # the initial data's frames scale to about this many
 EPOCHS = 2
 TINY = {"nn": [8, 8], "n_basis": 4, "n_radial": 2}
 BATCH, VALID_BATCH = 2, 4
-CHECKPOINTS = {"md_steps": 40, "optimisation_steps": 2, "training_epochs": 1}  # production: 2 chunks
+CHECKPOINTS = {"md_steps": 80, "optimisation_steps": 2, "training_epochs": 1}
 #: lengths of molecules and displacements, not of the box: a rehearsal keeps them
 MOLECULAR_LENGTHS = {"packmol_tolerance", "tolerance", "r_min", "stdev", "skin"}
 INFERENCE_STEPS, INFERENCE_WARMUP = 2, 1
