@@ -207,3 +207,52 @@ def test_jitted_create_params_equals_apax_bit_for_bit(box, n_models, tmp_path):
     assert len(leaves) == len(expected_leaves) > 0
     assert all(np.array_equal(a, b) for a, b in zip(leaves, expected_leaves))
     assert np.array_equal(next_key, expected_key)
+
+
+def _apax_and_ours(model_dir, frames):
+    """Each frame through apax's own calculator (fresh for every frame) and through one of ours."""
+    from apax.md.ase_calc import ASECalculator
+
+    from ilcampaign.engine.models.apax import load_calculator
+
+    ours = load_calculator(model_dir)
+    pairs = []
+    for frame in frames:
+        theirs = ASECalculator(model_dir)
+        theirs.calculate(frame.copy(), ["energy", "forces"])
+        ours.calculate(frame.copy(), ["energy", "forces"])
+        pairs.append((dict(theirs.results), dict(ours.results)))
+    return pairs
+
+
+def test_the_calculator_gives_apax_results_for_every_box_kind(trained, labelled, box):
+    """Our calculator (compiled step with the parameters as arguments) against apax's: a box that
+    JAX's neighbour list serves, one too small for it (vesin's list), a molecule in free space,
+    and atoms that change between calls (a set-up afresh each time)."""
+    small = labelled[9].copy()
+    small.set_cell(np.eye(3) * 5.9, scale_atoms=True)
+    molecule = Atoms(box.numbers[:25], box.positions[:25])
+    frames = [labelled[9], small, molecule, labelled[10], small]
+    for theirs, ours in _apax_and_ours(trained[0].model_dir, frames):
+        assert set(theirs) == set(ours)
+        for name in theirs:
+            np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_calculators_of_one_architecture_share_their_compiled_step(trained, labelled):
+    """A second calculator (other parameters, same architecture) reuses the first one's compiled step
+    instead of tracing and compiling its own, and still computes with its own parameters."""
+    import jax
+
+    from ilcampaign.engine.models.apax import load_calculator
+
+    first, second = load_calculator(trained[0].model_dir), load_calculator(trained[0].model_dir)
+    second.params = jax.tree_util.tree_map(lambda leaf: leaf * 1.01, second.params)
+    energies, compiled = [], []
+    for calc in (first, second):
+        atoms = labelled[11].copy()
+        atoms.calc = calc
+        energies.append(atoms.get_potential_energy())
+        compiled.append(calc.shared_step._cache_size())
+    assert energies[0] != energies[1]
+    assert first.shared_step is second.shared_step and compiled[0] == compiled[1]

@@ -132,7 +132,7 @@ MUTATIONS = {  # an edit of specs/bmim_bf4.yaml -> the iterations whose rows it 
     "ml16 split": ("{kind: random, n: 100, samplers: [md], split: valid}",
                    "{kind: random, n: 100, samplers: [md], split: train}", {"ml16"}),
     "ml17 hybrid": ("hybrid_d3: true             #", "hybrid_d3: false             #", {"ml17"}),
-    "final cutoff": ("d3_cutoff: 20 A", "d3_cutoff: 40 A", {"final.dft_d3_20A"}),
+    "final cutoff": ("    d3_cutoff: 20 A\n    model", "    d3_cutoff: 40 A\n    model", {"final.dft_d3_20A"}),
 }
 
 

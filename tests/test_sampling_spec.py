@@ -125,10 +125,8 @@ def test_readme_example_is_a_valid_spec(tmp_path):
 
     block = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
     spec = load_spec(write(tmp_path, block))
-    assert [it.samplers["initial_pool" if i == 0 else "md"].kind for i, it in enumerate(spec.sampling)][:2] == [
-        "initial_pool", "md"]
-    problem = only_problem(write(tmp_path, block.replace("relabel: {accuracy: 0.1}", "relabel: {d3: null}")))
-    assert problem.message == "final_models[0] (tight): d3: unknown key"  # xTB has no d3 block
+    assert [sorted(it.samplers) for it in spec.sampling] == [["geometry_optimisation", "md"], ["md"]]
+    assert spec.sampling[1].samplers["md"].n_steps == 300  # an iteration inherits what it does not change
 
 
 # --------------------------------------------------------------------------- dispersion bookkeeping
@@ -317,4 +315,6 @@ def test_a_named_sampler_with_an_unknown_or_missing_kind_is_located(tmp_path):
     problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      nvt: {n_steps: 10}\n"))
     assert (problem.field_path, problem.message) == ("sampling[0].samplers.nvt", "`kind:` is missing")
     problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      md: {}\n  - samplers: null\n"))
+    assert problem.field_path == "sampling[1].samplers" and problem.message.endswith("got null")
+    problem = only_problem(spec_with(tmp_path, "sampling:\n  - samplers:\n      md: {}\n  - samplers: {}\n"))
     assert problem.field_path == "sampling[1].samplers" and "at least one sampler" in problem.message

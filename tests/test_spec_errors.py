@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ilcampaign.campaign.loader import SpecError, SpecProblem, dump_spec, load_spec
+from ilcampaign.campaign.spec.registry import REFERENCE_METHODS
 
 # line numbers of BASE, as the tests below rely on them:
 #  1 campaign:         5   ions:              9     - name: BF4           13 reference:
@@ -158,10 +159,10 @@ def test_unknown_kind_lists_kinds(tmp_path):
     problem = only(write(tmp_path, edited("  kind: xtb", "  kind: cpk2")))
     assert (problem.line, problem.column, problem.field_path) == (14, 9, "reference.kind")
     assert problem.message == "unknown kind 'cpk2'"
-    assert problem.hint == "did you mean 'cp2k'? kind must be one of: cp2k, xtb"
+    assert problem.hint == f"did you mean 'cp2k'? kind must be one of: {', '.join(sorted(REFERENCE_METHODS))}"
     problem = only(write(tmp_path, edited("  kind: xtb", "  method: GFN1-xTB")))
     assert (problem.line, problem.field_path) == (14, "reference")
-    assert "cp2k, xtb" in problem.hint
+    assert ", ".join(sorted(REFERENCE_METHODS)) in problem.hint
 
 
 def test_wrong_type(tmp_path):

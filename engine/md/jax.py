@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 #: neighbour-list capacity over the pairs found at allocation (jax_md's default)
 CAPACITY_MULTIPLIER = 1.25
+#: a list of at most this many ordered pairs holds all of them: a small box then compiles its loop
+#: once, whatever its density (its MD, and every other MD of its atom count, reuses the code)
+ALL_PAIRS = 4096
 #: after an overflow the list is reallocated with at least this multiple of its capacity and the block rerun
 CAPACITY_GROWTH = 1.5
 #: test hook: the capacity of the list each chunk starts with (None: the state's where the pairs fit,
@@ -427,10 +430,13 @@ class _Simulator:
     def allocate(self, position: Any, box: np.ndarray, minimum: int = 0) -> Any:
         """jax_md's neighbour list at ``position`` with room for ``minimum`` pairs where they fit (a
         resumed chunk keeps its capacity, so nothing is recompiled), else for CAPACITY_MULTIPLIER x
-        its pairs; at most all pairs (jax_md's limit)."""
+        its pairs; at most all pairs (jax_md's limit), and all of them in a small box (ALL_PAIRS)."""
         neighbors = self.neighbor_fn.allocate(position, box=box)  # exactly its pairs
+        most = self.n_atoms * (self.n_atoms - 1)
         capacity = _room(neighbors.max_occupancy, minimum)
-        return self.resize(neighbors, min(capacity, self.n_atoms * (self.n_atoms - 1)))
+        if most <= ALL_PAIRS and capacity > minimum:
+            capacity = most
+        return self.resize(neighbors, min(capacity, most))
 
     def resize(self, neighbors: Any, capacity: int) -> Any:
         """``neighbors`` with room for ``capacity`` pairs (padded with index n_atoms, as jax_md pads), and

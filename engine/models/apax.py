@@ -65,11 +65,113 @@ def load_calculator(model_dir: Path, *, dr_threshold: float = 0.5, cache_dir: Pa
 
     apax 0.14 bug: its ``stress_ensemble`` is a copy of ``forces_ensemble``; do not use it.
     """
-    from apax.md.ase_calc import ASECalculator
-
     if cache_dir is not None:
         enable_compilation_cache(cache_dir)
-    return ASECalculator(Path(model_dir), dr_threshold=dr_threshold)
+    return _calculator_class()(Path(model_dir), dr_threshold=dr_threshold)
+
+
+#: jitted steps (and jax_md neighbour functions) per model architecture and box kind, in this process
+_STEPS: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _calculator_class() -> type:
+    """apax's ``ASECalculator`` whose compiled step takes the parameters and atomic numbers as
+    arguments. apax's own bakes them (and the box) into the compiled code, so every new model, or
+    structure, traced and compiled again (~10 s on a CPU); this one reuses one compiled step per
+    architecture in a process and, through JAX's persistent cache, across processes. Results
+    are apax's (``tests/test_apax_model.py``)."""
+    import jax.numpy as jnp
+    from apax.md.ase_calc import ASECalculator, neighbor_calculable_with_jax
+    from apax.utils.jax_md_reduced import space
+    from ase.calculators.calculator import all_changes
+
+    class SharedStepCalculator(ASECalculator):
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+            if "numbers" in system_changes:
+                self.step = None  # set up afresh: apax would then allocate the list again, without the box
+            super().calculate(atoms, list(properties), system_changes)
+
+        def initialize(self, atoms: Atoms) -> None:
+            """apax's set-up, with the shared step: which neighbour list, the list itself."""
+            box = jnp.asarray(atoms.cell.array, dtype=jnp.float64)
+            self.r_max = self.model_config.model.basis.r_max
+            self.neigbor_from_jax = neighbor_calculable_with_jax(box, self.r_max)
+            periodic = bool(np.any(atoms.cell.array > 1e-6))
+            step, self.neighbor_fn = _shared_step(self.model_config, self.n_models, "stress" in self.implemented_properties,
+                                                  periodic, self.neigbor_from_jax, self.dr_threshold)
+            numbers = jnp.asarray(atoms.numbers)
+            self.shared_step = step
+            self.step = lambda *args: step(self.params, numbers, *args)
+            if self.neigbor_from_jax:
+                positions = jnp.asarray(atoms.positions, dtype=jnp.float64)
+                if periodic:
+                    cell = atoms.cell.array.T
+                    self.neighbors = self.neighbor_fn.allocate(space.transform(jnp.linalg.inv(cell), positions), box=cell)
+                else:
+                    self.neighbors = self.neighbor_fn.allocate(positions)
+            else:
+                from vesin import NeighborList
+
+                pairs = NeighborList(cutoff=self.r_max, full_list=True).compute(
+                    points=atoms.positions, box=atoms.cell.array, periodic=bool(np.any(atoms.pbc)), quantities="i")[0]
+                self.padded_length = int(len(pairs) * self.padding_factor)
+
+    return SharedStepCalculator
+
+
+def _shared_step(config: Any, n_models: int, stress: bool, periodic: bool, from_jax: bool,
+                 dr_threshold: float) -> tuple[Any, Any]:
+    """apax's step function (``apax.md.ase_calc.get_step_fn``) with the parameters and atomic numbers
+    as its first arguments, and its jax_md neighbour functions, built on the unit cube (every call
+    passes the box); one per architecture and box kind in a process."""
+    key = (config.model.model_dump_json(), n_models, stress, periodic, from_jax, dr_threshold)
+    if key not in _STEPS:
+        import jax
+        import jax.numpy as jnp
+        from apax.md.ase_calc import make_ensemble
+        from apax.md.function_transformations import ProcessStress
+        from apax.utils.jax_md_reduced import partition, space
+
+        box = np.eye(3) if periodic else np.zeros((3, 3))
+        displacement = neighbor_fn = None
+        if from_jax:
+            displacement = space.periodic_general(box, fractional_coordinates=True)[0] if periodic else space.free()[0]
+            neighbor_fn = partition.neighbor_list(displacement, box, config.model.basis.r_max, dr_threshold,
+                                                  fractional_coordinates=True, disable_cell_list=True,
+                                                  format=partition.Sparse)
+        builder = config.model.get_builder()(config.model.model_dump(), n_species=119)  # as apax's calculator
+        apply = builder.build_energy_derivative_model(apply_mask=True, init_box=box,
+                                                      inference_disp_fn=displacement).apply
+        if n_models > 1:
+            apply = jax.vmap(apply, in_axes=(0, None, None, None, None, None))
+
+        def model(params, Z, positions, idx, box, offsets):
+            def single(*args):
+                return apply(params, *args)
+
+            evaluate = make_ensemble(single) if n_models > 1 else single
+            if stress:
+                evaluate = ProcessStress().apply(evaluate)
+            return evaluate(positions, Z, idx, box, offsets)
+
+        if from_jax:
+            @jax.jit
+            def step(params, Z, positions, neighbor, box):
+                if periodic:
+                    box = box.T
+                    positions = space.transform(jnp.linalg.inv(box), positions)
+                    neighbor = neighbor.update(positions, box=box)
+                else:
+                    neighbor = neighbor.update(positions)
+                offsets = jnp.full([neighbor.idx.shape[1], 3], 0)
+                return model(params, Z, positions, neighbor.idx, box, offsets), neighbor
+        else:
+            @jax.jit
+            def step(params, Z, positions, neighbor, box, offsets):
+                return model(params, Z, positions, neighbor, box, offsets)
+
+        _STEPS[key] = step, neighbor_fn
+    return _STEPS[key]
 
 
 def force_uncertainty(results: dict[str, Any]) -> float:
