@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +49,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 def _temporary(target: Path) -> Path:
     """A new empty file beside ``target``, made exclusively under a random name."""
     while True:
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}{TMP_SUFFIX}")
+        tmp = target.with_name(f".{target.name}.{os.urandom(8).hex()}{TMP_SUFFIX}")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:

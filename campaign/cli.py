@@ -23,7 +23,23 @@ from ilcampaign.campaign.terminal import plain, printable
 if TYPE_CHECKING:
     from ilcampaign.engine.run.runner import GraphFailed
 
-app = typer.Typer(
+class CommandLine(typer.Typer):
+    """The command set; an archive refused as damaged or crafted (ArchiveError, e.g. a step key that is
+    no digest) ends any command with one line and exit code 1, never a traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            from ilcampaign.archive.store import ArchiveError
+
+            if not isinstance(exc, ArchiveError):
+                raise
+            err.print(printable(f"error: {exc}"), markup=False, soft_wrap=True)
+            sys.exit(1)
+
+
+app = CommandLine(
     help="Declarative learning-on-the-fly campaigns for machine-learned potentials of ionic liquids.",
     no_args_is_help=True,
     add_completion=False,

@@ -106,8 +106,8 @@ def publish(target: str | os.PathLike[str], url: str, collection: str, token: st
         raise PublishError(str(exc), 1) from None
     if dry_run:
         deposit.dry_run = folder / "dry-run.json"
-        note = ("the requests a deposit sends to a server whose collection offers the citation block only and "
-                "holds no dataset yet; X-Dataverse-key redacted; nothing was sent")
+        note = ("the requests a deposit sends to a server whose collection offers the citation block only, "
+                "holds no dataset yet and offers no direct upload; X-Dataverse-key redacted; nothing was sent")
         atomic_write_json(deposit.dry_run, {"note": note, "requests": client.requests})
     return deposit
 
@@ -158,6 +158,16 @@ def _upload(client: Client, deposit: Deposit, pid: str, plan: list[tuple[Path, i
     done: list[str] = []
     pending: list[tuple[Path, int | None, dict[str, Any]]] = []  # uploaded directly, to register together
     direct = True  # until the dataset's store turns out to offer no direct upload
+
+    def arrived(path: Path, file_id: int | None, answer: dict[str, Any]) -> None:
+        """Check the file the server stored against ``path``'s checksum and count it as sent."""
+        kind, value = _remote_checksum(answer["dataFile"])
+        if checksums(path, (ALGORITHMS[kind],))[ALGORITHMS[kind]] != value:
+            raise DataverseError(f"{path.name} arrived damaged ({kind} {value} on the server); run the same "
+                                 "command again to replace it")
+        done.append(path.name)
+        (deposit.uploaded if file_id is None else deposit.replaced).append(path.name)
+
     try:
         for path, file_id in plan:
             json_data = {"description": descriptions[path.name], "directoryLabel": directory, "restrict": False,
@@ -182,14 +192,10 @@ def _upload(client: Client, deposit: Deposit, pid: str, plan: list[tuple[Path, i
             else:  # Dataverse replaces published files only: a draft's own file is swapped
                 client.delete_file(pid, file_id)
                 answer = client.add_file(pid, path, json_data)
-            _arrived(path, answer)
-            done.append(path.name)
-            (deposit.uploaded if file_id is None else deposit.replaced).append(path.name)
+            arrived(path, file_id, answer)
         if pending:
             for (path, file_id, _), answer in zip(pending, client.add_files(pid, [item[2] for item in pending])):
-                _arrived(path, answer)
-                done.append(path.name)
-                (deposit.uploaded if file_id is None else deposit.replaced).append(path.name)
+                arrived(path, file_id, answer)
     except ConnectionLost as exc:
         missing = [p.name for p, _ in plan if p.name not in done]
         raise DataverseError(f"{exc}; uploaded: {', '.join(done) or 'none'}; not uploaded: {', '.join(missing)}; "
@@ -198,14 +204,6 @@ def _upload(client: Client, deposit: Deposit, pid: str, plan: list[tuple[Path, i
 
 def _large(client: Client, path: Path) -> bool:
     return path.stat().st_size >= client.direct_from
-
-
-def _arrived(path: Path, answer: dict[str, Any]) -> None:
-    """DataverseError unless the server's checksum of the file it stored is that of ``path``."""
-    kind, value = _remote_checksum(answer["dataFile"])
-    if checksums(path, (ALGORITHMS[kind],))[ALGORITHMS[kind]] != value:
-        raise DataverseError(f"{path.name} arrived damaged ({kind} {value} on the server); run the same command "
-                             "again to replace it")
 
 
 def _dataset(client: Client, deposit: Deposit, collection: str, key: str, body: dict[str, Any],

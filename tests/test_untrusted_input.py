@@ -160,6 +160,9 @@ def test_an_archive_folder_with_crafted_names_is_refused_not_followed(tmp_path):
     assert any("'../../x' is no SHA-256 digest" in problem for problem in problems)
     with pytest.raises(ArchiveError):  # so an export (and a publication) never picks up the file beside it
         export(archive.root, tmp_path / "out.h5")
+    status = run_cli("status", workdir)
+    assert status.returncode == 1 and "error: refused: the step key '../../x' is no SHA-256 digest" in status.stderr
+    assert "Traceback" not in status.stderr
     for bad in ("../x", "/etc", "0" * 64 + "/.."):
         with pytest.raises(ArchiveError):
             archive.step_dir(bad)

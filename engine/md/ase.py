@@ -5,7 +5,7 @@ optimisation.
 A chunk starts from the state the previous chunk left: positions, momenta, cell and every
 variable of the integrator or optimiser as plain data (``state_of``: arrays, numbers, a random
 stream as its bit generator's state; stored by ilcampaign.engine.run.chunks as npz and JSON, never
-pickled). A restored state only sets attributes the fresh integrator has. Each chunk gets a
+pickled); restoring one sets variables only, never a method (``restore_state``). Each chunk gets a
 fresh calculator (neighbour lists built at the chunk's start), so a run is the same sequence of
 chunks whether it ran through or was killed and resumed between them: bit-identical results.
 
@@ -128,7 +128,7 @@ def run_md_chunk(
 def _restore(start: Atoms, calculator: Any, sampler: MDSettings, temperature: float, saved: dict[str, Any] | None,
              seed: int, bulk_modulus: float) -> tuple[Atoms, Any, int]:
     """The atoms at the chunk's start with ``calculator``, their dynamics: new (Maxwell-Boltzmann
-    momenta, molecules made whole for rigid box ramps) or restored from ``state``, and how many
+    momenta, molecules made whole for rigid box ramps) or restored from ``saved``, and how many
     steps in a row the run has been above the temperature guard's ratio."""
     from ase.constraints import FixCom
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
@@ -169,6 +169,8 @@ def _save(atoms: Atoms, dynamics: Any, hot_steps: int) -> dict[str, Any]:
 
 #: the prefix of a state's entries that hold the integrator's or optimiser's variables
 DYNAMICS = "dynamics/"
+#: the entry of a held object's state naming its class
+CLASS = "__class__"
 
 
 def state_of(obj: Any, prefix: str) -> dict[str, Any]:
@@ -225,10 +227,6 @@ def restore_state(obj: Any, saved: dict[str, Any], prefix: str) -> None:
             own[name].bit_generator.state = value
         else:
             setattr(target, name, value)
-
-
-#: the entry of a held object's state naming its class
-CLASS = "__class__"
 
 
 def _qualified(cls: type) -> str:
