@@ -1,8 +1,10 @@
 """Crash-safe file writes: write a temporary file beside the target, fsync, rename, fsync the folder.
 
 A reader (or a run restarted after ``kill -9``) sees either the old file or the complete new
-one, never a partial write. Temporary files left by a killed writer end in ``.tmp`` and are
-ignored (and swept) by the archive.
+one, never a partial write. Temporary files are made exclusively under a random name (as
+``mkstemp`` does, with the umask's permissions), so two writers of one target, in one process or
+on two hosts sharing the folder, never share one. Those left by a killed writer end in ``.tmp``
+and are ignored (and swept) by the archive.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,7 +34,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is fsynced and renamed onto ``path``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}{TMP_SUFFIX}")
+    tmp = _temporary(target)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -41,6 +44,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _temporary(target: Path) -> Path:
+    """A new empty file beside ``target``, made exclusively under a random name."""
+    while True:
+        tmp = target.with_name(f".{target.name}.{os.urandom(8).hex()}{TMP_SUFFIX}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def atomic_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy ``source`` to ``target`` atomically, its bytes on disk (fsynced) before it appears."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -1,8 +1,15 @@
 """One small read API over a campaign in a work directory, an archive folder or a one-file export
-(ilcampaign.archive.export), so analyses read published campaigns as they read local ones."""
+(ilcampaign.archive.export), so analyses read published campaigns as they read local ones.
+
+What is read is data, never code: JSON, HDF5 and netCDF, no pickle. A step key, checksum or file
+name taken from an archive or export becomes part of a path only once checked
+(ilcampaign.archive.store.checked_digest and checked_name), and a blob is handed out only if its
+bytes match its digest, so a crafted export can neither write outside the cache folder nor pass
+off other bytes as a blob."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -12,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 
 from ilcampaign.archive.atomic import atomic_path
-from ilcampaign.archive.store import Archive
+from ilcampaign.archive.store import Archive, ArchiveError, checked_digest, checked_name
 
 if TYPE_CHECKING:
     import ase
@@ -66,8 +73,11 @@ class Campaign:
         return Step(key, record["name"], record["kind"], record, self._source)
 
     def blob(self, digest: str) -> bytes:
-        """A blob's bytes (e.g. a trained model's tar)."""
-        return self._source.blob(digest)
+        """A blob's bytes (e.g. a trained model's tar); ArchiveError unless they match ``digest``."""
+        data = self._source.blob(checked_digest(digest, "blob digest"))
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ArchiveError(f"the blob {digest[:12]} is damaged: its bytes do not match its SHA-256")
+        return data
 
 
 @dataclass
@@ -147,7 +157,7 @@ class _Export:
         return self._json("campaign/manifest.json")
 
     def record(self, key: str) -> dict[str, Any]:
-        return self._json(f"steps/{key}/record.json")
+        return self._json(f"steps/{checked_digest(key, 'step key')}/record.json")
 
     def _json(self, name: str) -> Any:
         """A JSON text dataset, parsed; None if absent."""
@@ -158,7 +168,7 @@ class _Export:
         from ilcampaign.archive.frames import read_frames
 
         with h5py.File(self.path, "r") as f:
-            return read_frames(f[f"steps/{key}/{filename}"])
+            return read_frames(f[_output(f, key, filename)])
 
     def dataset(self, key: str, filename: str) -> xr.Dataset:
         """The netCDF group, less the export's checksum attrs."""
@@ -166,7 +176,9 @@ class _Export:
 
         from ilcampaign.archive.export import CHECKSUMS
 
-        ds = xr.load_dataset(self.path, group=f"steps/{key}/{filename}", engine="h5netcdf")
+        with h5py.File(self.path, "r") as f:
+            group = _output(f, key, filename)
+        ds = xr.load_dataset(self.path, group=group, engine="h5netcdf")
         for attrs in (ds.attrs, *(variable.attrs for variable in ds.variables.values())):
             for name in CHECKSUMS:
                 attrs.pop(name, None)
@@ -174,20 +186,33 @@ class _Export:
 
     def trajectory_path(self, key: str, filename: str) -> Path:
         """The split file if the export has one, else the H5MD group extracted once to the cache folder
-        (as ``<output sha256[:16]>.<filename>``, named by the original file's checksum)."""
-        sha256 = self.record(key)["outputs"][filename]
+        (as ``<output sha256[:16]>.<filename>``, named by the original file's checksum). ArchiveError
+        for a checksum, file name or link that the export's record or links would turn into a path
+        outside the export's folder or the cache."""
+        sha256 = checked_digest(self.record(key)["outputs"][checked_name(filename)], f"checksum of {filename}")
         with h5py.File(self.path, "r") as f:
+            where = _output(f, key, filename)
             link = f[f"steps/{key}"].get(filename, getlink=True)
             if isinstance(link, h5py.ExternalLink):
                 return self.path.with_name(link.filename)
             target = self.cache_dir / f"{sha256[:16]}.{filename}"
             if not target.exists():
-                _extract(f[f"steps/{key}/{filename}"], target)
+                _extract(f[where], target)
         return target
 
     def blob(self, digest: str) -> bytes:
         with h5py.File(self.path, "r") as f:
             return f[f"blobs/{digest}"][()].tobytes()
+
+
+def _output(f: h5py.File, key: str, filename: str) -> str:
+    """The HDF5 path of a step's output in an export; ArchiveError for a key or name that is no plain
+    digest or file name, or an external link to anything but a file name (a split file beside it)."""
+    where = f"steps/{checked_digest(key, 'step key')}/{checked_name(filename)}"
+    link = f[f"steps/{key}"].get(filename, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        checked_name(link.filename, "split file name")
+    return where
 
 
 def _extract(group: h5py.Group, target: Path) -> None:

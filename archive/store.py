@@ -24,19 +24,38 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
-from ilcampaign.archive.atomic import TMP_SUFFIX, append_line, atomic_path, atomic_write_json, sha256_file
+from ilcampaign.archive.atomic import TMP_SUFFIX, append_line, atomic_copy, atomic_write_json, sha256_file
 
 FORMAT = 1
 _INDEX_LOCK = threading.Lock()  # the index is read, changed and replaced as one step
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class ArchiveError(Exception):
     """The archive is damaged or used wrongly."""
+
+
+def checked_digest(value: Any, what: str = "digest") -> str:
+    """``value`` if it is a SHA-256 digest in hex (64 characters 0-9, a-f), the only form in which a
+    step key or checksum read from an archive or export becomes part of a path; ArchiveError otherwise."""
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        raise ArchiveError(f"refused: the {what} {str(value)[:80]!r} is no SHA-256 digest (64 hex characters)")
+    return value
+
+
+def checked_name(value: Any, what: str = "output name") -> str:
+    """``value`` if it is a plain file name (no folder, no ``..``, no control character), the only form
+    in which a name read from an archive or export becomes part of a path; ArchiveError otherwise."""
+    if (not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value
+            or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+        raise ArchiveError(f"refused: the {what} {str(value)[:80]!r} is no plain file name")
+    return value
 
 
 class Archive:
@@ -80,11 +99,11 @@ class Archive:
 
     # ----------------------------------------------------------------- steps
     def step_dir(self, key: str) -> Path:
-        return self.root / "steps" / key
+        return self.root / "steps" / checked_digest(key, "step key")
 
     def output(self, key: str, filename: str) -> Path:
         """Path of a finished step's output file."""
-        return self.step_dir(key) / filename
+        return self.step_dir(key) / checked_name(filename)
 
     def record(self, key: str) -> dict[str, Any]:
         path = self.step_dir(key) / "record.json"
@@ -165,10 +184,12 @@ class Archive:
 
     # ----------------------------------------------------------------- cache
     def cache_file(self, digest: str) -> Path:
+        checked_digest(digest, "calculation digest")
         return self.root / "cache" / digest[:2] / f"{digest}.h5"
 
     # ----------------------------------------------------------------- blobs
     def blob_path(self, digest: str) -> Path:
+        checked_digest(digest, "blob digest")
         return self.root / "blobs" / digest[:2] / digest
 
     def put_blob(self, source: Path) -> str:
@@ -176,16 +197,28 @@ class Archive:
         digest = sha256_file(source)
         target = self.blob_path(digest)
         if not target.exists():
-            with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
+            atomic_copy(source, target)
         return digest
+
+    def checked_blob(self, digest: str) -> Path:
+        """The path of a blob whose bytes match its digest (checked now, before anything unpacks it);
+        ArchiveError if they do not."""
+        path = self.blob_path(digest)
+        if not path.is_file() or sha256_file(path) != digest:
+            raise ArchiveError(f"the blob {digest[:12]} is {'damaged' if path.is_file() else 'missing'}: its "
+                               "bytes do not match its SHA-256")
+        return path
 
     # ----------------------------------------------------------------- checks
     def verify(self) -> list[str]:
         """Recompute every checksum of finished steps; returns the problems found (empty: all good)."""
         problems = []
         for key, entry in self.index()["steps"].items():
-            folder = self.step_dir(key)
+            try:
+                folder = self.step_dir(key)
+            except ArchiveError as exc:
+                problems.append(f"{entry.get('name', '?')}: {exc}")
+                continue
             record_path = folder / "record.json"
             if not record_path.exists():
                 problems.append(f"{entry['name']} ({key[:12]}): record.json missing")
@@ -194,8 +227,12 @@ class Archive:
                 problems.append(f"{entry['name']} ({key[:12]}): record.json checksum mismatch")
                 continue
             record = json.loads(record_path.read_text())
-            files = {folder / name: checksum for name, checksum in record["outputs"].items()}
-            files.update({self.blob_path(digest): digest for digest in record.get("blobs", {}).values()})
+            try:
+                files = {self.output(key, name): checksum for name, checksum in record["outputs"].items()}
+                files.update({self.blob_path(digest): digest for digest in record.get("blobs", {}).values()})
+            except ArchiveError as exc:
+                problems.append(f"{entry['name']} ({key[:12]}): {exc}")
+                continue
             for path, checksum in files.items():
                 if not path.exists():
                     problems.append(f"{entry['name']} ({key[:12]}): {path.name} missing")

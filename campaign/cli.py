@@ -1,7 +1,9 @@
 """The ``campaign`` command: validate, plan, run, inspect, verify, export and publish a campaign.
 
 Spec errors exit with code 2 and no traceback; a failed step exits with 1 and says why; a busy
-work directory exits with 3. Heavy science libraries are imported only by steps that run.
+work directory exits with 3. Heavy science libraries are imported only by steps that run. Names and
+messages from a spec, an archive or an exception are printed through ``printable``/``plain``
+(ilcampaign.campaign.terminal): never as markup, never with control characters.
 """
 
 from __future__ import annotations
@@ -14,11 +16,30 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from ilcampaign.campaign.terminal import plain, printable
 
 if TYPE_CHECKING:
     from ilcampaign.engine.run.runner import GraphFailed
 
-app = typer.Typer(
+class CommandLine(typer.Typer):
+    """The command set; an archive refused as damaged or crafted (ArchiveError, e.g. a step key that is
+    no digest) ends any command with one line and exit code 1, never a traceback."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            from ilcampaign.archive.store import ArchiveError
+
+            if not isinstance(exc, ArchiveError):
+                raise
+            err.print(printable(f"error: {exc}"), markup=False, soft_wrap=True)
+            sys.exit(1)
+
+
+app = CommandLine(
     help="Declarative learning-on-the-fly campaigns for machine-learned potentials of ionic liquids.",
     no_args_is_help=True,
     add_completion=False,
@@ -77,7 +98,7 @@ def _archive(workdir: Path):
 def validate(spec: SpecArg) -> None:
     """Check a spec; print nothing but 'ok' when it is valid."""
     loaded = _load(spec)
-    out.print(f"ok: {spec} ({loaded.campaign.name}, {len(_graph(loaded, spec))} steps)")
+    out.print(printable(f"ok: {spec} ({loaded.campaign.name}, {len(_graph(loaded, spec))} steps)"), markup=False)
 
 
 @app.command()
@@ -131,7 +152,7 @@ def plan(
     nodes = _graph(loaded, spec)
     archive = _archive(_workdir(loaded, workdir))
     by_key = {node.key: node.name for node in nodes}
-    steps = Table(title=f"{loaded.campaign.name}: {len(nodes)} steps", title_justify="left")
+    steps = Table(title=plain(f"{loaded.campaign.name}: {len(nodes)} steps"), title_justify="left")
     for column in ("step", "kind", "key", "state", "inputs", "notes"):
         steps.add_column(column, no_wrap=column in ("step", "key"), overflow="fold")
     styles = {"done": "green", "stale": "yellow", "to run": "cyan"}
@@ -143,14 +164,14 @@ def plan(
         if node.group != previous_group:
             if previous_group is not None:
                 steps.add_section()
-            steps.add_row(f"[bold]{node.group}[/]", "", "", "", "", "")
+            steps.add_row(plain(node.group, "bold"), "", "", "", "", "")
         steps.add_row(
-            node.name,
-            node.step.kind,
+            plain(node.name),
+            plain(node.step.kind),
             node.key[:8],
-            f"[{styles[current]}]{current}[/]{reason}",
-            ", ".join(node.inputs.values()),
-            "; ".join(note for note in (node.notes, guarded) if note),
+            Text.assemble((current, styles[current]), printable(reason)),
+            plain(", ".join(node.inputs.values())),
+            plain("; ".join(note for note in (node.notes, guarded) if note)),
         )
         previous_group = node.group
     out.print(steps)
@@ -193,14 +214,15 @@ def why_cmd(spec: SpecArg, step: Annotated[str, typer.Argument(help="step name o
     nodes = _graph(loaded, spec)
     matches = [n for n in nodes if n.name == step or n.key.startswith(step)]
     if not matches:
-        err.print(f"no step named {step!r}; steps: {', '.join(n.name for n in nodes)}")
+        err.print(printable(f"no step named {step!r}; steps: {', '.join(n.name for n in nodes)}"), markup=False)
         raise typer.Exit(2)
     archive = _archive(_workdir(loaded, workdir))
     by_key = {node.key: node.name for node in nodes}
     reasons = why(matches[0], archive, by_key)
-    out.print(f"{matches[0].name} ({matches[0].key[:12]}): " + ("done" if not reasons else "would run"))
+    out.print(printable(f"{matches[0].name} ({matches[0].key[:12]}): " + ("done" if not reasons else "would run")),
+              markup=False)
     for reason in reasons:
-        out.print(f"  - {reason}", markup=False)
+        out.print(printable(f"  - {reason}"), markup=False)
 
 
 @app.command()
@@ -232,10 +254,10 @@ def run(
                 ran = run_graph(nodes, directory, workers, progress, manifest, executor=executor,
                                 resources=resources)
         except LockedError as exc:
-            terminal.print(f"refused: {exc}", markup=False)
+            terminal.print(printable(f"refused: {exc}"), markup=False)
             raise typer.Exit(3) from None
         except StepFailed as exc:
-            terminal.print(f"step failed: {exc}", markup=False)
+            terminal.print(printable(f"step failed: {exc}"), markup=False, soft_wrap=True)
             terminal.print(f"finished work is kept in {directory}; fix the spec or the cause and run again",
                            markup=False)
             raise typer.Exit(1) from None
@@ -250,13 +272,13 @@ def run(
 
             log = directory / "error.log"
             log.write_text(traceback.format_exc())
-            terminal.print(f"error: {type(exc).__name__}: {exc}", markup=False)
+            terminal.print(printable(f"error: {type(exc).__name__}: {exc}"), markup=False, soft_wrap=True)
             terminal.print(f"the traceback is in {log}; finished work is kept in {directory}", markup=False)
             raise typer.Exit(1) from None
         finally:
             if executor is not None:
                 executor.shutdown(wait=True)
-    out.print(f"ran {len(ran)} step(s); archive: {directory / 'archive'}")
+    out.print(printable(f"ran {len(ran)} step(s); archive: {directory / 'archive'}"), markup=False)
     _print_status(directory, nodes)
 
 
@@ -323,7 +345,7 @@ def _executor(spec, spec_path: Path, directory: Path, workers: int | None, parsl
     try:
         executor = ParslExecutor(parsl, run_dir=directory / "parsl")
     except (OSError, ValueError) as exc:
-        terminal.print(f"error: {exc}", markup=False)
+        terminal.print(printable(f"error: {exc}"), markup=False)
         raise typer.Exit(2) from None
     return executor._max_workers, executor
 
@@ -336,11 +358,12 @@ def _report_failures(exc: GraphFailed, directory: Path, terminal: Console) -> No
 
     tracebacks = []
     for name, failure in exc.failures:
-        terminal.print(f"step failed: {name}: {failure if isinstance(failure, StepFailed) else repr(failure)}", markup=False)
+        shown = failure if isinstance(failure, StepFailed) else repr(failure)
+        terminal.print(printable(f"step failed: {name}: {shown}"), markup=False, soft_wrap=True)
         if not isinstance(failure, StepFailed):
             tracebacks.append(f"{name}:\n" + "".join(traceback.format_exception(failure)))
     if exc.blocked:
-        terminal.print(f"not run, as their inputs failed: {', '.join(exc.blocked)}", markup=False)
+        terminal.print(printable(f"not run, as their inputs failed: {', '.join(exc.blocked)}"), markup=False)
     if tracebacks:
         (directory / "error.log").write_text("\n".join(tracebacks))
         terminal.print(f"tracebacks are in {directory / 'error.log'}", markup=False)
@@ -371,17 +394,17 @@ def _print_status(directory: Path, nodes=None) -> None:
     if nodes is not None:
         order = {node.key: i for i, node in enumerate(nodes)}
         finished = sorted((key for key in finished if key in order), key=order.get)
-    table = Table(title=f"archive {archive.root}", title_justify="left")
+    table = Table(title=plain(f"archive {archive.root}"), title_justify="left")
     for column in ("step", "kind", "key", "wall s", "outputs", "guards"):
         table.add_column(column)
     summaries = []
     for key in finished:
         record = archive.record(key)
-        table.add_row(record["name"], record["kind"], key[:10], f"{record['wall_s']:.1f}", " ".join(record["outputs"]),
-                      guard_note(record))
+        table.add_row(plain(record["name"]), plain(record["kind"]), plain(key[:10]), f"{record['wall_s']:.1f}",
+                      plain(" ".join(record["outputs"])), plain(guard_note(record)))
         numbers = [f"{k}={v:.4g}" for k, v in record.get("summary", {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        summaries.append(f"  {record['name']}: {', '.join(numbers)}")
+        summaries.append(printable(f"  {record['name']}: {', '.join(numbers)}"))
     out.print(table)
     out.print("\n".join(summaries), markup=False, highlight=False)
     older = len(index["steps"]) - len(finished)
@@ -411,7 +434,7 @@ def show(
     index = archive.index()
     key = index["names"].get(step) or next((k for k in index["steps"] if k.startswith(step)), None)
     if key is None:
-        err.print(f"no finished step {step!r} in {archive.root}")
+        err.print(printable(f"no finished step {step!r} in {archive.root}"), markup=False)
         raise typer.Exit(1)
     print(json.dumps(archive.record(key), indent=2))
 
@@ -442,11 +465,11 @@ def verify(
                 for archive in archives for problem in archive.verify()]
     if problems:
         for problem in problems:
-            err.print(f"[red]problem[/]: {problem}", highlight=False)
+            err.print(Text.assemble(("problem", "red"), ": ", printable(problem)), highlight=False)
         raise typer.Exit(1)
     if against is None:
         n_steps = len(archives[0].index()["steps"])
-        out.print(f"ok: {n_steps} finished step(s), all checksums match ({archives[0].root})")
+        out.print(printable(f"ok: {n_steps} finished step(s), all checksums match ({archives[0].root})"), markup=False)
         return
     _print_comparison(*archives)
 
@@ -468,11 +491,11 @@ def _verify_export(path: Path, against: Path | None) -> None:
     try:
         problems = verify_export(path)
     except ValueError as exc:
-        err.print(str(exc), markup=False)
+        err.print(printable(exc), markup=False)
         raise typer.Exit(2) from None
     if problems:
         for problem in problems:
-            err.print(f"problem: {problem}", markup=False, highlight=False)
+            err.print(printable(f"problem: {problem}"), markup=False, highlight=False)
         raise typer.Exit(1)
     out.print(f"ok: every dataset, attribute set and split file matches its checksum ({path})", markup=False)
 
@@ -502,7 +525,7 @@ def export_cmd(
         path = export(archive.root, output, report_files=_report_files(directory),
                       split_trajectories=split_trajectories)
     except ArchiveError as exc:
-        err.print(f"not exported: {exc}", markup=False)
+        err.print(printable(f"not exported: {exc}"), markup=False)
         raise typer.Exit(1) from None
     n_steps = len(archive.index()["steps"])
     out.print(f"exported {n_steps} step(s) to {path} ({path.stat().st_size / 2**20:.1f} MiB)", markup=False)
@@ -536,32 +559,33 @@ def publish_cmd(
         token = token_from(os.environ, token_file)
     except ValueError as exc:
         if not dry_run or token_file is not None:
-            err.print(str(exc), markup=False)
+            err.print(printable(exc), markup=False, soft_wrap=True)
             raise typer.Exit(2) from None
         token = None
     try:
         deposit = publish(directory, url, collection, token, release=release, dry_run=dry_run,
                           report_files=_report_files(directory))
     except PublishError as exc:
-        err.print(f"not published: {exc}", markup=False, soft_wrap=True)
+        err.print(printable(f"not published: {exc}"), markup=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     if deposit.dry_run is not None:
         out.print(f"dry run: {len(deposit.files)} file(s), requests written to {deposit.dry_run}; nothing sent",
                   markup=False)
         return
     action = "created" if deposit.created else "updated"
-    out.print(f"{action} {deposit.persistent_id} in {collection} at {url}: uploaded {len(deposit.uploaded)}, "
-              f"replaced {len(deposit.replaced)}, unchanged {len(deposit.unchanged)}, deleted {len(deposit.deleted)} "
-              f"file(s); version "
-              f"{deposit.version}" + ("" if deposit.released or deposit.version != "DRAFT"
-                                      else " (review it, then publish with --release)"), markup=False, soft_wrap=True)
+    review = "" if deposit.released or deposit.version != "DRAFT" else " (review it, then publish with --release)"
+    out.print(printable(f"{action} {deposit.persistent_id} in {collection} at {url}: uploaded {len(deposit.uploaded)}, "
+                        f"replaced {len(deposit.replaced)}, unchanged {len(deposit.unchanged)}, deleted "
+                        f"{len(deposit.deleted)} file(s); version {deposit.version}{review}"),
+              markup=False, soft_wrap=True)
 
 
 def _report_files(directory: Path) -> dict[str, Path]:
-    """report.html and the newest PDF of each figure in the report cache, where present."""
+    """report.html and the newest complete PDF of each figure in the report cache, where present."""
+    from ilcampaign.reports.render import figure_pdfs
+
     files = {"report.html": directory / "report.html"} if (directory / "report.html").is_file() else {}
-    for pdf in sorted(directory.glob("report_cache/*/*/figure.pdf"), key=lambda path: path.stat().st_mtime):
-        files[f"figures/{pdf.parent.name}.pdf"] = pdf
+    files.update({f"figures/{figure}.pdf": pdf for figure, pdf in figure_pdfs(directory / "report_cache").items()})
     return files
 
 
@@ -622,9 +646,9 @@ def _print_comparison(ours, theirs) -> None:
 
     steps = compare_archives(ours, theirs)
     for step in steps:
-        out.print(f"{step.state:<21} {step.name} ({step.key[:10]})", markup=False, highlight=False)
+        out.print(printable(f"{step.state:<21} {step.name} ({step.key[:10]})"), markup=False, highlight=False)
         for difference in step.differences:
-            out.print(f"{'':<24}{difference}", markup=False, highlight=False, soft_wrap=True)
+            out.print(printable(f"{'':<24}{difference}"), markup=False, highlight=False, soft_wrap=True)
     different = [step for step in steps if step.state != "identical"]
     if different:
         out.print(f"{len(different)} of {len(steps)} step(s) differ ({ours.root} vs {theirs.root})", markup=False)

@@ -2,6 +2,10 @@
 
 ruamel.yaml's round-trip loader keeps every node's position, so each pydantic error location
 (``system.ions[1].smiles``) is mapped back to the place in the file the author wrote it.
+
+Aliases (``*name``) are counted before anything is built: a file whose aliases would expand it
+beyond MAX_NODES values (an "alias bomb", doubling with every line) is refused at the alias that
+crosses the bound, in time linear in the file's length.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 from ruamel.yaml.reader import ReaderError
 
 from ilcampaign.campaign.spec import CampaignSpec, Problem
 
 Loc = tuple[Any, ...]
+
+#: values (scalars and collections) a spec may hold with its aliases expanded; specs hold hundreds
+MAX_NODES = 100_000
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def load_spec(path: str | Path) -> CampaignSpec:
 def locate(path: str | Path, problems: list[Problem]) -> list[SpecProblem]:
     """``problems`` of the spec at ``path`` (found after loading it, e.g. by the engine) placed at
     the lines they name, in file order."""
-    data = _read_yaml(Path(path), str(path))
+    data = _read_yaml(Path(path), str(path), count_aliases=False)  # placing problems expands no alias
     return sorted((_located(problem, data, str(path)) for problem in problems), key=lambda p: (p.line, p.column))
 
 
@@ -93,8 +101,9 @@ def dump_spec(spec: CampaignSpec) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_yaml(path: Path, file: str) -> dict[str, Any]:
-    """The file's top-level mapping (ruamel round-trip nodes, which know their positions)."""
+def _read_yaml(path: Path, file: str, *, count_aliases: bool = True) -> dict[str, Any]:
+    """The file's top-level mapping (ruamel round-trip nodes, which know their positions, and share
+    what aliases repeat); ``count_aliases``: refuse a file whose aliases expand it beyond MAX_NODES."""
 
     def fail(message: str, hint: str = "", line: int = 0, column: int = 0, field_path: str = "") -> SpecError:
         return SpecError([SpecProblem(file, line, column, field_path, message, hint)])
@@ -114,6 +123,11 @@ def _read_yaml(path: Path, file: str) -> dict[str, Any]:
     except UnicodeError:
         raise fail("is a binary file, not YAML text", "a spec is a UTF-8 text file") from None
     try:
+        alias = _alias_beyond_bound(text) if count_aliases else None
+        if alias is not None:
+            raise fail(f"the aliases expand the spec to more than {MAX_NODES:,} values",
+                       "write the section out, or nest fewer aliases (*name) of aliases",
+                       alias.start_mark.line + 1, alias.start_mark.column + 1)
         data = YAML(typ="rt").load(text)
     except DuplicateKeyError as exc:
         match = re.search(r'duplicate key "(.*)" with value', exc.problem or "")
@@ -149,6 +163,31 @@ def _read_yaml(path: Path, file: str) -> dict[str, Any]:
             1,
         )
     return data
+
+
+def _alias_beyond_bound(text: str) -> AliasEvent | None:
+    """The alias at which the document, its aliases expanded, first holds more than MAX_NODES values
+    (None if it never does): each anchor's expanded size is counted once, from the parser's events."""
+    sizes: dict[str, int] = {}
+    open_collections: list[tuple[str | None, int]] = []  # (anchor, values counted when it opened)
+    total = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, AliasEvent):
+            total += sizes.get(str(event.anchor), 1)  # an unknown alias is the loader's to report
+            if total > MAX_NODES:
+                return event
+        elif isinstance(event, ScalarEvent):
+            total += 1
+            if event.anchor:
+                sizes[str(event.anchor)] = 1
+        elif isinstance(event, CollectionStartEvent):
+            total += 1
+            open_collections.append((event.anchor, total))
+        elif isinstance(event, CollectionEndEvent):
+            anchor, opened = open_collections.pop()
+            if anchor:
+                sizes[str(anchor)] = total - opened + 1
+    return None
 
 
 def _plain(node: Any) -> Any:

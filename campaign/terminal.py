@@ -6,12 +6,17 @@ The run's standard output and error are pointed at the log at the file-descripto
 worker processes started meanwhile inherit it too; the campaign's own messages go to a copy of the
 terminal's standard error taken before. Progress is a set of bars on a terminal and plain lines
 (a step's start, every tenth of its tasks, its end) when the output is a file or a pipe.
+
+Text that comes from a spec, an archive or an exception (step names above all: an archive may come
+from anyone) reaches the terminal through ``printable`` or ``plain``: never read as rich markup,
+and without control characters, so no escape sequence in a name drives the terminal.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -20,8 +25,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 LOG = "campaign.log"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: object) -> str:
+    """``text`` without control characters (C0, DEL and C1: escape sequences lose their ESC and CSI);
+    print it with ``markup=False``."""
+    return _CONTROL.sub("", str(text))
+
+
+def plain(text: object, style: str = "") -> Text:
+    """``printable(text)`` as rich Text, which is never read as markup (for table cells and titles)."""
+    return Text(printable(text), style=style)
 
 
 @contextmanager
@@ -66,14 +84,14 @@ def progress_display(console: Console) -> Iterator[Callable[[str, int, int], Non
             TimeRemainingColumn,
         )
 
-        columns = (TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        columns = (TextColumn("{task.description:<22}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=False) as bars:
             ids: dict[str, int] = {}
 
             def update(name: str, done: int, total: int) -> None:
                 if name not in ids:
-                    ids[name] = bars.add_task(name, total=total)
+                    ids[name] = bars.add_task(printable(name), total=total)
                 bars.update(ids[name], completed=done, total=total)
 
             yield update
@@ -83,14 +101,16 @@ def progress_display(console: Console) -> Iterator[Callable[[str, int, int], Non
 
     def line(name: str, done: int, total: int) -> None:
         tenth = 10 * done // total if total else 0
+        shown_name = printable(name)
         if name not in shown:
             started[name] = time.monotonic()
-            console.print(f"{name}: started, {done}/{total} task(s) done", markup=False, highlight=False)
+            console.print(f"{shown_name}: started, {done}/{total} task(s) done", markup=False, highlight=False)
         elif done == total:
             seconds = time.monotonic() - started[name]
-            console.print(f"{name}: {done}/{total} task(s) done, {seconds:.0f} s", markup=False, highlight=False)
+            console.print(f"{shown_name}: {done}/{total} task(s) done, {seconds:.0f} s", markup=False,
+                          highlight=False)
         elif tenth > shown[name]:
-            console.print(f"{name}: {done}/{total} task(s) done", markup=False, highlight=False)
+            console.print(f"{shown_name}: {done}/{total} task(s) done", markup=False, highlight=False)
         shown[name] = tenth
 
     yield line

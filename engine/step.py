@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ilcampaign.archive.store import Archive
+from ilcampaign.archive.store import Archive, ArchiveError, checked_digest
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -80,19 +80,23 @@ class StepContext:
         return self.archive.record(self.inputs[slot])
 
     def model_dir(self, slot: str = "model") -> Path:
-        """The trained model of input ``slot``, unpacked once per work directory from its blob as a
-        folder apax loads (ilcampaign.engine.models.blob)."""
+        """The trained model of input ``slot``, unpacked once per work directory from its blob (whose
+        bytes are checked against its digest first) as a folder apax loads (ilcampaign.engine.models.blob)."""
         import shutil
         import tempfile
 
         from ilcampaign.engine.models.blob import unpack
 
         digest = self.input_record(slot)["blobs"]["model"]
-        target = self.scratch.parent / "models" / digest[:16]
-        if not target.exists():
+        try:
+            target = self.scratch.parent / "models" / checked_digest(digest, "model digest")[:16]
+            blob = None if target.exists() else self.archive.checked_blob(digest)
+        except ArchiveError as exc:
+            raise StepFailed(f"the model of input {slot!r} is not unpacked: {exc}") from None
+        if blob is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             unpacked = Path(tempfile.mkdtemp(dir=target.parent))
-            unpack(self.archive.blob_path(digest), unpacked)
+            unpack(blob, unpacked)
             try:
                 unpacked.rename(target)
             except OSError:  # another worker unpacked it first
@@ -128,12 +132,12 @@ class StepContext:
     def finish_single(self, task_id: str, extra: tuple[str, ...] = ()) -> tuple[list[str], dict[str, Any]]:
         """Outputs of a one-task step: the task's frames, extra task files ``<task>.<name>`` copied
         to ``<name>``, and the task's summary (without its timings, which the record has)."""
-        import shutil
+        from ilcampaign.archive.atomic import atomic_copy
 
         summary = {k: v for k, v in self.done_tasks()[task_id].items() if k not in ("wall_s", "cpu_s")}
         outputs = [self.write_frames(self.task_frames(task_id))]
         for name in extra:
-            shutil.copyfile(self.archive.task_file(self.key, task_id, f".{name}"), self.out_dir / name)
+            atomic_copy(self.archive.task_file(self.key, task_id, f".{name}"), self.out_dir / name)
             outputs.append(name)
         return outputs, summary
 

@@ -9,7 +9,13 @@ or holds with another checksum (of the type the server reports), and a changed c
 version of the same dataset, without the files of the folder that the new export no longer has. The
 dataset carries the campaign's key as its ``otherId``: a run whose create request reached the server
 but whose answer was lost (so no persistent id was kept) is followed by one that finds that dataset in
-the collection rather than creating a second. Nothing is published without ``release=True``.
+the collection rather than creating a second. Nothing is published without ``release=True``, and a
+publication counts once the server reports the version RELEASED (ilcampaign.publish.dataverse).
+
+Files of at least ``Client.direct_from`` bytes go straight to the dataset's storage where it offers
+direct upload, and are registered together in one request after the others; the rest are sent
+through the native API one by one. Every file is sent with ``tabIngest: false`` (an HDF5 export is
+no table to ingest) into the folder named after the campaign, as Dataverse stores that name.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 from ilcampaign.archive.atomic import atomic_write_json
 from ilcampaign.publish.dataverse import (
+    MEDIA_TYPES,
     Client,
     ConnectionLost,
     DataverseError,
@@ -30,6 +37,7 @@ from ilcampaign.publish.dataverse import (
     InsecureURL,
     check_url,
     checksums,
+    directory_label,
 )
 from ilcampaign.publish.metadata import CAMPAIGN_ID_AGENCY, MetadataError, dataset_json, digest
 
@@ -98,8 +106,8 @@ def publish(target: str | os.PathLike[str], url: str, collection: str, token: st
         raise PublishError(str(exc), 1) from None
     if dry_run:
         deposit.dry_run = folder / "dry-run.json"
-        note = ("the requests a deposit sends to a server whose collection offers the citation block only and "
-                "holds no dataset yet; X-Dataverse-key redacted; nothing was sent")
+        note = ("the requests a deposit sends to a server whose collection offers the citation block only, "
+                "holds no dataset yet and offers no direct upload; X-Dataverse-key redacted; nothing was sent")
         atomic_write_json(deposit.dry_run, {"note": note, "requests": client.requests})
     return deposit
 
@@ -110,8 +118,8 @@ def _deposit(client: Client, deposit: Deposit, collection: str, manifest: dict[s
     body = dataset_json(manifest, records=records, blocks=client.blocks(collection))
     entry, latest = _dataset(client, deposit, collection, manifest["key"], body, state, state_path)
     pid = deposit.persistent_id
-    directory = manifest["name"]
-    remote = {f["label"]: f for f in client.files(pid) if (f.get("directoryLabel") or "") == directory}
+    directory = directory_label(manifest["name"])  # what the server makes of it: a trailing "." or "-" goes
+    remote = {f["label"]: f for f in client.files(pid) if directory_label(f.get("directoryLabel") or "") == directory}
     plan = []
     for path in deposit.files:
         known = remote.get(path.name)
@@ -132,36 +140,70 @@ def _deposit(client: Client, deposit: Deposit, collection: str, manifest: dict[s
         client.delete_file(pid, remote[name]["dataFile"]["id"])
         deposit.deleted.append(name)
         latest = {"versionState": "DRAFT"}
-    released_ids = set(entry.get("released_files", []))
+    if plan:
+        _upload(client, deposit, pid, plan, descriptions, directory, set(entry.get("released_files", [])))
+        latest = {"versionState": "DRAFT"}
+    if release and latest.get("versionState") == "DRAFT":
+        latest = client.publish(pid)  # returns once the server reports the version released
+        deposit.released = True
+        entry["released_files"] = sorted(f["dataFile"]["id"] for f in client.files(pid))
+        _save(state_path, state, dry)
+    deposit.version = _version(latest)
+
+
+def _upload(client: Client, deposit: Deposit, pid: str, plan: list[tuple[Path, int | None]],
+            descriptions: dict[str, str], directory: str | None, released_ids: set[int]) -> None:
+    """Send the planned files (file id None: new; else the id of the file it replaces), each checked
+    against the checksum the server reports; a lost connection names what was and was not sent."""
     done: list[str] = []
-    for path, file_id in plan:
-        json_data = {"description": descriptions[path.name], "directoryLabel": directory, "restrict": False}
-        try:
-            if file_id is None:
+    pending: list[tuple[Path, int | None, dict[str, Any]]] = []  # uploaded directly, to register together
+    direct = True  # until the dataset's store turns out to offer no direct upload
+
+    def arrived(path: Path, file_id: int | None, answer: dict[str, Any]) -> None:
+        """Check the file the server stored against ``path``'s checksum and count it as sent."""
+        kind, value = _remote_checksum(answer["dataFile"])
+        if checksums(path, (ALGORITHMS[kind],))[ALGORITHMS[kind]] != value:
+            raise DataverseError(f"{path.name} arrived damaged ({kind} {value} on the server); run the same "
+                                 "command again to replace it")
+        done.append(path.name)
+        (deposit.uploaded if file_id is None else deposit.replaced).append(path.name)
+
+    try:
+        for path, file_id in plan:
+            json_data = {"description": descriptions[path.name], "directoryLabel": directory, "restrict": False,
+                         "tabIngest": False}
+            ticket = client.upload_urls(pid, path.stat().st_size) if direct and _large(client, path) else None
+            direct = direct and (ticket is not None or not _large(client, path))
+            if ticket is not None:
+                client.upload_direct(ticket, path)
+                json_data.update(storageIdentifier=ticket.storage_identifier, fileName=path.name,
+                                 mimeType=MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+                                 checksum={"@type": "SHA-256", "@value": checksums(path, ("sha256",))["sha256"]})
+                if file_id not in released_ids:  # registered below with the other direct uploads
+                    if file_id is not None:
+                        client.delete_file(pid, file_id)
+                    pending.append((path, file_id, json_data))
+                    continue
+                answer = client.replace_file(pid, file_id, None, {**json_data, "forceReplace": True})
+            elif file_id is None:
                 answer = client.add_file(pid, path, json_data)
             elif file_id in released_ids:  # a new version of a published file keeps its lineage
                 answer = client.replace_file(pid, file_id, path, {**json_data, "forceReplace": True})
             else:  # Dataverse replaces published files only: a draft's own file is swapped
                 client.delete_file(pid, file_id)
                 answer = client.add_file(pid, path, json_data)
-        except ConnectionLost as exc:
-            missing = [p.name for p, _ in plan if p.name not in done]
-            raise DataverseError(f"{exc}; uploaded: {', '.join(done) or 'none'}; not uploaded: {', '.join(missing)}; "
-                                 "run the same command again to resume") from None
-        kind, value = _remote_checksum(answer["dataFile"])
-        if checksums(path, (ALGORITHMS[kind],))[ALGORITHMS[kind]] != value:
-            raise DataverseError(f"{path.name} arrived damaged ({kind} {value} on the server); run the same command "
-                                 "again to replace it")
-        done.append(path.name)
-        (deposit.uploaded if file_id is None else deposit.replaced).append(path.name)
-        latest = {"versionState": "DRAFT"}
-    if release and latest.get("versionState") == "DRAFT":
-        client.publish(pid)  # returns once a publication finalised in the background is done
-        deposit.released = True
-        latest = client.latest_version(pid) if not dry else {"versionState": "RELEASED"}
-        entry["released_files"] = sorted(f["dataFile"]["id"] for f in client.files(pid))
-        _save(state_path, state, dry)
-    deposit.version = _version(latest)
+            arrived(path, file_id, answer)
+        if pending:
+            for (path, file_id, _), answer in zip(pending, client.add_files(pid, [item[2] for item in pending])):
+                arrived(path, file_id, answer)
+    except ConnectionLost as exc:
+        missing = [p.name for p, _ in plan if p.name not in done]
+        raise DataverseError(f"{exc}; uploaded: {', '.join(done) or 'none'}; not uploaded: {', '.join(missing)}; "
+                             "run the same command again to resume") from None
+
+
+def _large(client: Client, path: Path) -> bool:
+    return path.stat().st_size >= client.direct_from
 
 
 def _dataset(client: Client, deposit: Deposit, collection: str, key: str, body: dict[str, Any],
@@ -173,7 +215,7 @@ def _dataset(client: Client, deposit: Deposit, collection: str, key: str, body: 
     entry = state.setdefault("datasets", {}).get(slot)
     if entry is not None:
         deposit.persistent_id = entry["persistentId"]
-        return entry, _latest(client, entry["persistentId"], state_path)
+        return entry, _latest(client, entry["persistentId"], state_path) or {}
     found = client.find_dataset(collection, CAMPAIGN_ID_AGENCY, key)
     if found is None:
         try:
@@ -190,7 +232,7 @@ def _dataset(client: Client, deposit: Deposit, collection: str, key: str, body: 
     return entry, latest
 
 
-def _latest(client: Client, pid: str, state_path: Path) -> dict[str, Any]:
+def _latest(client: Client, pid: str, state_path: Path) -> dict[str, Any] | None:
     """The latest version of the dataset the state names (a 404 says how to start afresh)."""
     try:
         return client.latest_version(pid)

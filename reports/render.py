@@ -1,12 +1,17 @@
 """Render a campaign's report (one self-contained HTML file) and its figure set (PDF, PNG, CSV,
 LaTeX) from the archive alone. Rendering never runs a step and never writes into the archive;
-figures are cached outside it, under the keys of the steps they are drawn from."""
+figures are cached outside it, under the keys of the steps they are drawn from.
+
+Reports may be written by several processes at once: each draws a figure into a partial folder of
+its own (``<key>.<random>.partial``), renamed into place only when complete (the first one to finish
+wins, the others are dropped), and report.html and the figure set's files are written atomically."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,10 +20,12 @@ from typing import Any
 
 import jinja2
 
+from ilcampaign.archive.atomic import atomic_copy, atomic_write_bytes
 from ilcampaign.reports import tables
 from ilcampaign.reports.view import CampaignView
 
 CACHE_FORMAT = 1
+PARTIAL = ".partial"  # the suffix of a figure folder still being drawn
 
 
 @dataclass
@@ -73,13 +80,13 @@ def figures(view: CampaignView, cache: Path) -> list[Figure]:
 
 
 def _draw(view: CampaignView, function: Callable, folder: Path) -> None:
-    """Draw one figure function's plots into a fresh cache folder (renamed into place when complete)."""
+    """Draw one figure function's plots into a partial folder of this call's own, renamed to ``folder``
+    when complete unless another process got there first."""
     from ilcampaign.reports.figures import Missing
     from ilcampaign.reports.style import save, svg_text
 
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", suffix=PARTIAL, dir=folder.parent))
     items: list[dict[str, Any]] = []
     for plot in function(view):
         if isinstance(plot, Missing):
@@ -93,8 +100,21 @@ def _draw(view: CampaignView, function: Callable, folder: Path) -> None:
         items.append({"id": plot.id, "title": plot.title, "available": True, "caption": plot.caption,
                       "sources": plot.sources})
     (tmp / "done.json").write_text(json.dumps(items, indent=1, sort_keys=True))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    if not (folder / "done.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)  # a folder left incomplete by an older version
+        try:
+            tmp.rename(folder)
+            return
+        except OSError:  # another process renamed its folder into place first
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def figure_pdfs(cache: Path) -> dict[str, Path]:
+    """The newest complete PDF of each figure in the cache, by figure id (folders still being drawn
+    are left out)."""
+    pdfs = [pdf for pdf in cache.glob("*/*/figure.pdf") if not pdf.parent.parent.name.endswith(PARTIAL)]
+    return {pdf.parent.name: pdf for pdf in sorted(pdfs, key=lambda path: path.stat().st_mtime)}
 
 
 def _csv(columns: dict[str, list]) -> str:
@@ -122,8 +142,8 @@ def render_html(view: CampaignView, cache: Path, generated: str | None = None) -
 
 
 def write_report(view: CampaignView, cache: Path, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(view, cache), encoding="utf-8")
+    """Write the report to ``out`` atomically."""
+    atomic_write_bytes(out, render_html(view, cache).encode("utf-8"))
     return out
 
 
@@ -136,11 +156,11 @@ def write_figure_set(view: CampaignView, cache: Path, out: Path) -> list[Path]:
             continue
         for suffix, name in ((".pdf", "figure.pdf"), (".png", "figure.png"), (".csv", "data.csv")):
             target = out / f"{figure.id}{suffix}"
-            shutil.copyfile(figure.folder / name, target)
+            atomic_copy(figure.folder / name, target)
             written.append(target)
     for table in report_tables(view):
         for suffix, text in ((".csv", table.csv()), (".tex", table.latex())):
             target = out / f"{table.id}{suffix}"
-            target.write_text(text, encoding="utf-8")
+            atomic_write_bytes(target, text.encode("utf-8"))
             written.append(target)
     return written

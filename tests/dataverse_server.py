@@ -1,7 +1,8 @@
 """A stand-in for a Dataverse server, for the publish tests: NOT a real Dataverse (which needs
 Payara, PostgreSQL and Solr and cannot run here, so the client is tested against this instead), only
-a model of the native API behaviours the ``campaign publish`` client relies on, written from the
-Dataverse API guide and its JSON shapes as Dataverse's source (JsonPrinter, AbstractApiBean) prints them:
+a model of the native API behaviours the ``campaign publish`` client relies on. Each is written from
+IQSS/dataverse's source (paths under src/main/java/edu/harvard/iq/dataverse/, read at commit
+b485249 of July 2026), as cited; where the source was not read, the API guide's JSON shapes:
 
 * ``X-Dataverse-key`` required on every request and checked (401 ``Bad API key`` otherwise);
 * collections by alias, each offering metadata blocks (``GET /api/dataverses/{alias}/metadatablocks``)
@@ -15,29 +16,70 @@ Dataverse API guide and its JSON shapes as Dataverse's source (JsonPrinter, Abst
   subject present, controlled vocabularies (subject, authorIdentifierScheme, publicationIDType)
   respected, a license the installation knows (CC0 1.0, CC BY 4.0), only blocks the collection
   offers; a 400 with a message naming the field otherwise (otherId: agency and value);
-* the dataset and its latest version (``GET /api/datasets/:persistentId/``), the latest version's
-  files (``.../versions/:latest/files``) with the checksum of the configured type (MD5 by default,
-  as Dataverse's default; SHA-256 etc. on request), its locks (``.../locks``: lockType, date, user,
-  dataset, message each; ``[]`` when none);
-* add a file (``.../add``, multipart ``file`` + ``jsonData`` with description and directoryLabel),
-  replace a published file (``/api/files/{id}/replace``, a new file id; 400 for a file never
-  published, as Dataverse), delete a file from the draft (``DELETE /api/files/{id}``), update the
-  draft's metadata (``PUT .../versions/:draft``): each creates a new DRAFT version when the latest
-  is released;
-* publish (``.../actions/:publish?type=major``): the draft becomes version 1.0, then 2.0, ...;
-  400 when there is no draft;
-* a locked dataset refuses every change (403 ``Dataset cannot be edited due to dataset lock.``).
+* the dataset and its latest version (``GET /api/datasets/:persistentId/``): ``latestVersion`` is
+  null where the token may see no version (api/Datasets.getDataset adds
+  ``GetLatestAccessibleDatasetVersionCommand``'s result or null; ``hide_versions``: another user's
+  draft in the collection);
+* the latest version's files (``.../versions/:latest/files``) with the checksum of the configured
+  type (MD5 by default, as Dataverse's default; SHA-256 etc. on request), and the dataset's locks
+  (``.../locks``: lockType, date, user, dataset, message each; ``[]`` when none; api/Datasets.
+  getLocksForDataset);
+* add a file (``.../add``, multipart ``file`` + ``jsonData`` with description, directoryLabel,
+  tabIngest), replace a published file (``/api/files/{id}/replace``, a new file id; 400 for a file
+  never published), delete a file from the draft (``DELETE /api/files/{id}``), update the draft's
+  metadata (``PUT .../versions/:draft``): each creates a new DRAFT version when the latest is
+  released. A ``directoryLabel`` is stored as FileMetadata.setDirectoryLabel stores it
+  (util/StringUtil.sanitizeFileDirectory: runs of ``/`` and ``\\`` become one ``/``; leading and
+  trailing ``/``, ``-``, ``.`` and spaces are stripped);
+* publish (``.../actions/:publish?type=major``) answers **200** with the dataset and finalises in the
+  background under a ``finalizePublication`` lock: PublishDatasetCommand.execute ("As of v5.0,
+  publishing a dataset is always done asynchronously, with the dataset locked") returns
+  Status.Inprogress, and api/Datasets.publishDataset answers ``accepted`` (202) only for
+  ``res.isWorkflow()``, a pre-publication workflow (``finalize_next_publish(workflow=True)``). The
+  draft is released when the lock lifts (FinalizeDatasetPublicationCommand); if finalising fails
+  (``released=False``: PID registration, FinalizeDatasetPublicationCommand's catch) the lock goes
+  and the version stays DRAFT. Publishing a dataset whose latest version is released answers 403
+  ("... is already released. Only draft versions can be released.": verifyCommandArguments'
+  IllegalCommandException, which AbstractApiBean.execCommand maps to 403);
+* a locked dataset refuses each change as the real one does (IQSS/dataverse#8700):
+  add and replace answer **400** "Failed to add file to dataset." (AddReplaceFileHelper.
+  step_070_run_update_dataset_command catches UpdateDatasetVersionCommand's CommandException as
+  ``add.add_file_error``; its default status is BAD_REQUEST); delete answers **400** "Delete failed
+  for file ID {id} (CommandException): Dataset cannot be edited due to dataset lock."
+  (api/Files.deleteFileInDataset); a metadata update answers **403** "Dataset cannot be edited due to
+  dataset lock." (PermissionServiceBean.checkEditDatasetLock's IllegalCommandException through
+  execCommand); publish answers **403** "This dataset is locked. Reason: {reasons}. Please try
+  publishing later." (PublishDatasetCommand.verifyCommandArguments); ``/addFiles`` answers **500**
+  "CommandException updating DatasetVersion from addFiles job: Dataset cannot be edited due to
+  dataset lock." (AddReplaceFileHelper.addFiles: the lock surfaces only in its final
+  UpdateDatasetVersionCommand). Every lock blocks here, as checkEditDatasetLock lets none through
+  for a non-curator (InReview excepted, not modelled);
+* direct upload (developers/s3-direct-upload-api.rst; api/Datasets.getMPUploadUrls,
+  completeMPUpload, abortMPUpload, addFilesToDataset; dataaccess/S3AccessIO.
+  generateTemporaryS3UploadUrls): ``GET .../uploadurls?size=`` answers 404 "Direct upload not
+  supported for files in this dataset: {id}" unless ``direct_part_size`` is set; then a file of at
+  most that many bytes gets one pre-signed ``url``, a larger one ``urls`` (one per part, numbered
+  from 1) with ``abort`` and ``complete`` paths (``/api/datasets/mpupload?globalid=...&uploadid=
+  ...&storageidentifier=...``), each with ``partSize`` and ``storageIdentifier``. The storage is a
+  local S3-like target under ``/s3/`` on this server: a single PUT must carry ``x-amz-tagging:
+  dv-state=temp`` (presigned with that tag unless tagging is disabled; 403 SignatureDoesNotMatch
+  otherwise), each PUT answers an ``ETag`` (the part's MD5, quoted, as S3 does); ``PUT mpupload``
+  with ``{"1": etag, ...}`` completes (200 "Multipart Upload completed"), ``DELETE`` aborts (204).
+  ``POST .../addFiles`` (multipart ``jsonData``: a list with storageIdentifier, fileName,
+  mimeType, checksum ``{"@type", "@value"}``) registers them without checking the checksum, as the
+  guide says Dataverse does, and answers 200 ``{"Files": [{storageIdentifier, successMessage,
+  fileDetails} or {..., errorMessage}], "Result": {...}}`` even where single files failed;
+  ``/api/files/{id}/replace`` takes a ``storageIdentifier`` in place of the file too.
 
 Failures on demand (``fail_next``): a status with a message for the next request matching a path
 fragment; ``drop_upload``: the N-th upload from now has its connection closed after part of
 its body was read, as a dropped network connection would; ``drop_answer``: the next request matching
 a path fragment is carried out, then its connection closed before the answer (the server created the
-dataset, the client never heard); ``lock_dataset``: a lock on a dataset until its locks have been read N
-times; ``finalize_next_publish``: the next publication answers 202 ``WORKFLOW_IN_PROGRESS`` and
-finishes in the background under a ``finalizePublication`` lock, as when Dataverse registers the files'
-persistent ids. Not modelled: minor versions, file restriction, ingest (Dataverse lets some edits
-through an Ingest lock; here every lock blocks), direct (S3) upload, duplicate-file checks,
-permissions beyond the key, sub-collections in the contents.
+dataset, the client never heard); ``lock_dataset``: a lock on a dataset until its locks have been read
+N times; ``lock_on_arrival``: the next request matching a fragment finds its dataset just locked (a
+lock taken after the client looked). Not modelled: minor versions, file restriction, tabular
+ingest, duplicate-file checks, permissions beyond the key, sub-collections in the contents, S3's
+signatures and expiry, quotas and size limits.
 """
 
 from __future__ import annotations
@@ -47,11 +89,13 @@ import email.parser
 import email.policy
 import hashlib
 import json
+import re
 import socket
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 SUBJECTS = {"Agricultural Sciences", "Arts and Humanities", "Astronomy and Astrophysics", "Business and Management",
             "Chemistry", "Computer and Information Science", "Earth and Environmental Sciences", "Engineering", "Law",
@@ -78,7 +122,8 @@ REQUIRED = [("title", None, "Title"), ("author", "authorName", "Author Name"),
             ("dsDescription", "dsDescriptionValue", "Description Text"), ("subject", None, "Subject")]
 LICENSES = {"CC0 1.0", "CC BY 4.0"}
 HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-512": "sha512"}
-LOCKED = "Dataset cannot be edited due to dataset lock."  # Dataverse's 403 message for a change to a locked dataset
+LOCKED = "Dataset cannot be edited due to dataset lock."  # dataset.message.locked.editNotAllowed
+ADD_FAILED = "Failed to add file to dataset."  # file.addreplace.error.add.add_file_error
 
 
 class Invalid(Exception):
@@ -99,7 +144,13 @@ class Dataverse:
         self.drop_at: int | None = None  # drop the connection of this upload (1: the next one)
         self.uploads_seen = 0
         self.dropped_answers: list[str] = []  # path fragments: carry out, then hang up
-        self.finalize_polls: list[int | None] = []  # per coming publication: reads of its lock before it lifts
+        self.publish_lock_polls = 2  # reads of /locks a publication's finalizePublication lock survives
+        self.finalizing: list[dict[str, Any]] = []  # per coming publication: how it finalises
+        self.arrivals: list[tuple[str, str, str, int]] = []  # (pid, path fragment, lock type, polls)
+        self.direct_part_size: int | None = None  # None: the store offers no direct upload
+        self.store: dict[str, bytes] = {}  # storage identifier -> bytes uploaded directly
+        self.multipart: dict[str, dict[str, Any]] = {}  # upload id -> storage identifier, parts
+        self.store_log: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers) of storage requests
         self.lock = threading.Lock()
         self._ids = iter(range(100, 10**9))
 
@@ -120,8 +171,18 @@ class Dataverse:
                  "message": f"{lock_type} in progress"}
         self.datasets[pid]["lock"] = {"json": entry, "polls": polls, "then": then}
 
-    def finalize_next_publish(self, polls: int | None) -> None:
-        self.finalize_polls.append(polls)
+    def lock_on_arrival(self, pid: str, fragment: str, lock_type: str, polls: int) -> None:
+        """The next request whose path holds ``fragment`` finds dataset ``pid`` locked for ``polls`` reads."""
+        self.arrivals.append((pid, fragment, lock_type, polls))
+
+    def finalize_next_publish(self, polls: int | None, *, released: bool = True, workflow: bool = False) -> None:
+        """The next publication holds its lock for ``polls`` reads (None: for good), then releases the
+        draft or (``released=False``) fails to; ``workflow``: a pre-publication workflow runs (202)."""
+        self.finalizing.append({"polls": polls, "released": released, "workflow": workflow})
+
+    def hide_versions(self, pid: str) -> None:
+        """The token may see no version of ``pid`` (another user's draft): its latestVersion is null."""
+        self.datasets[pid]["hidden"] = True
 
     # serving
     def start(self) -> str:
@@ -139,7 +200,8 @@ class Dataverse:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.url
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -148,9 +210,12 @@ class Dataverse:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        if parts.path.startswith("/s3/"):
+            self._storage(handler, parts.path, query, handler.rfile.read(length) if length else b"")
+            return
         with self.lock:
             self.log.append((handler.command, parts.path))
-        length = int(handler.headers.get("Content-Length") or 0)
         if parts.path.endswith(("/add", "/replace")) and self.drop_at is not None:
             self.uploads_seen += 1
             if self.uploads_seen == self.drop_at:  # read part of the body, then hang up
@@ -168,12 +233,19 @@ class Dataverse:
                     del self.failures[i]
                     raise Invalid(status, message)
             with self.lock:
+                for arrival in [a for a in self.arrivals if a[1] in parts.path][:1]:
+                    self.arrivals.remove(arrival)
+                    self.lock_dataset(arrival[0], arrival[2], arrival[3])
                 status, data = self._route(handler.command, parts.path, query, handler.headers, body)
             dropped = [fragment for fragment in self.dropped_answers if fragment in parts.path]
             if dropped:  # done, but the client never hears of it
                 self.dropped_answers.remove(dropped[0])
                 handler.connection.shutdown(socket.SHUT_RDWR)
                 handler.close_connection = True
+                return
+            if status == 204:
+                handler.send_response(204)
+                handler.end_headers()
                 return
             self._answer(handler, status, {"status": "WORKFLOW_IN_PROGRESS" if status == 202 else "OK", "data": data})
         except Invalid as exc:
@@ -187,6 +259,30 @@ class Dataverse:
         handler.send_header("Content-Length", str(len(raw)))
         handler.end_headers()
         handler.wfile.write(raw)
+
+    def _storage(self, handler: BaseHTTPRequestHandler, path: str, query: dict[str, str], body: bytes) -> None:
+        """The S3-like target of direct uploads: PUT an object (tagged dv-state=temp) or a part of a
+        multipart upload; each answer carries the bytes' MD5 as a quoted ETag."""
+        with self.lock:
+            self.store_log.append((handler.command, path, dict(handler.headers)))
+            key = path.removeprefix("/s3/")
+            if handler.command != "PUT" or "X-Amz-Signature" not in query:
+                status = 403
+            elif "uploadId" in query:
+                upload = self.multipart.get(query["uploadId"])
+                status = 404 if upload is None else 200
+                if upload is not None:
+                    upload["parts"][int(query["partNumber"])] = body
+            elif handler.headers.get("x-amz-tagging") != "dv-state=temp":
+                status = 403  # the URL was presigned with the tag: without it the signature does not match
+            else:
+                status = 200
+                self.store[f"s3://stand-in-bucket:{key}"] = body
+        handler.send_response(status)
+        if status == 200:
+            handler.send_header("ETag", f'"{hashlib.md5(body).hexdigest()}"')
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
     # the API
     def _route(self, method: str, path: str, query: dict[str, str], headers, body: bytes) -> tuple[int, Any]:
@@ -208,6 +304,8 @@ class Dataverse:
                 pid = f"doi:10.5072/FK2/{len(self.datasets) + 1:06d}"
                 self.datasets[pid] = {"id": next(self._ids), "alias": alias, "versions": [self._version(version)]}
                 return 201, {"id": self.datasets[pid]["id"], "persistentId": pid}
+        if segments == ["api", "datasets", "mpupload"]:
+            return self._multipart_upload(method, query, body)
         if segments[:3] == ["api", "datasets", ":persistentId"]:
             pid = query.get("persistentId", "")
             if pid not in self.datasets:
@@ -215,57 +313,134 @@ class Dataverse:
             dataset, rest = self.datasets[pid], segments[3:]
             latest = dataset["versions"][-1]
             if method == "GET" and rest == []:
-                return 200, {**_summary(pid, dataset), "latestVersion": _public(latest)}
+                return 200, {**_summary(pid, dataset), "latestVersion": None if dataset.get("hidden") else _public(latest)}
             if method == "GET" and rest == ["versions", ":latest", "files"]:
                 return 200, _public(latest)["files"]
             if method == "GET" and rest == ["locks"]:
                 return 200, self._locks(dataset)
-            if method != "GET" and "lock" in dataset:
-                raise Invalid(403, LOCKED)
+            if method == "GET" and rest == ["uploadurls"]:
+                return 200, self._upload_urls(pid, dataset, int(query.get("size", 0)))
             if method == "PUT" and rest == ["versions", ":draft"]:
+                if "lock" in dataset:
+                    raise Invalid(403, LOCKED)
                 version = _json(body)
                 self._validate(version, dataset["alias"])
                 draft = self._draft(dataset)
                 draft.update(metadataBlocks=version["metadataBlocks"], license=version.get("license"))
                 return 200, _public(draft)
             if method == "POST" and rest == ["add"]:
-                content, json_data, filename = _multipart(headers, body)
+                if "lock" in dataset:
+                    raise Invalid(400, ADD_FAILED)
+                content, json_data, filename = self._upload(headers, body)
                 draft = self._draft(dataset)
                 draft["files"].append(self._file(content, json_data, filename))
                 return 200, {"files": [_public_file(draft["files"][-1])]}
+            if method == "POST" and rest == ["addFiles"]:
+                return 200, self._add_files(dataset, headers, body)
             if method == "POST" and rest == ["actions", ":publish"]:
-                if latest["versionState"] != "DRAFT":
-                    raise Invalid(400, "Cannot publish: this dataset has no draft version")
-                if query.get("type") != "major":
-                    raise Invalid(400, "this stand-in publishes major versions only")
-                if self.finalize_polls:  # finished in the background, under a lock
-                    self.lock_dataset(pid, "finalizePublication", self.finalize_polls.pop(0), lambda: _release(dataset))
-                    return 202, _summary(pid, dataset)
-                _release(dataset)
-                return 200, _summary(pid, dataset)
+                return self._publish(pid, dataset, query)
         if segments[:2] == ["api", "files"] and len(segments) in (3, 4) and segments[2].isdigit():
             file_id = int(segments[2])
             for dataset in self.datasets.values():
                 if not any(f["dataFile"]["id"] == file_id for f in dataset["versions"][-1]["files"]):
                     continue
-                if "lock" in dataset:
-                    raise Invalid(403, LOCKED)
                 if method == "DELETE" and len(segments) == 3:
+                    if "lock" in dataset:
+                        raise Invalid(400, f"Delete failed for file ID {file_id} (CommandException): {LOCKED}")
                     draft = self._draft(dataset)
                     draft["files"] = [f for f in draft["files"] if f["dataFile"]["id"] != file_id]
-                    return 200, {"message": f"file {file_id} deleted"}
+                    return 200, True  # api/Files.deleteFileInDataset: ok(deletePhysicalFile)
                 if method == "POST" and segments[3:] == ["replace"]:
                     if not any(f["dataFile"]["id"] == file_id for v in dataset["versions"]
                                if v["versionState"] == "RELEASED" for f in v["files"]):
                         raise Invalid(400, "You cannot replace an unpublished file. Please delete it instead of "
                                       "replacing it.")
-                    content, json_data, filename = _multipart(headers, body)
+                    if "lock" in dataset:
+                        raise Invalid(400, ADD_FAILED)
+                    content, json_data, filename = self._upload(headers, body)
                     draft = self._draft(dataset)
                     index = next(i for i, f in enumerate(draft["files"]) if f["dataFile"]["id"] == file_id)
                     draft["files"][index] = self._file(content, json_data, filename)
                     return 200, {"files": [_public_file(draft["files"][index])]}
             raise Invalid(404, f"File with ID {file_id} not found.")
         raise Invalid(404, f"API endpoint does not exist on this server: {method} {path}")
+
+    def _publish(self, pid: str, dataset: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        """Start a publication: 200 (202 for a workflow) at once, released when its lock lifts."""
+        if query.get("type") != "major":
+            raise Invalid(400, "this stand-in publishes major versions only")
+        if "lock" in dataset:
+            raise Invalid(403, f"This dataset is locked. Reason: {dataset['lock']['json']['lockType']}. Please try "
+                          "publishing later.")
+        if dataset["versions"][-1]["versionState"] != "DRAFT":
+            raise Invalid(403, f"Latest version of dataset {pid.rsplit('/', 1)[-1]} is already released. Only draft "
+                          "versions can be released.")
+        how = self.finalizing.pop(0) if self.finalizing else {"polls": self.publish_lock_polls, "released": True,
+                                                              "workflow": False}
+        self.lock_dataset(pid, "Workflow" if how["workflow"] else "finalizePublication", how["polls"],
+                          (lambda: _release(dataset)) if how["released"] else None)
+        return (202 if how["workflow"] else 200), _summary(pid, dataset)
+
+    def _upload_urls(self, pid: str, dataset: dict[str, Any], size: int) -> dict[str, Any]:
+        """Pre-signed URL(s) on the S3-like target for ``size`` bytes (404 without direct upload)."""
+        if self.direct_part_size is None:
+            raise Invalid(404, f"Direct upload not supported for files in this dataset: {dataset['id']}")
+        key = f"{pid.rsplit('/', 1)[-1]}/{uuid.uuid4().hex[:12]}"
+        storage_identifier = f"s3://stand-in-bucket:{key}"
+        answer = {"partSize": self.direct_part_size, "storageIdentifier": storage_identifier}
+        if size <= self.direct_part_size:
+            return {**answer, "url": f"{self.url}/s3/{key}?X-Amz-Signature=stand-in"}
+        upload = uuid.uuid4().hex
+        self.multipart[upload] = {"storage_identifier": storage_identifier, "parts": {}}
+        n_parts = -(-size // self.direct_part_size)
+        where = urlencode({"globalid": pid, "uploadid": upload, "storageidentifier": storage_identifier})
+        return {**answer, "urls": {str(n): f"{self.url}/s3/{key}?partNumber={n}&uploadId={upload}&X-Amz-Signature=s"
+                                   for n in range(1, n_parts + 1)},
+                "abort": f"/api/datasets/mpupload?{where}", "complete": f"/api/datasets/mpupload?{where}"}
+
+    def _multipart_upload(self, method: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        """Complete (PUT, the parts' ETags by number) or abort (DELETE) a multipart upload."""
+        upload = self.multipart.pop(query.get("uploadid", ""), None)
+        if upload is None or upload["storage_identifier"] != query.get("storageidentifier"):
+            raise Invalid(500, "Could not complete multipart upload" if method == "PUT" else
+                          "Could not abort multipart upload")
+        if method == "DELETE":
+            return 204, None
+        etags, parts = _json(body), upload["parts"]
+        if sorted(map(int, etags)) != sorted(parts) or any(
+                etags[str(n)] != f'"{hashlib.md5(parts[n]).hexdigest()}"' for n in parts):
+            raise Invalid(500, "Could not complete multipart upload")
+        self.store[upload["storage_identifier"]] = b"".join(parts[n] for n in sorted(parts))
+        return 200, {"message": "Multipart Upload completed"}
+
+    def _add_files(self, dataset: dict[str, Any], headers, body: bytes) -> dict[str, Any]:
+        """Register directly uploaded files; per file a success or an error, the answer 200 regardless."""
+        if "lock" in dataset:
+            raise Invalid(500, f"CommandException updating DatasetVersion from addFiles job: {LOCKED}")
+        entries = _multipart(headers, body)[1]
+        draft, files = self._draft(dataset), []
+        for entry in entries:
+            stored = self.store.get(entry.get("storageIdentifier"))
+            if stored is None or not all(entry.get(key) for key in ("fileName", "mimeType")):
+                files.append({"errorMessage": "You must provide a storageidentifier, filename, and mimetype.",
+                              "fileDetails": entry})
+                continue
+            draft["files"].append(self._file(stored, entry, entry["fileName"]))
+            files.append({"storageIdentifier": entry["storageIdentifier"], "successMessage": "Added successfully to "
+                          "the dataset", "fileDetails": _public_file(draft["files"][-1])})
+        added = sum("successMessage" in item for item in files)
+        return {"Files": files, "Result": {"Total number of files": len(entries),
+                                           "Number of files successfully added": added}}
+
+    def _upload(self, headers, body: bytes) -> tuple[bytes, dict[str, Any], str]:
+        """A multipart upload's file, jsonData and file name; the file may be one uploaded directly and
+        named by jsonData's storageIdentifier (and fileName)."""
+        content, json_data, filename = _multipart(headers, body)
+        if content is None and json_data.get("storageIdentifier") in self.store:
+            content, filename = self.store[json_data["storageIdentifier"]], json_data.get("fileName")
+        if content is None:
+            raise Invalid(400, "You must upload a file.")
+        return content, json_data, filename
 
     @staticmethod
     def _locks(dataset: dict[str, Any]) -> list[dict[str, Any]]:
@@ -297,13 +472,19 @@ class Dataverse:
                 "metadataBlocks": version["metadataBlocks"], "license": version.get("license"), "files": []}
 
     def _file(self, content: bytes, json_data: dict[str, Any], filename: str) -> dict[str, Any]:
-        value = hashlib.new(HASHES[self.checksum_type], content).hexdigest()
-        data_file = {"id": next(self._ids), "filename": filename, "filesize": len(content),
-                     "checksum": {"type": self.checksum_type, "value": value}}
-        if self.checksum_type == "MD5":
-            data_file["md5"] = value
-        return {"label": filename, "directoryLabel": json_data.get("directoryLabel"),
-                "description": json_data.get("description", ""), "dataFile": data_file, "content": content}
+        """A stored file: the checksum of the configured type, or a direct upload's own (not checked)."""
+        given = json_data.get("checksum")
+        if given is not None:
+            checksum = {"type": given["@type"], "value": given["@value"]}
+        else:
+            checksum = {"type": self.checksum_type,
+                        "value": hashlib.new(HASHES[self.checksum_type], content).hexdigest()}
+        data_file = {"id": next(self._ids), "filename": filename, "filesize": len(content), "checksum": checksum}
+        if checksum["type"] == "MD5":
+            data_file["md5"] = checksum["value"]
+        return {"label": filename, "directoryLabel": _sanitised(json_data.get("directoryLabel")),
+                "description": json_data.get("description", ""), "dataFile": data_file, "content": content,
+                "jsonData": json_data}
 
     def _validate(self, version: dict[str, Any], alias: str) -> None:
         license_ = version.get("license")
@@ -344,6 +525,18 @@ class Dataverse:
                 raise Invalid(400, f"Invalid field in block {name}")
 
 
+def _sanitised(label: str | None) -> str | None:
+    """A directoryLabel as Dataverse stores it (util/StringUtil.sanitizeFileDirectory)."""
+    if label is None:
+        return None
+    value = re.sub(r"[\\/][\\/]*", "/", label)  # Java: replaceAll("[\\\\/][\\\\/]*", "/")
+    while value and value[0] in "/-. ":
+        value = value[1:]
+    while value and value[-1] in "/-. ":
+        value = value[:-1]
+    return value or None
+
+
 def _release(dataset: dict[str, Any]) -> None:
     """The draft becomes the next major version."""
     released = [v for v in dataset["versions"] if v["versionState"] == "RELEASED"]
@@ -371,7 +564,7 @@ def _json(body: bytes) -> dict[str, Any]:
         raise Invalid(400, f"Error parsing Json: {exc}") from None
 
 
-def _multipart(headers, body: bytes) -> tuple[bytes, dict[str, Any], str]:
+def _multipart(headers, body: bytes) -> tuple[bytes | None, Any, str | None]:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + body)
     content, json_data, filename = None, {}, None
@@ -381,13 +574,11 @@ def _multipart(headers, body: bytes) -> tuple[bytes, dict[str, Any], str]:
             content, filename = part.get_payload(decode=True), part.get_filename()
         elif name == "jsonData":
             json_data = json.loads(part.get_content())
-    if content is None:
-        raise Invalid(400, "You must upload a file.")
     return content, json_data, filename
 
 
 def _public_file(file: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in file.items() if key != "content"}
+    return {key: value for key, value in file.items() if key not in ("content", "jsonData")}
 
 
 def _public(version: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from ilcampaign.campaign.spec import BoxRamp, GeometryOptimisationSettings, MDSe
 from ilcampaign.campaign.units import to_internal
 from ilcampaign.engine.md.ase import optimise_chunk, run_md_chunk
 from ilcampaign.engine.md.common import box_cell, ramp, series
+from ilcampaign.engine.run.chunks import decode_state, encode_state
 
 
 def eqn9(t, start, end, amplitude, t_end, t_per):
@@ -66,7 +67,8 @@ def sampler(**kwargs) -> MDSettings:
 
 
 class Run:
-    """A whole run made of chunks of ``every`` steps, a fresh calculator each (as the md step does)."""
+    """A whole run made of chunks of ``every`` steps, a fresh calculator each and the state through its
+    file format (as the md step does)."""
 
     def __init__(self, start, make_calc, s, *, seed, uncertainty=None, every=None):
         self.frames, self.rows, self.chunks, state, first = [], [], 0, None, 0
@@ -80,7 +82,7 @@ class Run:
             self.stopped_at, self.stop_reason = chunk.stopped_at, chunk.stop_reason
             if chunk.stopped_at is not None:
                 break
-            state, first = chunk.state, last
+            state, first = decode_state(encode_state(chunk.state)), last
         self.series = series(self.rows, s.timestep)
 
 
@@ -295,10 +297,11 @@ def test_npt_needs_an_upper_triangular_cell():
 
 
 def optimise(start, make_calc, settings, every):
-    """A whole optimisation in chunks of ``every`` steps."""
+    """A whole optimisation in chunks of ``every`` steps, the state through its file format."""
     frames, state, ended = [], None, False
     while not ended:
         more, state, ended = optimise_chunk(start, make_calc(), settings, steps=every, state=state)
+        state = decode_state(encode_state(state))
         frames += more
     return frames
 

@@ -1,13 +1,16 @@
 """`campaign publish` against a stand-in Dataverse (tests/dataverse_server.py): a full deposit,
 resuming after a dropped upload or a lost answer to the create request, a new version of the same
-dataset without the files the export no longer has, waiting for locked datasets, dry runs, the token
-kept out of every file and output, and the one-line errors."""
+dataset without the files the export no longer has, a publication that is finalised in the
+background (200 and a lock), locks taken before or during a write, direct upload (single and
+multipart) where the store offers it, folder names as Dataverse stores them, dry runs, the token
+kept out of every file and output (and of the storage), token files, and the one-line errors."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from ase.build import bulk
 
 from ilcampaign.archive.frames import write_frames
 from ilcampaign.archive.store import Archive
+from ilcampaign.publish import dataverse
 from ilcampaign.publish.dataverse import Client
 from ilcampaign.publish.deposit import PublishError, publish
 from ilcampaign.publish.metadata import MetadataError, dataset_json
@@ -77,12 +81,13 @@ def campaign(workdir: Path, citation: dict | None = CITATION, *, key: str = "0" 
 
 
 @pytest.fixture
-def server():
-    dataverse = Dataverse(TOKEN)
-    url = dataverse.start()
-    dataverse.url = url
-    yield dataverse
-    dataverse.stop()
+def server(monkeypatch):
+    """The stand-in (publications finalise under a lock two looks long); the client looks every 10 ms."""
+    monkeypatch.setattr(Client, "poll", 0.01)
+    stand_in = Dataverse(TOKEN)
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
 
 
 def fields(version: dict, block: str = "citation") -> dict:
@@ -201,10 +206,12 @@ def test_dry_run_and_the_token_stays_out_of_every_file_and_output(tmp_path, serv
     assert [(r["method"], r["url"].split("?")[0].removeprefix(server.url)) for r in requests] == [
         ("GET", "/api/dataverses/ilcampaign/metadatablocks"), ("GET", "/api/dataverses/ilcampaign/contents"),
         ("POST", "/api/dataverses/ilcampaign/datasets"), ("GET", "/api/datasets/:persistentId/versions/:latest/files"),
-        *[("POST", "/api/datasets/:persistentId/add")] * 3]
+        *[("GET", "/api/datasets/:persistentId/locks"), ("POST", "/api/datasets/:persistentId/add")] * 3]
     assert all(r["headers"]["X-Dataverse-key"] == "***" for r in requests)
     assert requests[2]["json"]["datasetVersion"]["metadataBlocks"]["citation"]["fields"][0]["value"] == CITATION["title"]
-    uploads = [r["multipart"]["file"] for r in requests[4:]]
+    adds = [r for r in requests if r["url"].split("?")[0].endswith("/add")]
+    assert all(r["multipart"]["jsonData"]["tabIngest"] is False for r in adds)
+    uploads = [r["multipart"]["file"] for r in adds]
     for upload in uploads:
         path = workdir / "publish" / upload["name"]
         assert upload["size"] == path.stat().st_size and upload["md5"] == md5(path)
@@ -212,6 +219,8 @@ def test_dry_run_and_the_token_stays_out_of_every_file_and_output(tmp_path, serv
 
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    server.publish_lock_polls = 0  # the command runs in a process of its own, looking every 2 s
     real = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign", "--release",
                  "--token-file", token_file], {})
     assert real.returncode == 0, real.stderr
@@ -344,27 +353,205 @@ def test_a_file_gone_from_the_export_leaves_the_draft(tmp_path, server):
     assert gone[0] in [f["label"] for f in versions[0]["files"]]  # version 1.0 keeps it
 
 
-def test_an_accepted_publication_and_a_locked_dataset_are_waited_for(tmp_path, server, monkeypatch):
-    monkeypatch.setattr(Client, "poll", 0.01)
+def test_a_publication_is_released_only_once_its_lock_clears(tmp_path, server):
+    """Dataverse answers 200 at once and finalises under a lock: the client waits, then checks RELEASED."""
     workdir = campaign(tmp_path / "work")
-    server.finalize_next_publish(2)  # 202, then a finalizePublication lock that two looks still see
-    first = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
-    assert first.version == "1.0" and server.datasets[first.persistent_id]["versions"][-1]["versionState"] == "RELEASED"
-    assert sum(path.endswith("/locks") for _, path in server.log) == 3
+    draft = publish(workdir, server.url, "ilcampaign", TOKEN)
+    client = Client(server.url, TOKEN)
+    server.finalize_next_publish(None)
+    assert client.send(dataverse.Request(  # the publish request alone: 200, and no version released yet
+        "POST", f"/api/datasets/:persistentId/actions/:publish?persistentId={draft.persistent_id}&type=major"))
+    assert client.latest_version(draft.persistent_id)["versionState"] == "DRAFT"  # what reading at once reported
+    assert client.locks(draft.persistent_id)[0]["lockType"] == "finalizePublication"
+    del server.datasets[draft.persistent_id]["lock"]  # abandoned, still a draft
 
-    step(Archive(workdir / "archive"), "production.nvt.400K", "production", {"sampler": sampler("nvt", 400.0)},
-         trajectory=True, finished="2026-01-02T00:00:00+00:00")
-    server.lock_dataset(first.persistent_id, "EditInProgress", polls=2)  # refuses the next change (403)
+    server.finalize_next_publish(3)
     server.log.clear()
-    second = publish(workdir, server.url, "ilcampaign", TOKEN)
-    assert second.replaced == ["tiny.h5"] and len(second.uploaded) == 1 and second.version == "DRAFT"
-    assert [path.rsplit("/", 1)[1] for _, path in server.log if path.endswith(("/replace", "/locks"))] == [
-        "replace", "locks", "locks", "locks", "replace"]  # refused, waited for, sent again
+    released = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert released.released and released.version == "1.0"
+    after = [path.rsplit("/", 1)[1] for method, path in server.log][[p for _, p in server.log].index(
+        "/api/datasets/:persistentId/actions/:publish") + 1:]
+    assert after[:5] == ["locks"] * 4 + [""]  # 3 looks see the lock, the 4th finds it gone; then the version
+    assert server.datasets[released.persistent_id]["versions"][-1]["versionState"] == "RELEASED"
 
-    step(Archive(workdir / "archive"), "production.nvt.450K", "production", {"sampler": sampler("nvt", 450.0)},
-         trajectory=True, finished="2026-01-03T00:00:00+00:00")
+
+def test_a_publication_the_server_fails_to_finalise_or_never_finishes_is_an_error(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    server.finalize_next_publish(1, released=False)  # e.g. the PID registration failed: the lock goes, a draft stays
+    with pytest.raises(PublishError) as failed:
+        publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    (pid,) = server.datasets
+    assert str(failed.value) == (f"the publication of {pid} did not complete: its latest version is DRAFT after the "
+                                 "server finished (its page and notifications say why); run the same command again")
     server.finalize_next_publish(None)  # a lock that never lifts
     with pytest.raises(PublishError) as stuck:
         publish(workdir, server.url, "ilcampaign", TOKEN, release=True, lock_timeout=0.2)
-    assert str(stuck.value) == (f"the dataset {first.persistent_id} is still locked (finalizePublication) after 0.2 s; "
+    assert str(stuck.value) == (f"the dataset {pid} is still locked (finalizePublication) after 0.2 s; "
                                 "run the same command again later")
+    del server.datasets[pid]["lock"]
+    server.finalize_next_publish(2, workflow=True)  # a pre-publication workflow: 202, then its Workflow lock
+    workflow = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert workflow.released and workflow.version == "1.0"
+
+
+def test_locks_before_and_during_writes_are_waited_out(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    first = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    pid = first.persistent_id
+    step(Archive(workdir / "archive"), "production.nvt.400K", "production", {"sampler": sampler("nvt", 400.0)},
+         trajectory=True, finished="2026-01-02T00:00:00+00:00")
+    server.lock_dataset(pid, "EditInProgress", polls=2)  # seen by the look before the first write
+    server.lock_on_arrival(pid, "/add", "Ingest", polls=2)  # taken just after the look before the add
+    server.log.clear()
+    second = publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert second.replaced == ["tiny.h5"] and len(second.uploaded) == 1 and second.version == "DRAFT"
+    writes = [path.rsplit("/", 1)[1] for method, path in server.log if method != "GET" or path.endswith("/locks")]
+    assert writes == ["locks", "locks", "locks", "replace",  # waited for the EditInProgress lock; tiny.h5 replaced
+                      "locks", "add", "locks", "locks", "locks", "add"]  # refused (400), waited for, sent again
+    assert not any(lock for dataset in server.datasets.values() for lock in [dataset.get("lock")] if lock)
+
+    smaller = campaign(tmp_path / "smaller", runs=(("npt", 300.0),))  # a trajectory to delete from the draft
+    server.lock_on_arrival(pid, "/api/files/", "EditInProgress", polls=1)
+    server.log.clear()
+    third = publish(smaller, server.url, "ilcampaign", TOKEN, state_file=workdir / "publish" / "state.json")
+    assert len(third.deleted) == 2 and third.version == "DRAFT"
+    deletes = [method for method, path in server.log if path.startswith("/api/files/")]
+    assert deletes[:2] == ["DELETE", "DELETE"]  # the first refused with 400 and sent again once the lock was gone
+    names = {f["label"] for f in server.datasets[pid]["versions"][-1]["files"]}
+    assert names == {path.name for path in third.files}
+
+
+def test_a_refusal_without_a_lock_is_not_sent_again(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    server.fail_next("/add", 400, "Failed to add file to dataset.")
+    with pytest.raises(PublishError) as refused:
+        publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert "(400): Failed to add file to dataset." in str(refused.value)
+    assert sum(path.endswith("/add") for _, path in server.log) == 1
+
+
+@pytest.mark.parametrize("part_size", [1 << 20, 32 << 10], ids=["single", "multipart"])
+def test_large_files_go_by_direct_upload_where_the_store_offers_it(tmp_path, server, monkeypatch, part_size):
+    monkeypatch.setattr(Client, "direct_from", 40_000)  # the trajectories (60 kB), not tiny.h5 (34 kB)
+    server.direct_part_size = part_size
+    workdir = campaign(tmp_path / "work")
+    deposit = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert deposit.released and sorted(deposit.uploaded) == sorted(path.name for path in deposit.files)
+    calls = [path.rsplit("/", 1)[1] for method, path in server.log if method != "GET" or "uploadurls" in path]
+    assert calls.count("add") == 1 and calls.count("uploadurls") == 2 and calls.count("addFiles") == 1
+    assert calls.count("mpupload") == (0 if part_size > 60_000 else 2)  # completed, one per trajectory
+    puts = [(path, headers) for method, path, headers in server.store_log if method == "PUT"]
+    assert len(puts) == (2 if part_size > 60_000 else 4)
+    assert not any("X-Dataverse-key" in headers or TOKEN in json.dumps(headers) for _, headers in puts)
+    if part_size > 60_000:
+        assert all(headers["x-amz-tagging"] == "dv-state=temp" for _, headers in puts)
+    files = server.datasets[deposit.persistent_id]["versions"][-1]["files"]
+    for path in deposit.files:
+        (stored,) = [f for f in files if f["label"] == path.name]
+        assert stored["content"] == path.read_bytes() and stored["directoryLabel"] == "tiny"
+        assert stored["jsonData"]["tabIngest"] is False
+    direct = [f for f in files if "storageIdentifier" in f["jsonData"]]
+    assert sorted(f["label"] for f in direct) == sorted(p.name for p in deposit.files if p.stat().st_size >= 40_000)
+    assert all(f["jsonData"]["mimeType"] == "application/x-h5" for f in direct)
+
+    step(Archive(workdir / "archive"), "production.nvt.400K", "production", {"sampler": sampler("nvt", 400.0)},
+         trajectory=True, finished="2026-01-02T00:00:00+00:00")
+    monkeypatch.setattr(Client, "direct_from", 30_000)  # now tiny.h5 too: a released file replaced directly
+    server.log.clear()
+    second = publish(workdir, server.url, "ilcampaign", TOKEN, release=True)
+    assert second.replaced == ["tiny.h5"] and len(second.uploaded) == 1 and second.version == "2.0"
+    assert [path for method, path in server.log if path.endswith("/replace")] and "add" not in [
+        path.rsplit("/", 1)[1] for _, path in server.log]
+    files = server.datasets[deposit.persistent_id]["versions"][-1]["files"]
+    assert all(f["content"] == (workdir / "publish" / f["label"]).read_bytes() for f in files) and len(files) == 4
+
+
+def test_without_direct_upload_every_file_goes_through_the_native_api(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(Client, "direct_from", 1)
+    deposit = publish(campaign(tmp_path / "work"), server.url, "ilcampaign", TOKEN)
+    calls = [path.rsplit("/", 1)[1] for _, path in server.log]
+    assert calls.count("uploadurls") == 1 and calls.count("add") == 3 and "addFiles" not in calls  # asked once
+    assert server.store_log == [] and len(deposit.uploaded) == 3
+
+
+def test_a_failed_part_aborts_the_multipart_upload(tmp_path, server, monkeypatch):
+    monkeypatch.setattr(Client, "direct_from", 40_000)
+    server.direct_part_size = 32 << 10
+    original = server._storage
+
+    def refuse_second_part(handler, path, query, body):
+        if query.get("partNumber") == "2":
+            query.pop("X-Amz-Signature")  # the storage refuses it (403)
+        original(handler, path, query, body)
+
+    monkeypatch.setattr(server, "_storage", refuse_second_part)
+    with pytest.raises(PublishError) as failed:
+        publish(campaign(tmp_path / "work"), server.url, "ilcampaign", TOKEN)
+    assert "the storage at 127.0.0.1 refused" in str(failed.value) and "X-Amz-Signature" not in str(failed.value)
+    assert [method for method, path in server.log if path.endswith("mpupload")] == ["DELETE"] and not server.multipart
+
+
+def test_the_answer_to_an_upload_may_take_longer_for_a_larger_file(tmp_path, server, monkeypatch):
+    """The wait for an upload's answer grows with the file: a server that answers an upload only after
+    1 s is waited for by a client whose socket timeout is 0.3 s when the file's size buys the time."""
+    workdir = campaign(tmp_path / "work")
+    answer = server._answer
+
+    def slowly(handler, status, payload):
+        if handler.path.split("?")[0].endswith("/add"):
+            time.sleep(1.0)
+        answer(handler, status, payload)
+
+    monkeypatch.setattr(server, "_answer", slowly)
+    monkeypatch.setattr(dataverse, "ANSWER_RATE", 1e12)  # no time for the size
+    with pytest.raises(PublishError, match="POST /api/datasets/:persistentId/add: the connection to 127.0.0.1 was lost"):
+        publish(workdir, server.url, "ilcampaign", TOKEN, timeout=0.3)
+    monkeypatch.setattr(dataverse, "ANSWER_RATE", 20_000)  # 1.7 s and more for 34 kB
+    assert len(publish(workdir, server.url, "ilcampaign", TOKEN, timeout=0.3).files) == 3
+
+
+def test_a_folder_name_is_compared_as_dataverse_stores_it(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    manifest = Archive(workdir / "archive").manifest()
+    Archive(workdir / "archive").write_manifest({**manifest, "name": "tiny."})  # allowed by the spec's pattern
+    first = publish(workdir, server.url, "ilcampaign", TOKEN)
+    files = server.datasets[first.persistent_id]["versions"][-1]["files"]
+    assert {f["directoryLabel"] for f in files} == {"tiny"} and len(files) == 3
+    server.log.clear()
+    again = publish(workdir, server.url, "ilcampaign", TOKEN)
+    assert again.uploaded == [] and len(again.unchanged) == 3 and again.deleted == []
+
+
+def test_a_dataset_whose_versions_the_token_cannot_see_is_passed_over(tmp_path, server):
+    other = publish(campaign(tmp_path / "other", key="1" * 64), server.url, "ilcampaign", TOKEN)
+    server.hide_versions(other.persistent_id)  # e.g. another user's draft: latestVersion null
+    assert Client(server.url, TOKEN).find_dataset("ilcampaign", "ilcampaign", "1" * 64) is None
+    workdir = campaign(tmp_path / "work")
+    server.drop_answer("ilcampaign/datasets")
+    with pytest.raises(PublishError):
+        publish(workdir, server.url, "ilcampaign", TOKEN)
+    deposit = publish(workdir, server.url, "ilcampaign", TOKEN)  # finds its own among them
+    assert not deposit.created and len(server.datasets) == 2
+
+
+def test_token_files_others_can_read_and_non_ascii_tokens_are_refused(tmp_path, server):
+    workdir = campaign(tmp_path / "work")
+    token_file = tmp_path / "token file"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o644)
+    shared = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign", "--token-file", token_file],
+                  {})
+    assert shared.returncode == 2 and server.log == []
+    assert f"is readable by others (mode 0644); run: chmod 600 '{token_file}'" in shared.stderr
+    token_file.chmod(0o640)
+    assert "mode 0640" in _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign",
+                                "--token-file", token_file], {}).stderr
+    token_file.write_text("d3adb33f-ü\n")
+    token_file.chmod(0o600)
+    accented = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign", "--token-file",
+                     token_file], {})
+    assert accented.returncode == 2 and "holds characters other than ASCII" in accented.stderr
+    env = _cli(["publish", workdir, "--url", server.url, "--collection", "ilcampaign"],
+               {"DATAVERSE_API_TOKEN": "d3adb33f-\u2014"})
+    assert env.returncode == 2 and "DATAVERSE_API_TOKEN holds characters other than ASCII" in env.stderr
+    assert server.log == [] and "Traceback" not in shared.stderr + accented.stderr + env.stderr

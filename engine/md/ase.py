@@ -3,7 +3,9 @@ Parrinello-Rahman NPT) with eqn 9 temperature ramps, box ramps and the eqn 8 sto
 optimisation.
 
 A chunk starts from the state the previous chunk left: positions, momenta, cell and every
-variable of the integrator or optimiser (its random stream included), pickled. Each chunk gets a
+variable of the integrator or optimiser as plain data (``state_of``: arrays, numbers, a random
+stream as its bit generator's state; stored by ilcampaign.engine.run.chunks as npz and JSON, never
+pickled); restoring one sets variables only, never a method (``restore_state``). Each chunk gets a
 fresh calculator (neighbour lists built at the chunk's start), so a run is the same sequence of
 chunks whether it ran through or was killed and resumed between them: bit-identical results.
 
@@ -13,7 +15,6 @@ this module knows nothing of apax. Every random number comes from ``numpy.random
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -41,12 +42,12 @@ class MDChunk:
     ``frames``: a configuration every ``interval`` steps (step 0, the input, excluded) plus, after
     an uncertainty stop, the configuration that triggered it; never one from or after a blow-up.
     ``rows``: series rows (see ``Row``) at step 0 (first chunk), every frame step and the stop.
-    ``state``: the pickled continuation (None once the run has stopped).
+    ``state``: the continuation as plain data (None once the run has stopped).
     """
 
     frames: list[Atoms] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
-    state: bytes | None = None
+    state: dict[str, Any] | None = None
     stopped_at: int | None = None
     stop_reason: str | None = None
 
@@ -59,7 +60,7 @@ def run_md_chunk(
     seed: int,
     first: int,
     last: int,
-    state: bytes | None,
+    state: dict[str, Any] | None,
     uncertainty: Callable[[Atoms], float] | None,
     label: bool = False,
     bulk_modulus: float = PAPER_BULK_MODULUS,
@@ -124,10 +125,10 @@ def run_md_chunk(
     return chunk
 
 
-def _restore(start: Atoms, calculator: Any, sampler: MDSettings, temperature: float, state: bytes | None,
+def _restore(start: Atoms, calculator: Any, sampler: MDSettings, temperature: float, saved: dict[str, Any] | None,
              seed: int, bulk_modulus: float) -> tuple[Atoms, Any, int]:
     """The atoms at the chunk's start with ``calculator``, their dynamics: new (Maxwell-Boltzmann
-    momenta, molecules made whole for rigid box ramps) or restored from ``state``, and how many
+    momenta, molecules made whole for rigid box ramps) or restored from ``saved``, and how many
     steps in a row the run has been above the temperature guard's ratio."""
     from ase.constraints import FixCom
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
@@ -138,7 +139,6 @@ def _restore(start: Atoms, calculator: Any, sampler: MDSettings, temperature: fl
     rigid = sampler.box is not None and sampler.box.scaling == "rigid"
     if rigid and "mol_id" not in atoms.arrays:
         raise ValueError("a rigid box ramp needs the molecules: atoms.arrays['mol_id'] is missing")
-    saved = None if state is None else pickle.loads(state)
     rng = np.random.default_rng(seed)  # a restored Langevin gets its own stream back
     if saved is None:
         if rigid:
@@ -154,22 +154,95 @@ def _restore(start: Atoms, calculator: Any, sampler: MDSettings, temperature: fl
     atoms.calc = calculator
     dyn = _integrator(atoms, sampler, temperature, rng, bulk_modulus)
     if saved is not None:
-        vars(dyn).update(saved["dynamics"])
+        restore_state(dyn, saved, DYNAMICS)
     elif sampler.ensemble == "npt":  # ASE's NPT is not self-starting
         dyn.initialize()
-    return atoms, dyn, 0 if saved is None else saved.get("hot_steps", 0)
+    return atoms, dyn, 0 if saved is None else int(saved.get("hot_steps", 0))
 
 
-def _save(atoms: Atoms, dynamics: Any, hot_steps: int) -> bytes:
+def _save(atoms: Atoms, dynamics: Any, hot_steps: int) -> dict[str, Any]:
     """Everything the next chunk needs: positions, momenta, cell, the integrator's variables and the
     temperature guard's count."""
-    state = {key: value for key, value in vars(dynamics).items() if key not in NOT_STATE}
-    return pickle.dumps({"positions": atoms.get_positions(), "momenta": atoms.get_momenta(),
-                         "cell": atoms.cell.array.copy(), "dynamics": state, "hot_steps": hot_steps}, protocol=5)
+    return {"positions": atoms.get_positions(), "momenta": atoms.get_momenta(), "cell": atoms.cell.array.copy(),
+            "hot_steps": hot_steps, **state_of(dynamics, DYNAMICS)}
 
 
-def optimise_chunk(start: Atoms, calculator: Any, settings: Optimiser, *, steps: int, state: bytes | None
-                   ) -> tuple[list[Atoms], bytes, bool]:
+#: the prefix of a state's entries that hold the integrator's or optimiser's variables
+DYNAMICS = "dynamics/"
+#: the entry of a held object's state naming its class
+CLASS = "__class__"
+
+
+def state_of(obj: Any, prefix: str) -> dict[str, Any]:
+    """The variables of an ASE integrator or optimiser (but NOT_STATE) as flat plain data, named
+    ``<prefix><attribute>``: arrays, numpy scalars, numbers, strings, None; a random generator as its
+    bit generator's state; an ASE object it holds (the Nose-Hoover chain's thermostat, BFGS's
+    Hessian) attribute by attribute as ``<prefix><attribute>/<its attribute>``, with its class
+    under ``<prefix><attribute>/__class__``. TypeError for any other value."""
+    state: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if name in NOT_STATE:
+            continue
+        if isinstance(value, np.random.Generator):
+            state[prefix + name] = value.bit_generator.state
+        elif value is None or isinstance(value, (np.ndarray, np.generic, bool, int, float, str)):
+            state[prefix + name] = value
+        elif _qualified(type(value)) in _state_classes():
+            state[f"{prefix}{name}/{CLASS}"] = _qualified(type(value))
+            state.update(state_of(value, f"{prefix}{name}/"))
+        else:
+            raise TypeError(f"{type(obj).__name__}.{name} ({type(value).__name__}) cannot be stored as plain data")
+    return state
+
+
+def restore_state(obj: Any, saved: dict[str, Any], prefix: str) -> None:
+    """Set the variables named ``<prefix>...`` in ``saved`` (as ``state_of`` names them) on ``obj`` and
+    the ASE objects it holds; a random generator gets its bit generator's state back, and a held
+    object the fresh ``obj`` lacks (BFGS makes its Hessian on its first step) is made from one of
+    the few classes ``_state_classes`` lists, never from a name the state gives. Entries may add
+    instance variables (Langevin makes some on its first step) but never replace a method or
+    anything else of a class: ValueError for those, and for any other entry that does not fit."""
+    classes = _state_classes()
+    for key, value in saved.items():
+        if not key.startswith(prefix):
+            continue
+        *path, name = key[len(prefix):].split("/")
+        target = obj
+        for depth, part in enumerate(path):
+            held = vars(target).get(part)
+            wanted = saved.get(f"{prefix}{'/'.join(path[:depth + 1])}/{CLASS}")
+            if held is None and wanted in classes and part not in NOT_STATE and not hasattr(type(target), part):
+                held = classes[wanted].__new__(classes[wanted])
+                setattr(target, part, held)
+            if held is None or _qualified(type(held)) != wanted:
+                raise ValueError(f"the chunk state entry {key} names no object of {type(obj).__name__}")
+            target = held
+        if name == CLASS:
+            continue
+        own = vars(target)
+        if (not name.isidentifier() or name.startswith("__") or name in NOT_STATE
+                or (name not in own and hasattr(type(target), name))):
+            raise ValueError(f"the chunk state entry {key} is no variable of {type(target).__name__}")
+        if isinstance(own.get(name), np.random.Generator):
+            own[name].bit_generator.state = value
+        else:
+            setattr(target, name, value)
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _state_classes() -> dict[str, type]:
+    """The ASE objects an integrator or optimiser used here holds, by qualified class name."""
+    from ase.md.nose_hoover_chain import NoseHooverChainThermostat
+    from ase.optimize.bfgs import BFGSMethod
+
+    return {_qualified(cls): cls for cls in (NoseHooverChainThermostat, BFGSMethod)}
+
+
+def optimise_chunk(start: Atoms, calculator: Any, settings: Optimiser, *, steps: int,
+                   state: dict[str, Any] | None) -> tuple[list[Atoms], dict[str, Any], bool]:
     """Up to ``steps`` more optimiser steps of ``start`` (fixed cell) with FIRE or BFGS towards
     ``settings.fmax``, continuing from ``state`` (None: from ``start`` itself, which is then the
     first frame). Returns the frames visited in this chunk, the state, and whether the optimisation
@@ -177,13 +250,12 @@ def optimise_chunk(start: Atoms, calculator: Any, settings: Optimiser, *, steps:
     from ase.optimize import BFGS, FIRE
 
     atoms = start.copy()
-    saved = None if state is None else pickle.loads(state)
-    if saved is not None:
-        atoms.set_positions(saved["positions"], apply_constraint=False)
+    if state is not None:
+        atoms.set_positions(state["positions"], apply_constraint=False)
     atoms.calc = calculator
     optimizer = {"FIRE": FIRE, "BFGS": BFGS}[settings.optimizer](atoms, logfile=None)
-    if saved is not None:
-        vars(optimizer).update(saved["dynamics"])
+    if state is not None:
+        restore_state(optimizer, state, DYNAMICS)
     frames, ended = [], False
     runs = optimizer.irun(fmax=settings.fmax, steps=min(steps, settings.max_steps - optimizer.nsteps))
     for index, converged in enumerate(runs):
@@ -192,15 +264,14 @@ def optimise_chunk(start: Atoms, calculator: Any, settings: Optimiser, *, steps:
             ended = True
             break
         ended = bool(converged)
-        if index == 0 and saved is not None:
+        if index == 0 and state is not None:
             continue  # the previous chunk's last frame
         frame = snapshot(atoms, label=False)
         frame.info.update(source="geometry_optimisation", step=optimizer.nsteps,
                           fmax_eV_A=float(np.sqrt((forces**2).sum(axis=1).max())))
         frames.append(frame)
     ended = ended or optimizer.nsteps >= settings.max_steps
-    state = {key: value for key, value in vars(optimizer).items() if key not in NOT_STATE}
-    return frames, pickle.dumps({"positions": atoms.get_positions(), "dynamics": state}, protocol=5), ended
+    return frames, {"positions": atoms.get_positions(), **state_of(optimizer, DYNAMICS)}, ended
 
 
 class _Rescaler:

@@ -152,12 +152,12 @@ class ModelAnalysisStep(Step):
         return [f"{i:03d}" for i in range(len(self.models)) if f"{i:03d}" not in done]
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        import shutil
+        from ilcampaign.archive.atomic import atomic_copy
 
         done = ctx.done_tasks()
         outputs = []
         for i, name in enumerate(self.models):
             outputs.append(f"{self.prefix}.{name}.nc")
-            shutil.copyfile(ctx.archive.task_file(ctx.key, f"{i:03d}", ".nc"), ctx.out_dir / outputs[-1])
+            atomic_copy(ctx.archive.task_file(ctx.key, f"{i:03d}", ".nc"), ctx.out_dir / outputs[-1])
         return outputs, {"models": [{k: v for k, v in done[f"{i:03d}"].items() if k not in ("wall_s", "cpu_s")}
                                     for i in range(len(self.models))]}

@@ -132,7 +132,7 @@ class MDStep(GuardedStep, SamplerStep):
             "n_chunks": len(ran)}
 
 
-def _run_ase(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
+def _run_ase(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last: int, state: dict | None):
     """One chunk through ASE with apax's calculator (plus torch-dftd D3 for hybrid samplers)."""
     from ilcampaign.engine.models import apax as apax_model
     from ilcampaign.engine.md.ase import run_md_chunk
@@ -148,13 +148,8 @@ def _run_ase(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last:
     return chunk.frames, [list(map(float, row)) for row in chunk.rows], chunk.state, chunk.stopped_at, chunk.stop_reason
 
 
-def _run_jax(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last: int, state: bytes | None):
-    """One chunk through our JAX MD (Nose-Hoover chain NVT or MTK NPT, plus D3 for a hybrid); its state
-    travels as an .npz file."""
-    import io
-
-    import numpy as np
-
+def _run_jax(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last: int, state: dict | None):
+    """One chunk through our JAX MD (Nose-Hoover chain NVT or MTK NPT, plus D3 for a hybrid)."""
     from ilcampaign.engine.md.common import temperatures
     from ilcampaign.engine.dispersion.jax_term import D3Term
     from ilcampaign.engine.md.jax import JaxMDParameters, run_chunk
@@ -166,11 +161,8 @@ def _run_jax(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last:
                           threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
                           hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
                           barostat_time=s.barostat_time)
-    previous = None if state is None else dict(np.load(io.BytesIO(state)))
     chunk = run_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
-                      state=previous, cache_dir=ctx.jax_cache)
+                      state=state, cache_dir=ctx.jax_cache)
     rows = [[step_, target, temperature, float(frame.get_masses().sum() / frame.get_volume()), energy, sigma]
             for frame, (step_, target, temperature, energy, sigma) in zip(chunk.frames, chunk.rows.tolist())]
-    buffer = io.BytesIO()
-    np.savez(buffer, **chunk.state)
-    return chunk.frames, rows, buffer.getvalue(), chunk.stopped_at, chunk.stop_reason
+    return chunk.frames, rows, chunk.state, chunk.stopped_at, chunk.stop_reason

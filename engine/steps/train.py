@@ -57,14 +57,13 @@ class TrainStep(SingleTaskStep):
         return TaskResult([], {"model": digest, "metrics": result.metrics, "epoch_s": result.epoch_times})
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
-        import shutil
-
         import xarray as xr
 
         from ilcampaign.archive.arrays import write_dataset
+        from ilcampaign.archive.atomic import atomic_copy
 
         done = ctx.done_tasks()[self.task]
-        shutil.copyfile(ctx.archive.task_file(ctx.key, self.task, ".curves.nc"), ctx.out_dir / "curves.nc")
+        atomic_copy(ctx.archive.task_file(ctx.key, self.task, ".curves.nc"), ctx.out_dir / "curves.nc")
         metrics = done["metrics"]
         table = xr.Dataset(
             {
