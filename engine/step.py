@@ -155,6 +155,10 @@ class Step(BaseModel):
     inputs: ClassVar[tuple[str, ...] | None] = ()  # None: any number of input slots
     exclusive: ClassVar[bool] = False  # True: runs alone (e.g. it measures time), never beside other steps
 
+    def input_slots(self) -> tuple[str, ...] | None:
+        """The input slots the step's graph node wires: ``inputs``, and any its fields ask for."""
+        return self.inputs
+
     def tasks(self, ctx: StepContext) -> list[str]:
         """Ids of the tasks still to run, given the finished ones; empty when all are done."""
         raise NotImplementedError

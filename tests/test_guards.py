@@ -12,7 +12,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ilcampaign.campaign.spec import Contacts, InitialFile, MDSettings, TemperatureGuard
 from ilcampaign.engine.md.ase import run_md_chunk
-from ilcampaign.engine.structures.guards import ContactCheck, bonds_of, template, worst_contact
+from ilcampaign.engine.structures.guards import ContactCheck, FrameCheck, bonds_of, template, worst_contact
 from ilcampaign.engine.structures.ions import conformer
 from ilcampaign.engine.structures.packing import pack_box
 
@@ -186,7 +186,6 @@ def test_select_drops_candidates_beyond_the_contact_guard(box):
 
     bad = box.copy()
     bad.positions[1] = bad.positions[0] + [0.3, 0, 0]
-    select = SelectStep(selection=[{"kind": "all"}], seed=0, contacts=Contacts(), smiles=[BMIM, BF4])
-    removed, worst = select._guard([box, bad, box])
+    removed, worst = SelectStep._guard(FrameCheck(Contacts(), None, [BMIM, BF4]), [box, bad, box])
     assert removed == [1] and worst.startswith("C0-C1 (bonded) 0.30 A apart")
-    assert SelectStep(selection=[{"kind": "all"}], seed=0)._guard([bad]) == ([], None)  # contacts: null
+    assert SelectStep._guard(FrameCheck(None, None, [BMIM, BF4]), [bad]) == ([], None)  # contacts: null
