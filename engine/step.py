@@ -214,7 +214,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
-    for package in ("ilcampaign", "ase", "numpy", "tblite", "rdkit", "packmol", "h5py", "apax", "torch-dftd"):
+    for package in ("ilcampaign", "ase", "numpy", "tblite", "gfnff", "rdkit", "packmol", "h5py", "apax", "torch-dftd"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
