@@ -13,8 +13,9 @@ from ilcampaign.campaign.units import Force
 
 class Contacts(Section):
     """Distances between atoms, as fractions of the sum of their covalent radii. Applied to the
-    relaxed ions, the packed box, every reference-MD frame and every sampler's candidates (MD and
-    geometry optimisation stop at the first frame that fails, like the uncertainty stop)."""
+    relaxed ions, the packed box, every initial-MD frame (whatever drives it), rattled frames and
+    every sampler's candidates (MD and geometry optimisation stop at the first frame that fails,
+    like the uncertainty stop)."""
 
     bonded_min: float = Field(default=0.6, gt=0, description="a bond shorter than this has collapsed "
                               "(C-H 0.64 A, C-C 0.91 A; a C#N triple bond sits at 0.79)")
@@ -43,7 +44,7 @@ class BondGuard(Section):
 
 
 class TemperatureGuard(Section):
-    """Every MD run (reference-driven initial MD, learning-on-the-fly, production) stops when its
+    """Every MD run (the initial MD whatever drives it, learning-on-the-fly, production) stops when its
     instantaneous temperature passes ``blow_up_ratio`` x its target once, or ``ratio`` x its target
     for ``steps`` steps in a row."""
 

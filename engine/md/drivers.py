@@ -73,9 +73,21 @@ def calculator(driver: GFNFF | XTB, atoms: Atoms, smiles: list[str], scratch: Pa
         with fresh_calculator(driver, int(atoms.info.get("charge", 0)), scratch) as calc:
             yield calc
         return
-    from gfnff.ase_calculator import GFNFF as GFNFFCalculator
-
     index, charges = fragments(atoms, smiles)
-    calc = GFNFFCalculator(charge=int(atoms.info.get("charge", 0)), fragments=index, ref_charges=charges)
+    calc = _gfnff(charge=int(atoms.info.get("charge", 0)), fragments=index, ref_charges=charges)
     with threadpool_limits(limits=driver.threads, user_api="openmp"):
         yield calc
+
+
+def _gfnff(**parameters: Any) -> Any:
+    """gfnff's ASE calculator, whose failures (a RuntimeError from the library) are DriverFailure."""
+    from gfnff.ase_calculator import GFNFF as Calculator
+
+    class Checked(Calculator):
+        def calculate(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                super().calculate(*args, **kwargs)
+            except RuntimeError as exc:
+                raise DriverFailure(f"GFN-FF: {exc}") from exc
+
+    return Checked(**parameters)
