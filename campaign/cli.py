@@ -363,6 +363,8 @@ def guard_note(record: dict) -> str:
         return f"stopped at step {summary['stopped_at']}: {summary['stop_reason'].split(': ', 1)[-1]}"
     if summary.get("guard_stops"):
         return f"guards ended {len(summary['guard_stops'])} optimisation(s)"
+    if kind == "initial_rattle" and summary.get("n_redrawn"):
+        return f"redrew {summary['n_redrawn']} rattled frame(s) that broke the guards"
     if kind == "pack" and summary.get("rejected"):
         return f"repacked {len(summary['rejected'])} time(s): a molecule met its own periodic image"
     return ""
