@@ -175,31 +175,35 @@ def plan(
         )
         previous_group = node.group
     out.print(steps)
+    from ilcampaign.campaign.schedule import initial_cost
+
+    out.print(initial_cost(loaded), markup=False)
 
 
 def _print_schedule(spec) -> None:
     """Table 1 of the spec: what each iteration samples and adds, and the running dataset counts."""
-    from ilcampaign.campaign.schedule import table
+    from ilcampaign.campaign.schedule import initial_cost, table
 
     rows = table(spec)
     shown = Table(title=f"{spec.campaign.name}: the schedule (Table 1), counts as the spec asks for them",
                   title_justify="left")
-    for column in ("it.", "sampling", "T / K", "conditions", "run", "selection", "new labels", "train", "valid",
-                   "test"):
-        shown.add_column(column, overflow="fold", justify="right" if column in ("new labels", "train", "valid",
-                                                                                "test") else "left")
+    numbers = ("new labels", "reference calls", "train", "valid", "test")
+    for column in ("it.", "sampling", "T / K", "conditions", "run", "selection", *numbers):
+        shown.add_column(column, overflow="fold", justify="right" if column in numbers else "left")
 
     def number(value: int | None) -> str:
         return "?" if value is None else f"{value:,}"
 
     for row in rows:
         shown.add_row(row.iteration, row.sampling, row.temperature, row.conditions, row.run, row.selection,
-                      number(row.new_labels), number(row.train), number(row.valid), number(row.test))
+                      number(row.new_labels), number(row.calls), number(row.train), number(row.valid),
+                      number(row.test))
     out.print(shown)
     last = rows[-1]
     out.print(f"final dataset: {number(last.train)} training, {number(last.valid)} validation, "
-              f"{number(last.test)} test configurations; {number(sum(r.new_labels or 0 for r in rows))} reference "
+              f"{number(last.test)} test configurations; {number(sum(r.calls or 0 for r in rows))} reference "
               "calculations", markup=False)
+    out.print(initial_cost(spec), markup=False)
     for row in rows:
         for note in row.notes:
             out.print(f"  {row.iteration}: {note}", markup=False)
@@ -375,13 +379,15 @@ def guard_note(record: dict) -> str:
     summary, kind = record.get("summary", {}), record["kind"]
     if kind == "select" and summary.get("n_guarded"):
         per_sampler = ", ".join(f"{name} {g['n_removed']}" for name, g in summary["guard"].items())
-        return f"contact guard removed {summary['n_guarded']} candidate(s) ({per_sampler})"
+        return f"guards removed {summary['n_guarded']} candidate(s) ({per_sampler})"
     if kind == "label" and summary.get("n_refused"):
         return f"refused {summary['n_refused']} label(s) above guards.max_force"
-    if kind == "md" and (summary.get("stop_reason") or "").startswith(("contact guard", "exploded")):
+    if kind == "md" and (summary.get("stop_reason") or "").startswith(("contact guard", "bond guard", "exploded")):
         return f"stopped at step {summary['stopped_at']}: {summary['stop_reason'].split(': ', 1)[-1]}"
     if summary.get("guard_stops"):
-        return f"contact guard ended {len(summary['guard_stops'])} optimisation(s)"
+        return f"guards ended {len(summary['guard_stops'])} optimisation(s)"
+    if kind == "initial_rattle" and summary.get("n_redrawn"):
+        return f"redrew {summary['n_redrawn']} rattled frame(s) that broke the guards"
     if kind == "pack" and summary.get("rejected"):
         return f"repacked {len(summary['rejected'])} time(s): a molecule met its own periodic image"
     return ""

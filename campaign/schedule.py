@@ -8,6 +8,7 @@ candidates, fewer are labelled. Computed from the spec alone (no engine, no arch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,13 @@ class Row:
     valid: int | None
     test: int | None
     notes: list[str] = field(default_factory=list)
+    reference_calls: int | None = None  # where they differ from new_labels: reference-driven MD, a call a step
+    driver_steps: int = 0  # MD steps of a driver other than the reference (initial data)
+
+    @property
+    def calls(self) -> int | None:
+        """Reference calculations the row costs: one per new label, or one per step of reference MD."""
+        return self.new_labels if self.reference_calls is None else self.reference_calls
 
 
 def table(spec: CampaignSpec) -> list[Row]:
@@ -107,9 +115,15 @@ def table(spec: CampaignSpec) -> list[Row]:
 
 def _initial_row(spec: CampaignSpec) -> tuple[Row, dict]:
     section, split = spec.initial_data, spec.initial_split
+    calls, driver_steps = None, 0
     if isinstance(section, InitialMD):
-        n, sampling = section.n_steps // section.interval, "reference MD"
+        n, driver = section.n_steps // section.interval, driver_name(section.driver)
+        sampling = f"{driver} MD"
         temperature, run = f"{section.temperature:g}", f"{section.n_steps:,} x {section.timestep:g} fs, frame/{section.interval}"
+        if section.driver == "reference":
+            calls = section.n_steps  # every MD step is a reference calculation; the kept frames are labels
+        else:
+            driver_steps = section.n_steps  # the reference labels only the kept frames
     elif isinstance(section, InitialRattle):
         n, sampling, temperature, run = section.n_frames, "rattled box", "", f"stdev {section.stdev:g} A"
     else:
@@ -124,8 +138,30 @@ def _initial_row(spec: CampaignSpec) -> tuple[Row, dict]:
     notes = [f"before the {split.energy_outlier_sigma:g} sigma energy filter"] if split.energy_outlier_sigma else []
     row = Row("initial", sampling, temperature, f"{_rho(spec.system.density)} g/cm^3", run,
               f"test {test}, valid {valid}, train {train}" + (f", pool {pool}" if pool else ""),
-              n, None if train is None or valid is None else train + valid, train, valid, test, notes)
+              n, None if train is None or valid is None else train + valid, train, valid, test, notes, calls,
+              driver_steps)
     return row, {"train": train, "valid": valid, "test": test, "pool": pool}
+
+
+def driver_name(driver: Any) -> str:
+    """What integrates the initial MD, in a word or two: reference, GFN-FF, GFN1-xTB, ..."""
+    if driver == "reference":
+        return "reference"
+    return "GFN-FF" if driver.kind == "gfnff" else driver.method
+
+
+def initial_cost(spec: CampaignSpec) -> str:
+    """The initial data's cost in words: reference calls, and MD steps by a driver other than the reference."""
+    row, _ = _initial_row(spec)
+    section = spec.initial_data
+    calls = "?" if row.calls is None else f"{row.calls:,}"
+    if isinstance(section, InitialMD) and section.driver == "reference":
+        return (f"initial data: {calls} reference calls ({section.n_steps:,} MD steps driven by the reference; "
+                f"{row.new_labels:,} kept frames are labels)")
+    text = f"initial data: {calls} reference calls (single points of the kept frames)"
+    if row.driver_steps:
+        text += f"; {row.driver_steps:,} MD steps by {driver_name(section.driver)}"
+    return text
 
 
 def _select(spec: CampaignSpec, stage: Stage, sizes: dict[str, int | None]) -> tuple[dict, int | None, list[str]]:

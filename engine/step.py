@@ -159,6 +159,10 @@ class Step(BaseModel):
     inputs: ClassVar[tuple[str, ...] | None] = ()  # None: any number of input slots
     exclusive: ClassVar[bool] = False  # True: runs alone (e.g. it measures time), never beside other steps
 
+    def input_slots(self) -> tuple[str, ...] | None:
+        """The input slots the step's graph node wires: ``inputs``, and any its fields ask for."""
+        return self.inputs
+
     def tasks(self, ctx: StepContext) -> list[str]:
         """Ids of the tasks still to run, given the finished ones; empty when all are done."""
         raise NotImplementedError
@@ -214,7 +218,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
-    for package in ("ilcampaign", "ase", "numpy", "tblite", "rdkit", "packmol", "h5py", "apax", "torch-dftd"):
+    for package in ("ilcampaign", "ase", "numpy", "tblite", "gfnff", "rdkit", "packmol", "h5py", "apax", "torch-dftd"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

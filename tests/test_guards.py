@@ -12,7 +12,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ilcampaign.campaign.spec import Contacts, InitialFile, MDSettings, TemperatureGuard
 from ilcampaign.engine.md.ase import run_md_chunk
-from ilcampaign.engine.structures.guards import ContactCheck, bonds_of, template, worst_contact
+from ilcampaign.engine.structures.guards import ContactCheck, FrameCheck, bonds_of, template, worst_contact
 from ilcampaign.engine.structures.ions import conformer
 from ilcampaign.engine.structures.packing import pack_box
 
@@ -186,7 +186,54 @@ def test_select_drops_candidates_beyond_the_contact_guard(box):
 
     bad = box.copy()
     bad.positions[1] = bad.positions[0] + [0.3, 0, 0]
-    select = SelectStep(selection=[{"kind": "all"}], seed=0, contacts=Contacts(), smiles=[BMIM, BF4])
-    removed, worst = select._guard([box, bad, box])
+    removed, worst = SelectStep._guard(FrameCheck(Contacts(), None, [BMIM, BF4]), [box, bad, box])
     assert removed == [1] and worst.startswith("C0-C1 (bonded) 0.30 A apart")
-    assert SelectStep(selection=[{"kind": "all"}], seed=0)._guard([bad]) == ([], None)  # contacts: null
+    assert SelectStep._guard(FrameCheck(None, None, [BMIM, BF4]), [bad]) == ([], None)  # contacts: null
+
+
+def test_the_bond_guard_holds_each_bond_to_its_relaxed_length(box):
+    """A C-H bond at 0.75 of its relaxed length passes the contact guard (0.6 x the covalent radii)
+    but not the bond guard; one at 1.55 of it is stretched; both are named with their bound."""
+    from ilcampaign.campaign.spec import BondGuard
+    from ilcampaign.engine.structures.guards import BondCheck
+
+    check = BondCheck(BondGuard(), [BMIM, BF4], [conformer(BMIM, 0), conformer(BF4, 1)])  # the box's ions
+    assert check(box) is None
+    i, j = next((i, j) for i, j in bonds_of(box, [template(BMIM), template(BF4)]) if box.symbols[j] == "H")
+    relaxed, direction = box.get_distance(i, j), (box.positions[j] - box.positions[i]) / box.get_distance(i, j)
+    squeezed = box.copy()
+    squeezed.positions[j] = box.positions[i] + 0.75 * relaxed * direction
+    assert ContactCheck(Contacts(), [BMIM, BF4])(squeezed) is None
+    violation = check(squeezed)
+    assert (violation.kind, violation.i, violation.j, violation.guard) == ("compressed bond", i, j, "bond guard")
+    assert str(violation) == (f"C{i}-H{j} (compressed bond) {0.75 * relaxed:.2f} A apart, below 0.8 x its relaxed "
+                              f"length {relaxed:.2f} A = {0.8 * relaxed:.2f} A")
+    assert FrameCheck(Contacts(), BondGuard(), [BMIM, BF4], [conformer(BMIM, 0), conformer(BF4, 1)])(squeezed) == violation
+    stretched = box.copy()
+    stretched.positions[j] = box.positions[i] + 1.55 * relaxed * direction
+    assert check(stretched).kind == "stretched bond" and "above 1.5 x its relaxed length" in str(check(stretched))
+    assert BondCheck(BondGuard(max=None), [BMIM, BF4], [conformer(BMIM, 0), conformer(BF4, 1)])(stretched) is None
+
+
+@pytest.mark.slow
+def test_rattled_frames_are_redrawn_until_their_bonds_pass(tmp_path):
+    """0.08 A rattles (the demo's before it had a driver) put some bond outside 0.8-1.5 x its relaxed
+    length in most draws of a box; every frame kept is within, and the dataset check finds none
+    outside in the labels and reports their largest force."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, nodes_until, tiny_spec
+    from ilcampaign.archive.store import Archive
+    from ilcampaign.engine.run.runner import run_graph
+
+    spec = tiny_spec(tmp_path / "spec.yaml", initial_data="  kind: rattle\n  n_frames: 4\n  stdev: 0.08 A\n")
+    nodes = nodes_until(spec, "label.initial_data")
+    run_graph(nodes, tmp_path / "wd", workers=1, progress=lambda *a: None)
+    summary = Archive(tmp_path / "wd" / "archive").record(nodes[2].key)["summary"]
+    assert summary["n_frames"] == 4 and summary["n_redrawn"] > 0
+    result = subprocess.run([sys.executable, ROOT / "benchmarks" / "dataset_bonds.py", tmp_path / "wd"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| label.initial_data"))
+    assert row.split("|")[3:5] == [" 4 ", " 0 "]

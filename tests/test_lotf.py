@@ -76,7 +76,7 @@ def test_whole_loop_runs_and_records_each_iteration(campaign):
     assert first["stopped_at"] is not None and first["stopped_at"] < 30  # threshold 1e-4 eV/A fires
     assert first["n_candidates"] >= 1  # the configuration that triggered the stop is a candidate
     # 1000 eV/A never fires; this 4-epoch model's run may still end at a guard (never kept as a candidate)
-    assert second["stopped_at"] is None or second["stop_reason"].startswith(("contact guard", "exploded"))
+    assert second["stopped_at"] is None or second["stop_reason"].startswith(("contact guard", "bond guard", "exploded"))
     assert second["n_candidates"] == (6 if second["stopped_at"] is None else (second["stopped_at"] - 1) // 5)
     assert first["engine"] == "ase"
     initial = archive.record(keys["dataset.initial"])["summary"]
@@ -168,11 +168,11 @@ guards:
 
 
 def test_a_bad_model_collapse_is_stopped_and_never_reaches_the_dataset(campaign, tmp_path):
-    """The first model (4 epochs on 3 frames) at 3000 K pulls atoms together or apart: the contact guard
-    stops the MD at that frame, which is not a candidate, and the dataset after the iteration holds
-    no frame beyond the contact or force bounds."""
-    from ilcampaign.campaign.spec import Contacts
-    from ilcampaign.engine.structures.guards import ContactCheck, max_force
+    """The first model (4 epochs on 3 frames) at 3000 K pulls atoms together or apart: the contact or
+    bond guard stops the MD at that frame, which is not a candidate, and the dataset after the
+    iteration holds no frame beyond the contact, bond or force bounds."""
+    from ilcampaign.campaign.spec import BondGuard, Contacts
+    from ilcampaign.engine.structures.guards import FrameCheck, max_force
 
     spec, workdir, keys, _ = campaign
     copy = tmp_path / "wd"
@@ -188,8 +188,9 @@ def test_a_bad_model_collapse_is_stopped_and_never_reaches_the_dataset(campaign,
     new = {n.name: n.key for n in nodes}
     assert new["train.initial"] == keys["train.initial"]  # the same bad model
     md = archive.record(new["iter01.md"])["summary"]
-    assert md["stop_reason"].startswith(f"contact guard at step {md['stopped_at']}: ")
-    check = ContactCheck(Contacts(), [ion.smiles for ion in load_spec(edited).system.ions])
+    assert md["stop_reason"].startswith(tuple(f"{guard} guard at step {md['stopped_at']}: " for guard in ("contact", "bond")))
+    check = FrameCheck(Contacts(), BondGuard(), [ion.smiles for ion in load_spec(edited).system.ions],
+                       read_frames(archive.output(new["molecules"], "frames.h5")))
     pool = read_frames(archive.output(new["iter01.md"], "frames.h5"))
     assert pool and all(f.info["step"] < md["stopped_at"] for f in pool)
     assert all(check(f) is None for f in pool)

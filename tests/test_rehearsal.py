@@ -84,7 +84,13 @@ def test_the_paper_miniature_keeps_the_splits_and_selections_in_proportion():
 def test_the_forecast_counts_the_papers_reference_calls():
     spec = load_spec(ROOT / "specs" / "bmim_bf4.yaml")
     planned = {step.name: step for step in plan(spec, build_graph(spec, base=ROOT / "specs"))}
-    assert planned["initial_data"].work == 12_000  # reference MD: one call a step
+    # GFN-FF drives the initial MD: its 12,000 steps are no reference calls; CP2K labels the 1,200 kept frames
+    assert (planned["initial_data"].unit, planned["initial_data"].work) == ("MD steps (GFN-FF)", 12_000)
+    assert (planned["label.initial_data"].unit, planned["label.initial_data"].work) == ("reference calls", 1_200)
+    reference_driven = spec.model_copy(update={"initial_data": spec.initial_data.model_copy(update={"driver": "reference"})})
+    planned = {step.name: step for step in plan(reference_driven, build_graph(reference_driven, base=ROOT / "specs"))}
+    assert (planned["initial_data"].unit, planned["initial_data"].work) == ("reference calls", 12_000)
+    assert planned["label.initial_data"].work == 0  # read from the calculation cache
     assert planned["ml1.label"].work == 50 and planned["vs.label"].work == 50
     assert planned["production.nvt.final.dft_d3_8A.283K.32"].work == 40_000_000 * 32 * 30  # 20 ns at 0.5 fs
 

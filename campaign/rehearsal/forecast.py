@@ -87,10 +87,11 @@ def frames_per_step(spec: CampaignSpec) -> dict[str, int]:
     rows = table(spec)
     frames: dict[str, int] = {}
     initial = rows[0]
-    if spec.initial_data.kind != "md":  # reference MD labels its own frames (the label step reads its cache)
-        frames["label.initial_data"] = initial.new_labels or 0
-    else:
+    section = spec.initial_data
+    if section.kind == "md" and section.driver == "reference":  # it labels its own frames (read from the cache)
         frames["label.initial_data"] = 0
+    else:  # rattled or read frames, or MD by another driver: the reference labels each kept frame
+        frames["label.initial_data"] = initial.new_labels or 0
     frames["train.initial"] = (initial.train or 0) + (initial.valid or 0)
     last = initial
     for stage, row in zip(spec.stages(), rows[1:]):

@@ -9,7 +9,8 @@ stays as it is. Counts of frames scale by a data factor ``d`` (so the splits, po
 selections keep their proportions), MD, optimisations and scans are cut short, trainings run a
 few epochs of a tiny network, and optimisations and trainings checkpoint often, so their
 resumption code runs too. The reference becomes ``stand_in``, which carries the real method's
-dispersion (engine/labels/stand_in.py).
+dispersion (engine/labels/stand_in.py); an initial MD's driver other than the reference stays
+as it is.
 Every change is listed, for the rehearsal's report.
 """
 
@@ -233,6 +234,9 @@ class _Scaler:
     def initial(self, data: dict) -> None:
         section, split = data["initial_data"], data["initial_split"]
         if section["kind"] == "md":
+            if section.get("driver", "reference") != "reference":  # the driver is no reference: it stays
+                self.changes.append(f"initial_data.driver: {section['driver']['kind']} as in the spec (the "
+                                    "stand-in labels its kept frames)")
             frames = self.count(section["n_steps"] // section["interval"])
             interval = min(section["interval"], 2)
             self.set(section, "interval", interval, "initial_data.interval")

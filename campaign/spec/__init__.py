@@ -25,8 +25,8 @@ from ilcampaign.campaign.spec.d3 import DispersionCorrection
 from ilcampaign.campaign.spec.execution import LocalExecution, ParslExecution
 from ilcampaign.campaign.spec.failures import Failures
 from ilcampaign.campaign.spec.final_models import FinalModel
-from ilcampaign.campaign.spec.guards import Contacts, Guards, TemperatureGuard
-from ilcampaign.campaign.spec.initial_data import InitialData, InitialFile, InitialMD, InitialRattle, InitialSplit
+from ilcampaign.campaign.spec.guards import BondGuard, Contacts, Guards, TemperatureGuard
+from ilcampaign.campaign.spec.initial_data import GFNFF, Driver, InitialData, InitialFile, InitialMD, InitialRattle, InitialSplit
 from ilcampaign.campaign.spec.model import ApaxModel, Ensemble, LearningRates, LossWeights
 from ilcampaign.campaign.spec.production import BoxPreparation, Production, ProductionRun
 from ilcampaign.campaign.spec.reference import Reference, dispersion
@@ -46,10 +46,10 @@ from ilcampaign.campaign.spec.system import Ion, IonRelaxation, System, formal_c
 
 __all__ = [
     "ANALYSES", "REFERENCE_METHODS", "SAMPLERS",
-    "Analysis", "AnalysisSettings", "ApaxModel", "Author", "BoxPreparation", "BoxRamp", "CP2K", "CampaignInfo",
+    "Analysis", "AnalysisSettings", "ApaxModel", "Author", "BondGuard", "BoxPreparation", "BoxRamp", "CP2K", "CampaignInfo",
     "CampaignSpec", "Checkpoints", "ConformersSettings", "Contacts", "D3", "DensitySettings", "DiffusionSettings",
-    "DihedralsSettings", "DispersionCorrection", "Ensemble", "Failures", "FinalModel", "FinalStage",
-    "GeometryOptimisationSettings", "Guards", "InferenceCostSettings", "InitialData", "InitialFile", "InitialMD",
+    "DihedralsSettings", "DispersionCorrection", "Driver", "Ensemble", "Failures", "FinalModel", "FinalStage",
+    "GFNFF", "GeometryOptimisationSettings", "Guards", "InferenceCostSettings", "InitialData", "InitialFile", "InitialMD",
     "InitialPoolSettings", "InitialRattle", "InitialSplit", "Ion", "IonRelaxation", "Iteration", "LearningRates",
     "LocalExecution", "LossWeights", "MDSettings", "ModelAnalysisSettings", "ModelErrorsSettings", "Optimiser",
     "ParslExecution", "Planned", "Problem", "Production", "ProductionRun", "RDFSettings", "Reference",

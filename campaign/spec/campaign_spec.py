@@ -184,7 +184,18 @@ class CampaignSpec(Section):
     def problems(self) -> list[Problem]:
         """What is wrong across sections (located), beyond what each section checks itself."""
         return [*self._name_problems(), *self._start_problems(), *self._model_problems(), *self._dispersion_problems(),
-                *self._production_problems(), *self._analysis_problems()]
+                *self._production_problems(), *self._analysis_problems(), *self._driver_problems()]
+
+    def _driver_problems(self) -> list[Problem]:
+        """A driver with the reference's own settings computes every kept frame twice."""
+        section = self.initial_data
+        driver = getattr(section, "driver", "reference")
+        if driver == "reference" or driver.model_dump(exclude={"threads"}) != self.reference.model_dump(
+                exclude={"threads"}):
+            return []
+        return [Problem(("initial_data", "driver"), "the driver is the reference itself: the kept frames would be "
+                        "computed twice", "write `driver: reference`: its MD labels the kept frames at no extra "
+                        "cost", warning=True)]
 
     def formula_unit(self) -> list[int]:
         """Ions per formula unit (the smallest neutral set): the system's counts over their gcd."""

@@ -6,15 +6,33 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from ilcampaign.campaign.spec.base import Section, not_hashed
+from ilcampaign.campaign.spec.base import Section, added_option, not_hashed
+from ilcampaign.campaign.spec.reference.xtb import XTB
 from ilcampaign.campaign.units import Length, Temperature, Time
 
 
+class GFNFF(Section):
+    """GFN-FF (Spicher and Grimme 2020) through the ``gfnff`` package: a generic force field that
+    parametrises itself from the atoms, each ion as its own fragment with its formal charge, so
+    every ion given by SMILES has one. Periodic; about a hundred times cheaper than GFN2-xTB here."""
+
+    kind: Literal["gfnff"] = "gfnff"
+    threads: int = not_hashed(default=1, ge=1, description="OpenMP threads")
+
+
+#: what integrates the initial MD: the reference itself, GFN-xTB through tblite, or GFN-FF
+Driver = Union[Literal["reference"], Annotated[Union[XTB, GFNFF], Field(discriminator="kind")]]
+
+
 class InitialMD(Section):
-    """Configurations from a Langevin MD run driven by the reference method. The reference's
-    energies, forces and stress of the kept frames are their labels (no second calculation)."""
+    """Configurations from a Langevin MD run. With ``driver: reference`` the reference method
+    integrates it and its energies, forces and stress of the kept frames are their labels (no
+    second calculation); with a cheaper driver (GFN-FF, GFN-xTB) the reference labels only the
+    frames kept every ``interval`` steps, as the paper labelled its classical trajectory."""
 
     kind: Literal["md"] = "md"
+    driver: Driver = added_option("reference", description="what integrates the MD: `reference`, "
+                                  "`{kind: gfnff}` or `{kind: xtb, method: GFN1-xTB}`; the labels are the reference's")
     temperature: Temperature = Field(default=500.0, gt=0)
     timestep: Time = Field(default=0.5, gt=0)
     n_steps: int = Field(default=200, ge=1)

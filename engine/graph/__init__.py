@@ -37,7 +37,8 @@ def build_graph(spec: CampaignSpec, base: Path = Path(".")) -> list[Node]:
         Node("molecules", MoleculesStep(ions=spec.system.ions, relaxation=spec.system.relax_ions,
                                         contacts=contacts, seed=seed)),
         Node("pack", PackStep.from_system(spec.system, seed=seed, contacts=contacts), inputs={"molecules": "molecules"}),
-        Node("initial_data", initial, inputs={"structure": "pack"} if initial.inputs else {}),
+        Node("initial_data", initial, inputs={slot: {"structure": "pack"}.get(slot, slot)
+                                              for slot in initial.input_slots()}),
         Node("label.initial_data", labeller(spec, spec.reference), inputs={"frames": "initial_data"},
              notes=dispersion_note(dispersion(spec.reference))),
     ]

@@ -13,6 +13,7 @@ from ilcampaign.engine.step import REGISTRY, Step
 from ilcampaign.engine.steps.d3 import D3Step
 from ilcampaign.engine.steps.dataset import DatasetStep
 from ilcampaign.engine.steps.label import LabelStep
+from ilcampaign.engine.steps.sampling import GuardedStep, guard_fields
 from ilcampaign.engine.steps.select import SelectStep
 from ilcampaign.engine.steps.train import TrainStep
 
@@ -65,15 +66,17 @@ def lotf_nodes(spec: CampaignSpec) -> list[Node]:
         for sampler_name, sampler in it.samplers.items():
             node_name = f"{name}.{sampler_name}"
             step = REGISTRY[sampler.kind].from_sampler(spec, sampler, step_seed)
-            nodes.append(Node(node_name, step, inputs=step.sampler_inputs(model, chain), group=name,
-                              notes=step.note()))
+            inputs = step.sampler_inputs(model, chain)
+            if isinstance(step, GuardedStep):
+                inputs |= step.guard_inputs()
+            nodes.append(Node(node_name, step, inputs=inputs, group=name, notes=step.note()))
             pools[f"pool.{sampler_name}"] = node_name
             if sampler.chained:
                 chain = node_name
+        select = SelectStep(selection=it.selection, seed=step_seed, **guard_fields(spec))
         nodes += [
-            Node(f"{name}.select", SelectStep(selection=it.selection, seed=step_seed, contacts=spec.guards.contacts,
-                                              smiles=[ion.smiles for ion in spec.system.ions]),
-                 inputs={"model": model, "train": data, **pools}, group=name),
+            Node(f"{name}.select", select, inputs={"model": model, "train": data, **pools, **select.guard_inputs()},
+                 group=name),
             Node(f"{name}.label", labeller(spec, stage.reference), inputs={"frames": f"{name}.select"}, group=name,
                  notes=notes),
             Node(f"{name}.dataset", dataset(stage.planned.number, it.energy_outlier_sigma),

@@ -33,7 +33,8 @@ def resolve_keys(nodes: list[Node]) -> list[Node]:
     """Compute every node's key from its parameters and its inputs' keys (nodes in dependency order)."""
     keys: dict[str, str] = {}
     for node in nodes:
-        missing = set(node.step.inputs) ^ set(node.inputs) if node.step.inputs is not None else set()
+        slots = node.step.input_slots()
+        missing = set(slots) ^ set(node.inputs) if slots is not None else set()
         if missing:
             raise ValueError(f"step {node.name}: inputs {sorted(missing)} not wired")
         node.input_keys = {slot: keys[name] for slot, name in node.inputs.items()}

@@ -54,7 +54,7 @@ def choose_engine(sampler: MDSettings, box_ok: bool, d3: DispersionCorrection | 
 @register
 class MDStep(GuardedStep, SamplerStep):
     """Sample candidates from an MD run that starts at the ``start`` input's last end structure; the
-    run stops at the first frame that breaks the contact guard (which is not kept), as at the
+    run stops at the first frame that breaks the contact or bond guard (which is not kept), as at the
     uncertainty stop, and on the temperature guard."""
 
     kind: ClassVar[str] = "md"
@@ -102,11 +102,11 @@ class MDStep(GuardedStep, SamplerStep):
         state = read_state(ctx, task_id)
         run = _run_jax if engine == "jax" else _run_ase
         frames, rows, state, stopped_at, stop_reason = run(self, ctx, model_dir, atoms, first, last, state)
-        collapse = self.first_collapse(frames)
+        collapse = self.first_collapse(ctx, frames)
         if collapse is not None:
             index, violation = collapse
             stopped_at = int(frames[index].info["step"])
-            stop_reason, state = f"contact guard at step {stopped_at}: {violation}", None
+            stop_reason, state = f"{violation.guard} at step {stopped_at}: {violation}", None
             frames, rows = frames[:index], [row for row in rows if row[0] <= stopped_at]
         if state is not None:
             write_state(ctx, task_id, state)

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from ilcampaign.campaign.spec import Contacts, Optimiser, Start, not_hashed
+from ilcampaign.campaign.spec import BondGuard, Contacts, Optimiser, Start, added_option, not_hashed
 from ilcampaign.engine.run.chunks import chunk_range, chunks, next_chunk, read_state, write_state
 from ilcampaign.engine.step import FRAMES, Step, StepContext, StepFailed, TaskResult, Work, WorkFacts
 
 if TYPE_CHECKING:
     from ilcampaign.campaign.spec import CampaignSpec, SamplerSettings
-    from ilcampaign.engine.structures.guards import Violation
+    from ilcampaign.engine.structures.guards import FrameCheck, Violation
 
 ENDS = "ends.h5"  # the structures a later sampler continues from, where they differ from the candidates
 
@@ -83,33 +83,48 @@ class SamplerStep(Step):
 
 
 def guard_fields(spec: CampaignSpec) -> dict[str, Any]:
-    """The contact-guard fields of a guarded step: the thresholds and the ions' SMILES."""
-    return {"contacts": spec.guards.contacts, "smiles": [ion.smiles for ion in spec.system.ions]}
+    """The guard fields of a guarded step: the contact and bond thresholds and the ions' SMILES."""
+    return {"contacts": spec.guards.contacts, "bonds": spec.guards.bonds,
+            "smiles": [ion.smiles for ion in spec.system.ions]}
 
 
 class GuardedStep(Step):
-    """Fields of a step whose frames pass the contact guard: the thresholds and the ions' SMILES
-    (which give the bonds)."""
+    """Fields of a step whose frames pass the contact and bond guards: the thresholds and the ions'
+    SMILES (which give the bonds). With the bond guard on, the step reads each bond's relaxed
+    length from the ``molecules`` step, an input it then has."""
 
     contacts: Contacts | None = None
+    bonds: BondGuard | None = added_option(None, description="bond lengths relative to the relaxed ions'")
     smiles: list[str] = Field(default_factory=list)
 
-    def violations(self, frames: list) -> Iterator[tuple[int, Violation]]:
-        """Each frame that breaks the contact guard (its index and worst contact), in order."""
-        if self.contacts is None:
-            return
-        from ilcampaign.engine.structures.guards import ContactCheck
+    def input_slots(self) -> tuple[str, ...] | None:
+        slots = super().input_slots()
+        return slots if slots is None or self.bonds is None else (*slots, "molecules")
 
-        check = ContactCheck(self.contacts, self.smiles)
+    def guard_inputs(self) -> dict[str, str]:
+        """Input slot -> step name of what the guards read: the relaxed ions, with the bond guard on."""
+        return {} if self.bonds is None else {"molecules": "molecules"}
+
+    def guard(self, ctx: StepContext) -> FrameCheck:
+        """The check of this step's frames (the bond guard's relaxed lengths read from ``molecules``)."""
+        from ilcampaign.engine.structures.guards import FrameCheck
+
+        ions = ctx.input_frames("molecules") if self.bonds is not None else None
+        return FrameCheck(self.contacts, self.bonds, self.smiles, ions)
+
+    def violations(self, ctx: StepContext, frames: list) -> Iterator[tuple[int, Violation]]:
+        """Each frame that breaks a guard (its index and worst violation), in order."""
+        check = self.guard(ctx)
+        if not check.checks:
+            return
         for index, frame in enumerate(frames):
             violation = check(frame)
             if violation is not None:
                 yield index, violation
 
-    def first_collapse(self, frames: list) -> tuple[int, str] | None:
-        """The index of the first frame that breaks the contact guard and why, or None."""
-        index, violation = next(self.violations(frames), (None, None))
-        return None if index is None else (index, str(violation))
+    def first_collapse(self, ctx: StepContext, frames: list) -> tuple[int, Violation] | None:
+        """The index of the first frame that breaks a guard and its worst violation, or None."""
+        return next(self.violations(ctx, frames), None)
 
 
 class OptimisingStep(GuardedStep, SamplerStep):
@@ -163,17 +178,17 @@ class OptimisingStep(GuardedStep, SamplerStep):
         calc = load_calculator(ctx.model_dir(), cache_dir=ctx.jax_cache)
         frames, state, ended = optimise_chunk(atoms, calc, self.optimiser(),
                                               steps=last - first, state=read_state(ctx, task_id))
-        collapse, reason = self.first_collapse(frames), None
+        collapse, reason = self.first_collapse(ctx, frames), None
         if collapse is not None:  # the optimisation ends at the last sane frame
             index, violation = collapse
-            reason = f"contact guard at optimiser step {frames[index].info['step']}: {violation}"
+            reason = f"{violation.guard} at optimiser step {frames[index].info['step']}: {violation}"
             frames, ended = frames[:index], True
         write_state(ctx, task_id, state)
         return TaskResult(frames, {"n_frames": len(frames), "stopped_at": last if ended else None,
                                    "stop_reason": reason})
 
     def guard_stops(self, ctx: StepContext) -> list[str]:
-        """Why optimisations stopped at the contact guard, one line each."""
+        """Why optimisations stopped at a guard, one line each."""
         return [f"structure {task[1:4]}: {result['stop_reason']}" for task, result in sorted(ctx.done_tasks().items())
                 if result.get("stop_reason")]
 

@@ -6,7 +6,7 @@ ensemble and MaxDist (apax.bal; in apax 0.14 the training frames are masked out 
 do not enter the distances, so the pick is spread within the pool); ``random``; ``all``. A pool
 larger than ``max_pool`` falls back to random selection (the paper's rule for very large pools).
 A rule may force its frames into the training or the validation set. Candidates that break the
-contact guard are dropped from the pools first and counted per sampler.
+contact or bond guard are dropped from the pools first and counted per sampler.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class SelectStep(SingleTaskStep, GuardedStep):
         training = cache(lambda: [f for f in ctx.input_frames("train") if f.info.get("split") == "train"])
         pools = {slot.removeprefix("pool."): ctx.input_frames(slot) for slot in sorted(ctx.inputs)
                  if slot.startswith("pool.")}
-        guard = {name: self._guard(pool) for name, pool in pools.items()}
+        check = self.guard(ctx)
+        guard = {name: self._guard(check, pool) for name, pool in pools.items()}
         taken: set[tuple[str, int]] = {(name, i) for name, (removed, _) in guard.items() for i in removed}
         chosen, rules = [], []
         for number, rule in enumerate(self.selection):
@@ -61,9 +62,10 @@ class SelectStep(SingleTaskStep, GuardedStep):
                                    "guard": {name: {"n_removed": len(removed), "removed": removed, "worst": worst}
                                              for name, (removed, worst) in guard.items() if removed}})
 
-    def _guard(self, pool: list) -> tuple[list[int], str | None]:
-        """Indices of the candidates that break the contact guard, and the worst contact among them."""
-        found = list(self.violations(pool))
+    @staticmethod
+    def _guard(check: Callable, pool: list) -> tuple[list[int], str | None]:
+        """Indices of the candidates that break a guard, and the worst violation among them."""
+        found = [(i, violation) for i, violation in enumerate(map(check, pool)) if violation is not None]
         worst = max(found, key=lambda item: item[1].severity)[1] if found else None
         return [i for i, _ in found], None if worst is None else str(worst)
 
