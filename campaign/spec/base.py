@@ -23,6 +23,16 @@ def not_hashed(**kwargs: Any) -> Any:
     return Field(json_schema_extra={"hashed": False}, **kwargs)
 
 
+#: the ``hashed`` mark of :func:`hashed_unless_default`
+UNLESS_DEFAULT = "unless default"
+
+
+def hashed_unless_default(default: Any, **kwargs: Any) -> Any:
+    """A field that enters step keys only where it differs from ``default``: one added to a section
+    leaves the keys of every spec that does not set it as they were."""
+    return Field(default=default, json_schema_extra={"hashed": UNLESS_DEFAULT}, **kwargs)
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Recursively merge ``override`` into a copy of ``base`` (dicts merge, other values replace)."""
     merged = dict(base)
