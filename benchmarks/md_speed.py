@@ -1,17 +1,21 @@
 """MD speed of the engines a user can pick, in one run: steps per second for BMIM BF4 boxes.
 
-    .venv/bin/python benchmarks/md_speed.py [--pairs 4 8] [--steps 40] [--r-max 5.0] [--nn 512 512]
+    .venv/bin/python benchmarks/md_speed.py [--pairs 4 8] [--steps 40] [--r-max 5.0] [--nn 512 512] [--mts 2 4 8]
     python benchmarks/md_speed.py --d3-only --device cuda --boxes DIR [--pairs 8 16 32]
 
 Columns: apax's own JAX MD (``apax.md.simulate.run_md``, 2-member ensemble), our JAX MD
 (ilcampaign.engine.md.jax: single model, 2-member ensemble), our JAX MD of the hybrid model (D3(BJ) in the
 loop, float32, skin 0.5 A: single model and ensemble at 8 A and 20 A, the ensemble at 20 A with
 the tail correction), our JAX MD in NPT (MTK integrator with the box held, single model, alone and
-with D3 at 20 A),
+with D3 at 20 A), our JAX MD of the hybrid with multiple time stepping (D3 every k = ``--mts``
+steps, its short range every step: ilcampaign.engine.md.jax_mts; single model and ensemble, NVT and
+NPT, D3 at 8 and 20 A, each with exact integration, k = 1, beside it),
 ASE + apax calculator (ensemble), ASE + apax + torch-dftd D3 at 8 A and 20 A without and with a
 0.5 A neighbour-list skin. Ratios are to our JAX MD with the same model: "jax single" for the
 single-model columns, "jax ensemble" (the engine the LotF sampling and production use when they
-can) for the others.
+can) for the others; NPT columns of the MTS table to our NPT of the same model alone.
+The results are written to benchmarks/results/md_speed.json (``--name`` for another file), with the
+machine's load if it was busy.
 The model has the paper's architecture (512x512, ZBL off; ``--nn`` for another) trained for one epoch on three rattled
 frames labelled with zero energy, forces and stress: it predicts (almost) no forces, so every
 engine runs its steps without the blow-up guard stopping a garbage model, and speed does not
@@ -36,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results import load_average, save
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 D3_CUTOFFS = (7.93766, 20.0)
@@ -103,10 +108,10 @@ def ase_rate(atoms, calc, steps: int) -> float:
 
 
 def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float | None = None,
-             tail: bool = False, d3_dtype: str = "float32", npt: bool = False) -> float | None:
+             tail: bool = False, d3_dtype: str = "float32", npt: bool = False, mts: int = 1) -> float | None:
     """Steps/s of our JAX MD (Nose-Hoover chain, frames every ``steps``; with ``d3_cutoff`` the hybrid
-    model, D3(BJ) B97-3c in float32; ``npt``: the MTK integrator with the box held, see NPT_BAROSTAT_FS),
-    start-up and compile time excluded: after a warm-up chunk, the difference of a short and a long
+    model, D3(BJ) B97-3c in float32, integrated every ``mts`` steps; ``npt``: the MTK integrator with
+    the box held, see NPT_BAROSTAT_FS), start-up and compile time excluded: after a warm-up chunk, the difference of a short and a long
     chunk (JAX_REPEATS), each less the time JAX spent tracing and compiling in it (a list that
     outgrows its capacity recompiles the loop once)."""
     from ase import units
@@ -120,7 +125,7 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
         return None
     d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, d3_dtype, tail)
     settings = JaxMDParameters(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3,
-                          pressure=units.bar if npt else None, barostat_time=NPT_BAROSTAT_FS)
+                               pressure=units.bar if npt else None, barostat_time=NPT_BAROSTAT_FS, mts_interval=mts)
     temperatures = np.full(JAX_REPEATS * steps + 2 * steps + 1, 300.0)
     state, timings, compiled = None, [], []
     for first, last in ((0, steps), (steps, 2 * steps), (2 * steps, (JAX_REPEATS + 2) * steps)):
@@ -131,7 +136,7 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
             elapsed = time.perf_counter() - start
         compiled.append(covered_seconds(spans))
         timings.append(elapsed - compiled[-1])
-    print(f"# jax_rate {model_dir.parent.name}, D3 {d3_cutoff}, tail {tail}, NPT {npt}: compilation taken off the "
+    print(f"# jax_rate {model_dir.parent.name}, D3 {d3_cutoff}, tail {tail}, NPT {npt}, k {mts}: compilation taken off the "
           f"timed chunks {compiled[1]:.2f} s and {compiled[2]:.2f} s", file=sys.stderr)
     return (JAX_REPEATS - 1) * steps / (timings[2] - timings[1])
 
@@ -196,6 +201,8 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
     rates["jax ens.+D3 20A+tail"] = jax_rate(ensemble, atoms, args.steps, args.r_max, D3_CUTOFFS[1], tail=True)
     rates["jax single NPT"] = jax_rate(single, atoms, args.steps, args.r_max, npt=True)
     rates["jax single+D3 20A NPT"] = jax_rate(single, atoms, args.steps, args.r_max, D3_CUTOFFS[1], npt=True)
+    if args.mts:
+        rates |= mts_rates(single, ensemble, atoms, args)
     if args.skip_ase:
         return rates
     rates["ase+apax"] = ase_rate(atoms, apax_model.load_calculator(ensemble), args.steps)
@@ -205,6 +212,31 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
                                      skin=skin, dtype=torch.float32)
             rates[f"+D3 {cutoff:.0f}A skin {skin}"] = ase_rate(atoms, calc, args.steps)
     return rates
+
+
+def mts_rates(single: Path, ensemble: Path, atoms, args) -> dict[str, float | None]:
+    """The multiple time stepping columns: per model (single, ensemble) and ensemble (NVT, NPT), the MLP
+    alone (NPT only; NVT's is in the main table), then per D3 cutoff the hybrid with D3 every step
+    (k = 1) and every k of ``--mts`` steps."""
+    rates = {}
+    for label, model_dir in (("single", single), ("ens.", ensemble)):
+        for npt in (False, True):
+            where = " NPT" if npt else ""
+            if npt and f"jax {label}{where}" not in rates:
+                rates[f"jax {label}{where}"] = jax_rate(model_dir, atoms, args.steps, args.r_max, npt=True)
+            for cutoff in D3_CUTOFFS:
+                for k in (1, *args.mts):
+                    rates[f"jax {label}+D3 {cutoff:.0f}A{where} k={k}"] = jax_rate(
+                        model_dir, atoms, args.steps, args.r_max, cutoff, npt=npt, mts=k)
+    return rates
+
+
+def baseline(name: str, rates: dict[str, float | None]) -> float | None:
+    """The rate a column is compared with: our JAX MD of the same model (NPT columns with k: NPT's)."""
+    model = "jax single" if "single" in name else "jax ensemble"
+    if " k=" in name and "NPT" in name:
+        return rates.get(f"jax {'single' if 'single' in name else 'ens.'} NPT")
+    return rates[model]
 
 
 def jax_d3_calculator(cutoff: float):
@@ -259,16 +291,23 @@ def d3_rates(atoms, args) -> dict[str, float | None]:
     return rates
 
 
-def table(rows, base) -> None:
+def table(rows, base) -> list[dict]:
+    """Print the rates and ratios; return them as results tables (one per box)."""
+    from results import table as result_table
+
     names = list(rows[0][2])
     print(f"{'pairs':>5} {'atoms':>5} " + " ".join(f"{n:>18}" for n in names))
     for pairs, n_atoms, rates in rows:
         print(f"{pairs:>5} {n_atoms:>5} " + " ".join(f"{r:>12.1f} st/s " if r else f"{'n/a':>18}" for r in rates.values()))
     print("\nratio to the baseline; > 1 is faster")
+    tables = []
     for pairs, n_atoms, rates in rows:
-        print(f"{pairs:>5} {n_atoms:>5} " + " ".join(
-            f"{r / base(name, rates):>18.3f}" if r and base(name, rates) else f"{'n/a':>18}"
-            for name, r in rates.items()))
+        ratios = {name: r / base(name, rates) if r and base(name, rates) else None for name, r in rates.items()}
+        print(f"{pairs:>5} {n_atoms:>5} " + " ".join(f"{x:>18.3f}" if x else f"{'n/a':>18}" for x in ratios.values()))
+        tables.append(result_table(f"{pairs} ion pairs ({n_atoms} atoms)", ["engine", "steps/s", "ratio"], [
+            [name, f"{r:.1f}" if r else "n/a", f"{ratios[name]:.3f}" if ratios[name] else "n/a"]
+            for name, r in rates.items()]))
+    return tables
 
 
 def main() -> None:
@@ -281,7 +320,11 @@ def main() -> None:
     parser.add_argument("--skip-ase", action="store_true", help="time the JAX columns only")
     parser.add_argument("--device", default="cpu", help="torch device of the D3 calculators")
     parser.add_argument("--boxes", type=Path, default=None, help="folder keeping the packed boxes")
+    parser.add_argument("--mts", type=int, nargs="*", default=[2, 4, 8],
+                        help="D3 intervals of the multiple time stepping columns (none: no such columns)")
+    parser.add_argument("--name", default="md_speed", help="results file benchmarks/results/NAME.json")
     args = parser.parse_args()
+    loads = [load_average()]
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -289,13 +332,18 @@ def main() -> None:
             atoms = box(pairs, args.boxes)
             rates = d3_rates(atoms, args) if args.d3_only else mlp_rates(atoms, pairs, args, Path(tmp))
             rows.append((pairs, len(atoms), rates))
+    loads.append(load_average())
+    load = "; ".join(f"{when}: {value}" for when, value in zip(("at the start", "at the end"), loads) if value)
     if args.d3_only:
-        print(f"D3 only, device {args.device}, {args.steps} steps; baseline: torch-dftd's calculator at the same cutoff")
-        table(rows, lambda name, rates: rates[f"{name.split()[0]} torch-dftd"])  # columns start with the cutoff
+        title = f"D3 alone, device {args.device}, {args.steps} steps; baseline: torch-dftd's calculator at the same cutoff"
+        print(title)
+        tables = table(rows, lambda name, rates: rates[f"{name.split()[0]} torch-dftd"])  # columns start with the cutoff
     else:
-        print(f"{args.steps} steps, r_max {args.r_max} A, nn {args.nn}; baseline: our JAX MD with the same model "
-              f"(single or 2-member ensemble)")
-        table(rows, lambda name, rates: rates["jax single" if "single" in name else "jax ensemble"])
+        title = (f"MD speed, {args.steps} steps, r_max {args.r_max} A, nn {args.nn}; baseline: our JAX MD with the same "
+                 "model (single or 2-member ensemble; NPT columns with k: our NPT of it)")
+        print(title)
+        tables = table(rows, baseline)
+    save(args.name, title, __doc__.split("\n\n")[0].replace("\n", " "), tables, load=load)
 
 
 if __name__ == "__main__":

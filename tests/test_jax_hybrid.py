@@ -1,4 +1,5 @@
-"""D3 on the JIT half list (engine/dispersion/jax_term.py) against torch-dftd: energy, forces and stress."""
+"""D3 on the JIT half list (engine/dispersion/jax_term.py) against torch-dftd: energy, forces and stress;
+its short range (``near_energy``, multiple time stepping's every-step share)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from ilcampaign.engine.dispersion.jax_d3 import B97_3C, D3Params
 from ilcampaign.engine.dispersion.tail import tail_correction
-from ilcampaign.engine.dispersion.jax_term import D3Term, d3_energy, d3_inputs
+from ilcampaign.engine.dispersion.jax_term import SWITCH_WIDTH, D3Term, d3_energy, d3_inputs, near_energy, switch
 from ilcampaign.engine.dispersion.neighbours import build
 from tests.test_jax_d3 import ion_box, torch_dftd
 
@@ -95,3 +96,53 @@ def triclinic(atoms):
     atoms = atoms.copy()
     atoms.set_cell(np.array([[12.0, 0.0, 0.0], [3.0, 11.0, 0.0], [-2.0, 1.5, 10.5]]), scale_atoms=True)
     return atoms
+
+
+def full_list_near(atoms, term: D3Term, reach: float, list_cutoff: float):
+    """(energy, forces, dU/d(eps)) of :func:`near_energy` at ``atoms`` on ASE's full list within ``list_cutoff``."""
+    from ase.neighborlist import neighbor_list
+
+    i, j, shifts = neighbor_list("ijS", atoms, list_cutoff)
+    inputs, cell = d3_inputs(term, atoms.numbers, atoms.cell.array), atoms.cell.array
+
+    def energy(positions, eps):
+        d = (positions[j] - positions[i] + shifts @ cell) * (1 + eps)
+        return near_energy(d, i, j, np.ones(len(i), bool), inputs, term, reach)
+
+    value, (gradient, strain) = jax.value_and_grad(energy, argnums=(0, 1))(jnp.asarray(atoms.positions), 0.0)
+    return float(value), -np.asarray(gradient), float(strain)
+
+
+def test_the_short_range_switched_off_beyond_the_cutoff_is_the_whole_term(box):
+    """``near_energy`` with its switch beyond the D3 cutoff (every pair weighted 1) on a full list is the
+    whole D3 term: torch-dftd's energy, forces and V tr(stress) in float64, at 8 A in a 12 A box."""
+    term = D3Term(B97_3C, 8.0, 8.0, 0.5, "float64")
+    energy, forces, strain = full_list_near(box, term, reach=8.0 + SWITCH_WIDTH + 0.1, list_cutoff=8.1)
+    ref_energy, ref_forces, ref_stress = torch_dftd(box, 8.0, 8.0)
+    assert abs(energy - ref_energy) / len(box) < 1e-8
+    np.testing.assert_allclose(forces, ref_forces, rtol=0, atol=1e-7)
+    assert strain == pytest.approx(box.get_volume() * ref_stress[:3].sum(), abs=1e-6)
+
+
+def test_the_short_range_is_smooth_and_switched(box):
+    """The switch is 1 inside, 0 outside and C2-smooth; at reach 5 A the short range carries most of
+    the D3 force but not its energy, its forces are minus its gradient (central differences), and
+    a list longer than the reach changes nothing."""
+    r = np.array([3.0, 3.99, 4.0, 4.5, 5.0, 5.5])
+    np.testing.assert_allclose(switch(r, 5.0), [1.0, 1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-12)
+    slope = jax.vmap(jax.grad(lambda x: switch(x, 5.0)))(jnp.array([4.0, 5.0]))
+    np.testing.assert_allclose(slope, 0.0, atol=1e-12)
+    term = D3Term(B97_3C, 20.0, 20.0, 0.5, "float64")
+    energy, forces, _ = full_list_near(box, term, reach=5.0, list_cutoff=5.0)
+    assert (energy, forces[0]) == (pytest.approx(full_list_near(box, term, 5.0, 6.5)[0], abs=1e-12),
+                                   pytest.approx(full_list_near(box, term, 5.0, 6.5)[1][0], abs=1e-12))
+    whole_energy, whole_forces, _ = torch_dftd(box, 20.0, 20.0)
+    assert abs(energy) < 0.5 * abs(whole_energy)
+    assert np.linalg.norm(whole_forces - forces) < 0.3 * np.linalg.norm(whole_forces)
+    shifted, h = box.copy(), 1e-5
+    for atom, axis in ((0, 0), (57, 2)):
+        plus, minus = shifted.copy(), shifted.copy()
+        plus.positions[atom, axis] += h
+        minus.positions[atom, axis] -= h
+        numeric = (full_list_near(minus, term, 5.0, 5.0)[0] - full_list_near(plus, term, 5.0, 5.0)[0]) / (2 * h)
+        assert forces[atom, axis] == pytest.approx(numeric, abs=1e-7)

@@ -124,33 +124,41 @@ def run_chunks(model_dir, start, temperatures, bounds, state=None, settings=SETT
 RESUME = """
 import pickle, sys
 import numpy as np
-from tests.test_jax_md import SETTINGS, run_chunks
+from tests import test_jax_md
 
-model_dir, start, state, cache, out = sys.argv[1:]
+model_dir, start, state, cache, out, settings, bounds = sys.argv[1:]
 start = pickle.loads(open(start, "rb").read())
 temperatures = np.linspace(300.0, 350.0, 101)
-frames, rows, states = run_chunks(model_dir, start, temperatures, [50, 80, 100], state=dict(np.load(state)),
-                                  cache_dir=cache)
+frames, rows, states = test_jax_md.run_chunks(model_dir, start, temperatures, [int(b) for b in bounds.split(",")],
+                                              state=dict(np.load(state)), cache_dir=cache,
+                                              settings=getattr(test_jax_md, settings))
 np.savez(out, positions=[f.positions for f in frames], momenta=[f.get_momenta() for f in frames], rows=rows,
          **states[-1])
 """
 
 
-def test_a_run_resumed_in_a_new_process_is_bit_identical(model_dir, box, cache_dir, tmp_path):
-    """Chunks 0-25-50-80-100 here; the state after 50 saved, and 50-80-100 rerun in a fresh process."""
+@pytest.mark.parametrize("settings, bounds", [("SETTINGS", [0, 25, 50, 80, 100]), ("MTS", [0, 25, 50, 77, 100])])
+def test_a_run_resumed_in_a_new_process_is_bit_identical(model_dir, box, cache_dir, tmp_path, settings, bounds):
+    """Chunks 0-25-50-80-100 here; the state after 50 saved, and 50-80-100 rerun in a fresh process.
+    The same for the hybrid with D3 every 5 steps (MTS), whose boundaries 25 and 77 fall within cycles."""
     temperatures = np.linspace(300.0, 350.0, 101)
-    frames, rows, states = run_chunks(model_dir, box, temperatures, [0, 25, 50, 80, 100], cache_dir=cache_dir)
+    frames, rows, states = run_chunks(model_dir, box, temperatures, bounds, cache_dir=cache_dir,
+                                      settings=globals()[settings])
     saved = states[1]
     assert int(saved["step"]) == 50
     for name, array in saved.items():  # the integrator's state stays float64 (apax enables x64)
-        assert array.dtype == (np.int64 if name in ("step", "capacity", "hot_steps") else np.float64), name
+        integral = ("step", "capacity", "hot_steps", "d3_capacity", "mts_interval")
+        assert array.dtype == (np.int64 if name in integral else np.float64), name
     assert {"position", "momentum", "force", "mass", "chain.position", "chain.momentum", "chain.mass",
             "chain.kinetic_energy"} <= set(saved)
+    if settings == "MTS":
+        assert int(saved["mts_interval"]) == 5 and saved["slow_force"].shape == saved["force"].shape
     np.savez(tmp_path / "state.npz", **saved)
     (tmp_path / "start.pkl").write_bytes(pickle.dumps(box))
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    args = [model_dir, tmp_path / "start.pkl", tmp_path / "state.npz", cache_dir, tmp_path / "resumed.npz"]
+    args = [model_dir, tmp_path / "start.pkl", tmp_path / "state.npz", cache_dir, tmp_path / "resumed.npz", settings,
+            ",".join(map(str, bounds[2:]))]
     done = subprocess.run([sys.executable, "-c", RESUME, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -487,3 +495,242 @@ def test_an_npt_run_resumes_from_its_state(model_dir, box, hybrid):
 def test_npt_refuses_the_d3_tail_correction():
     with pytest.raises(ValueError, match="tail"):
         replace(NPT, d3=replace(D3, tail_correction=True))
+
+
+# --- multiple time stepping: D3 every k steps as an impulse of k dt (ilcampaign.engine.md.jax_mts) ---
+
+#: D3 every 5 steps; the tiny model heats the packed box to twice its target within 20 fs as it relaxes,
+#: which the sustained temperature guard would stop at about step 40
+MTS = replace(HYBRID, mts_interval=5, hot_steps=1_000_000)
+#: main before issue 31 (multiple time stepping): its hybrid integrator is what mts_interval 1 must still be
+BEFORE_MTS = "99d38af3e536861b8ffb2189ebde0b3d743b203c"
+
+
+def module_before_mts(path: str, name: str, monkeypatch):
+    """The repository's ``path`` as it was at BEFORE_MTS, as a module called ``name`` in sys.modules for
+    the test (skips where git or that commit is not there, e.g. a shallow clone)."""
+    import types
+
+    done = subprocess.run(["git", "show", f"{BEFORE_MTS}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"no {path} at {BEFORE_MTS[:10]} here: {done.stderr.strip()}")
+    module = types.ModuleType(name)
+    module.__file__ = path
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses resolve annotations through it
+    exec(compile(done.stdout, path, "exec"), module.__dict__)
+    return module
+
+
+@pytest.mark.parametrize("npt", [False, True])
+def test_mts_interval_1_is_the_hybrid_integrator_of_before_bit_for_bit(model_dir, box, npt, monkeypatch):
+    """mts_interval 1 (the default) runs the hybrid exactly as the code before multiple time stepping
+    did: engine/md/jax.py and jax_npt.py of BEFORE_MTS, run here on the same model and start, give
+    the same frames, rows and state bit for bit, NVT and NPT."""
+    old_npt = module_before_mts("engine/md/jax_npt.py", "jax_npt_before_mts", monkeypatch)
+    old = module_before_mts("engine/md/jax.py", "jax_before_mts", monkeypatch)
+    fields = dict(timestep=0.5, thermostat_time=25.0, interval=10, threshold=None, d3=D3,
+                  pressure=0.0 if npt else None, barostat_time=50.0)
+    new = run_chunk(model_dir, box, np.full(41, 300.0), JaxMDParameters(**fields, mts_interval=1), seed=1, first=0,
+                    last=40, state=None)
+    monkeypatch.setitem(sys.modules, "ilcampaign.engine.md.jax_npt", old_npt)
+    before = old.run_chunk(model_dir, box, np.full(41, 300.0), old.JaxMDParameters(**fields), seed=1, first=0,
+                           last=40, state=None)
+    assert new.stopped_at is None and len(new.frames) == 4
+    np.testing.assert_array_equal(new.rows, before.rows)
+    for frame, expected in zip(new.frames, before.frames, strict=True):
+        np.testing.assert_array_equal(frame.positions, expected.positions)
+        np.testing.assert_array_equal(frame.get_momenta(), expected.get_momenta())
+        np.testing.assert_array_equal(frame.cell.array, expected.cell.array)
+    assert set(new.state) == set(before.state)
+    for name, array in before.state.items():
+        np.testing.assert_array_equal(new.state[name], array, err_msg=name)
+
+
+def torch_dftd_d3(atoms, term: D3Term = D3):
+    """(forces, dU/d(eps)) of torch-dftd's D3 alone at ``atoms`` (float64, no skin), dU/d(eps) = V tr(stress)
+    the derivative under scaling the box and every position by 1 + eps."""
+    import torch
+
+    from ilcampaign.engine.dispersion.torch_dftd import SkinD3Calculator
+
+    atoms = atoms.copy()
+    atoms.calc = SkinD3Calculator(xc="b97-3c", damping="bj", cutoff=term.cutoff, cn_cutoff=term.cn_cutoff, skin=0.0,
+                                  dtype=torch.float64)
+    return atoms.get_forces(), atoms.get_volume() * atoms.get_stress()[:3].sum()
+
+
+def near_d3(atoms, term: D3Term = D3):
+    """(forces, dU/d(eps)) of D3's short range (jax_term.near_energy, switched off at R_MAX) at ``atoms``,
+    on ASE's neighbour list: the share of D3 that the split integrates every step."""
+    import jax
+    import jax.numpy as jnp
+    from ase.neighborlist import neighbor_list
+
+    from ilcampaign.engine.dispersion.jax_term import d3_inputs, near_energy
+
+    i, j, shifts = neighbor_list("ijS", atoms, R_MAX)
+    inputs, cell = d3_inputs(term, atoms.numbers, atoms.cell.array), atoms.cell.array
+
+    def energy(positions, eps):
+        d = (positions[j] - positions[i] + shifts @ cell) * (1 + eps)
+        return near_energy(d, i, j, np.ones(len(i), bool), inputs, term, R_MAX)
+
+    gradient, strain = jax.grad(energy, argnums=(0, 1))(jnp.asarray(atoms.positions), 0.0)
+    return -np.asarray(gradient), float(strain)
+
+
+def numpy_respa(fast, slow, start: Atoms, momenta: np.ndarray, k: int, steps: int) -> list[np.ndarray]:
+    """Impulse r-RESPA written out: velocity Verlet of 0.5 fs on the forces ``fast(atoms)``, the forces
+    ``slow(atoms)`` as kicks of k dt / 2 at each cycle's start and end. The positions after every step."""
+    dt, half = 0.5 * units.fs, k * 0.5 * units.fs / 2
+    atoms = start.copy()
+    x, p, m = atoms.positions.copy(), momenta.copy(), atoms.get_masses()[:, None]
+    force, kick, trajectory = fast(atoms), slow(atoms), []
+    for s in range(steps):
+        if s % k == 0:
+            p = p + half * kick
+        p = p + dt / 2 * force
+        x = x + dt * p / m
+        atoms.positions = x
+        force = fast(atoms)
+        p = p + dt / 2 * force
+        if (s + 1) % k == 0:
+            kick = slow(atoms)
+            p = p + half * kick
+        trajectory.append(x)
+    return trajectory
+
+
+@pytest.mark.parametrize("k, skin, bounds, split", [(5, 0.5, [0, 50], False), (2, 0.05, [0, 23, 50], True),
+                                                    (5, 0.5, [0, 50], True)])
+def test_mts_follows_a_plain_numpy_respa(model_dir, box, calculator, k, skin, bounds, split, monkeypatch):
+    """D3 every k steps, thermostat too slow to act (1e12 fs): our loop against :func:`numpy_respa` from the
+    same start and momenta over 50 steps, positions within 1e-6 A at every frame. Fast forces:
+    apax's ASE calculator (plus :func:`near_d3` with the split); slow: torch-dftd's D3 (less
+    :func:`near_d3`). With a 0.05 A D3 skin the list goes stale at many cycle ends, whose kicks then
+    wait for the host's rebuild (``settle``, counted), and a chunk boundary falls within a cycle."""
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    settled = []
+    settle = jax_md._Simulator.settle
+    monkeypatch.setattr(jax_md._Simulator, "settle", lambda self, *args: settled.append(1) or settle(self, *args))
+    settings = replace(MTS, thermostat_time=1e12, mts_interval=k, mts_split=split, d3=replace(D3, skin=skin))
+    frames, _, _ = run_chunks(model_dir, box, np.full(51, 300.0), bounds, settings=settings)
+    atoms = box.copy()
+    thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(1))
+    Stationary(atoms)
+
+    def fast(atoms):
+        return calculator.get_forces(atoms) + (near_d3(atoms)[0] if split else 0.0)
+
+    def slow(atoms):
+        return torch_dftd_d3(atoms)[0] - (near_d3(atoms)[0] if split else 0.0)
+
+    reference = numpy_respa(fast, slow, box, atoms.get_momenta(), k, 50)
+    deviation = [np.abs(frame.positions - reference[frame.info["step"] - 1]).max() for frame in frames]
+    print(f"k = {k}, skin {skin} A, split {split}: {len(settled)} closing kicks after a rebuild; largest deviation "
+          f"from numpy {max(deviation):.2e} A")
+    assert [frame.info["step"] for frame in frames] == [10, 20, 30, 40, 50]
+    assert max(deviation) < 1e-6, deviation
+    if skin < 0.5:
+        assert len(settled) >= 10
+
+
+@pytest.mark.parametrize("npt", [False, True])
+def test_mts_splits_the_hybrid_forces_and_virial_exactly(model_dir, box, calculator, npt):
+    """At a cycle end the fast force (MLP plus D3's short range) and the slow one (the rest of D3) add
+    up to apax's plus torch-dftd's forces, and NPT's dU/d(eps) of both parts to V tr(stress) of
+    both: the split moves D3 between the parts and loses none of it."""
+    settings = replace(MTS, pressure=0.0 if npt else None, barostat_time=50.0)
+    chunk = run_chunk(model_dir, box, np.full(21, 300.0), settings, seed=1, first=0, last=20, state=None)
+    atoms = chunk.frames[-1].copy()
+    atoms.calc = ase_hybrid(calculator)
+    np.testing.assert_allclose(chunk.state["force"] + chunk.state["slow_force"], atoms.get_forces(), rtol=0, atol=1e-6)
+    near = near_d3(atoms)
+    np.testing.assert_allclose(chunk.state["slow_force"], torch_dftd_d3(atoms)[0] - near[0], rtol=0, atol=1e-6)
+    assert np.abs(near[0]).max() > 1e-2  # the short range carries D3 force
+    if npt:
+        virial = atoms.get_volume() * atoms.get_stress(include_ideal_gas=False)[:3].sum()
+        total = float(chunk.state["strain_derivative"] + chunk.state["slow_strain_derivative"])
+        assert total == pytest.approx(virial, rel=1e-6, abs=1e-6)
+        assert float(chunk.state["slow_strain_derivative"]) == pytest.approx(torch_dftd_d3(atoms)[1] - near[1],
+                                                                             rel=1e-6, abs=1e-6)
+
+
+def test_mts_npt_is_d3_kicks_around_the_mlps_own_npt(model_dir, box):
+    """NPT with the whole D3 term every 5 steps (50 fs barostat) against the scheme composed by hand from
+    the same start: torch-dftd's D3 force and box force dU/d(eps) as numpy kicks of 5 dt / 2 of the
+    momenta and the box momentum (the chains' kinetic energies set to match) around 5-step chunks
+    of our NPT of the MLP alone, over 50 steps: positions within 1e-6 A, the box within 1e-9."""
+    from apax.train.checkpoints import restore_parameters
+
+    k, half = 5, 5 * 0.5 * units.fs / 2
+    settings = replace(MTS, pressure=0.0, barostat_time=50.0, interval=k, mts_split=False)
+    ours = run_chunk(model_dir, box, np.full(51, 300.0), settings, seed=1, first=0, last=50, state=None)
+    alone = replace(settings, d3=None, mts_interval=1)
+    config, params = restore_parameters(model_dir)
+    state = jax_md._simulator(config, len(box), alone).initial_state(
+        params, box.numbers.astype(np.int32), box.cell.array.T, None, box, 300.0, seed=1)
+
+    def kicked(state):
+        cell = (np.exp(state["box_position"]) * state["reference_box"]).T  # rows are lattice vectors
+        atoms = box.copy()
+        atoms.set_cell(cell, scale_atoms=False)
+        atoms.positions = state["position"] @ cell
+        force, strain = torch_dftd_d3(atoms)
+        state = dict(state, momentum=state["momentum"] + half * force,
+                     box_momentum=state["box_momentum"] - half * strain)
+        state["thermostat.kinetic_energy"] = np.sum(state["momentum"] ** 2 / state["mass"]) / 2
+        state["barostat.kinetic_energy"] = state["box_momentum"] ** 2 / state["box_mass"] / 2
+        return state
+
+    for first in range(0, 50, k):
+        state = kicked(dict(run_chunk(model_dir, box, np.full(51, 300.0), alone, seed=1, first=first,
+                                      last=first + k, state=kicked(state)).state))
+    assert ours.stopped_at is None and abs(ours.frames[-1].get_volume() / box.get_volume() - 1) > 1e-5
+    np.testing.assert_allclose(ours.state["box_position"], state["box_position"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours.state["position"] @ ours.frames[-1].cell.array,
+                               state["position"] @ ours.frames[-1].cell.array, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours.state["momentum"], state["momentum"], rtol=1e-6, atol=1e-6)
+
+
+def test_mts_nve_energy_drift_is_small(model_dir, box):
+    """NVE (thermostat time 1e12 fs) from a box relaxed by 200 fs of NVT at 300 K (the packed start
+    heats the tiny model's box to 700 K as it relaxes), 800 steps (400 fs) with D3 every 4 steps,
+    frames every 20: the total energy's linear drift stays below 5e-4 eV/atom/ps, as exact
+    integration's (mts_interval 1) does from the same start (both measured 1.4-1.6e-4)."""
+    relaxed = run_chunk(model_dir, box, np.full(401, 300.0), replace(MTS, mts_interval=1), seed=1, first=0,
+                        last=400, state=None).frames[-1]
+    drifts = {}
+    for k in (1, 4):
+        settings = replace(MTS, thermostat_time=1e12, interval=20, mts_interval=k)
+        chunk = run_chunk(model_dir, relaxed, np.full(801, 300.0), settings, seed=2, first=0, last=800, state=None)
+        assert chunk.stopped_at is None
+        total = chunk.rows[:, 3] + np.array([frame.get_kinetic_energy() for frame in chunk.frames])
+        drifts[k] = np.polyfit(chunk.rows[:, 0] * 0.5e-3, total / len(box), 1)[0]  # eV/atom/ps
+    print(f"NVE drift, eV/atom/ps: k = 1 {drifts[1]:.2e}, k = 4 {drifts[4]:.2e}")
+    assert abs(drifts[1]) < 5e-4 and abs(drifts[4]) < 5e-4
+
+
+def test_mts_lists_overflow_and_rebuild_as_the_hybrids_do(model_dir, box, monkeypatch):
+    """With D3 every 5 steps, an MLP list forced to overflow (8 pairs) reruns its block and a D3 list
+    forced to overflow (64 pairs) is reallocated before it is used: the run is the one whose lists
+    were large enough."""
+    whole = run_chunk(model_dir, box, np.full(41, 300.0), MTS, seed=1, first=0, last=40, state=None)
+    monkeypatch.setattr(jax_md, "FIRST_CAPACITY", 8)
+    monkeypatch.setattr(jax_md, "FIRST_D3_CAPACITY", 64)
+    chunk = run_chunk(model_dir, box, np.full(41, 300.0), MTS, seed=1, first=0, last=40, state=None)
+    assert chunk.stopped_at is None and len(chunk.frames) == 4 and int(chunk.state["d3_capacity"]) > 64
+    np.testing.assert_allclose(chunk.rows, whole.rows, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(chunk.frames[-1].positions, whole.frames[-1].positions, rtol=0, atol=1e-10)
+
+
+def test_mts_settings_and_states_are_checked(model_dir, box):
+    with pytest.raises(ValueError, match="needs one"):
+        replace(SETTINGS, mts_interval=2)
+    with pytest.raises(ValueError, match="not a multiple"):
+        replace(MTS, interval=12)
+    state = run_chunk(model_dir, box, np.full(21, 300.0), MTS, seed=1, first=0, last=10, state=None).state
+    with pytest.raises(ValueError, match="every 5 steps, not every 2"):
+        run_chunk(model_dir, box, np.full(21, 300.0), replace(MTS, mts_interval=2), seed=1, first=10, last=20,
+                  state=state)

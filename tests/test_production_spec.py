@@ -167,3 +167,63 @@ def test_a_jax_d3_inference_cost_needs_bj_damping(tmp_path):
         load_spec(spec_with(tmp_path, "d3: {damping: zero}\n" + cost))
     assert "analyses.cost.paths[1]" in str(error.value) and "BJ damping only" in str(error.value)
     load_spec(spec_with(tmp_path, "d3: {damping: bj}\n" + cost))
+
+
+MTS_RUNS = """\
+    hybrid_nvt:
+      hybrid_d3: true
+      temperatures: [298.15 K]
+      ion_pairs: [2]
+      length: 1 ps
+      interval: 10
+      box: {pack_density: 0.9 g/cm^3, compress_steps: 100, nvt: 10 fs}
+    hybrid_npt: {hybrid_d3: true, ensemble: npt, temperatures: [298.15 K], ion_pairs: [2], length: 1 ps, interval: 20}
+    hybrid_langevin: {hybrid_d3: true, thermostat: langevin, temperatures: [298.15 K], ion_pairs: [2], length: 1 ps,
+                      interval: 20}
+"""
+
+
+def mts_spec(tmp_path: Path, d3: str, runs: str) -> Path:
+    spec = spec_with(tmp_path, f"d3: {{{d3}}}\n")
+    spec.write_text(spec.read_text().replace("    npt: {ensemble: npt,", runs + "    npt: {ensemble: npt,"))
+    return spec
+
+
+def test_mts_is_refused_where_jax_md_does_not_run_the_hybrid(tmp_path):
+    """d3.mts_interval 4: a hybrid run that goes through ASE (NPT with engine auto, Langevin) is refused
+    at its engine, one whose frames fall within D3 cycles at its interval; runs that JAX MD takes
+    with frames at cycle ends pass."""
+    with pytest.raises(SpecError) as error:
+        load_spec(mts_spec(tmp_path, "mts_interval: 4", MTS_RUNS))
+    message = str(error.value)
+    for where in ("production.runs.hybrid_npt.engine", "production.runs.hybrid_langevin.engine",
+                  "production.runs.hybrid_nvt.interval"):
+        assert where in message, message
+    assert "multiple time stepping runs in JAX MD only" in message and "not a multiple of d3.mts_interval 4" in message
+    assert "hybrid_nvt.engine" not in message and "hybrid_npt.interval" not in message
+    good = MTS_RUNS.replace("interval: 10", "interval: 20").replace("ensemble: npt,", "ensemble: npt, engine: jax,")
+    load_spec(mts_spec(tmp_path, "mts_interval: 4", good.split("    hybrid_langevin")[0]))
+
+
+def test_mts_interval_enters_the_keys_of_the_steps_it_changes_only(tmp_path):
+    """Setting d3.mts_interval changes the keys of hybrid JAX MD steps (the run and its NVT preparation),
+    not those of the ASE compression before them (D3 every step there), nor of steps without D3;
+    mts_interval 1 written out keeps every key. Steps that hold the d3 section without integrating
+    it (the D3 label shift, the inference cost) hash it without mts_interval."""
+    from ilcampaign.campaign.spec import DispersionCorrection
+    from ilcampaign.engine.hashing import canonical
+    from ilcampaign.engine.steps.d3 import D3Step
+
+    runs = MTS_RUNS.replace("interval: 10", "interval: 20").split("    hybrid_npt")[0]
+    keys = {}
+    for name, d3 in (("absent", "functional: b97-3c"), ("one", "mts_interval: 1"), ("four", "mts_interval: 4")):
+        (tmp_path / name).mkdir()
+        keys[name] = {node.name: node.key for node in build_graph(load_spec(mts_spec(tmp_path / name, d3, runs)),
+                                                                    base=tmp_path / name)}
+    assert keys["one"] == keys["absent"]
+    changed = {name for name in keys["four"] if keys["four"][name] != keys["one"][name]}
+    point = "production.hybrid_nvt.final.big.298.15K.2"
+    assert changed == {point, f"{point}.nvt"}
+    assert f"{point}.compress" in keys["four"]
+    shifts = [D3Step(d3=DispersionCorrection(mts_interval=k), sign=1) for k in (1, 4)]
+    assert canonical(shifts[0]) == canonical(shifts[1]) and "mts_interval" not in canonical(shifts[1])["d3"]

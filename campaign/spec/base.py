@@ -23,10 +23,14 @@ def not_hashed(**kwargs: Any) -> Any:
     return Field(json_schema_extra={"hashed": False}, **kwargs)
 
 
+#: the ``hashed`` mark of :func:`added_option`
+UNLESS_DEFAULT = "unless default"
+
+
 def added_option(default: Any, **kwargs: Any) -> Any:
     """A field added to a section whose default does what the section did before it: hashed only
     when it differs from the default, so the keys of existing specs stay as they were."""
-    return Field(default=default, json_schema_extra={"hashed": "unless default"}, **kwargs)
+    return Field(default=default, json_schema_extra={"hashed": UNLESS_DEFAULT}, **kwargs)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

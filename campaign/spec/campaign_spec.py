@@ -26,6 +26,7 @@ from ilcampaign.campaign.spec.reference import Reference, dispersion
 from ilcampaign.campaign.spec.reference.cp2k import CP2K
 from ilcampaign.campaign.spec.reference.xtb import XTB
 from ilcampaign.campaign.spec.reference_data import ReferenceData
+from ilcampaign.campaign.spec.samplers.md import runs_in_jax_md
 from ilcampaign.campaign.spec.sampling import (
     Iteration,
     Planned,
@@ -184,7 +185,8 @@ class CampaignSpec(Section):
     def problems(self) -> list[Problem]:
         """What is wrong across sections (located), beyond what each section checks itself."""
         return [*self._name_problems(), *self._start_problems(), *self._model_problems(), *self._dispersion_problems(),
-                *self._production_problems(), *self._analysis_problems(), *self._driver_problems()]
+                *self._production_problems(), *self._mts_problems(), *self._analysis_problems(),
+                *self._driver_problems()]
 
     def _driver_problems(self) -> list[Problem]:
         """A driver with the reference's own settings computes every kept frame twice."""
@@ -238,6 +240,41 @@ class CampaignSpec(Section):
                 problems.append(Problem(("production", "runs", run_name, "engine"),
                                         "JAX NPT has no pressure term for the D3 tail correction",
                                         "use engine: auto or ase (ASE's stress has it), or d3.tail_correction: false"))
+        return problems
+
+    def _mts_problems(self) -> list[Problem]:
+        """``d3.mts_interval`` > 1: every hybrid sampler and production run must go to JAX MD (the only
+        engine that integrates D3 every k steps), keep its frames at the ends of D3 cycles and, for a
+        run, equilibrate in whole cycles (preparation phases that go through ASE, the compression's
+        box ramp, integrate D3 every step)."""
+        k = self.d3.mts_interval
+        if k == 1:
+            return []
+        runs = [(("sampling", index, "samplers", name), sampler.runs_in_jax_md(self.d3), sampler.interval)
+                for index, it in enumerate(self.sampling) for name, sampler in it.samplers.items()
+                if sampler.kind == "md" and sampler.hybrid_d3]
+        problems = []
+        for name, run in self.production.runs.items():
+            if not run.hybrid_d3:
+                continue
+            where = ("production", "runs", name)
+            runs.append((where, runs_in_jax_md(ensemble=run.ensemble, thermostat=run.thermostat, engine=run.engine,
+                                               ramped=False, d3=self.d3), run.interval))
+            nvt_steps = round(run.box.nvt / run.timestep) if run.box.nvt is not None else 0
+            if nvt_steps % k:
+                problems.append(Problem((*where, "box", "nvt"), f"its {nvt_steps} NVT steps are not whole cycles of "
+                                        f"d3.mts_interval {k} steps", "make box.nvt / timestep a multiple of it"))
+        for where, in_jax, interval in runs:
+            if not in_jax:
+                problems.append(Problem((*where, "engine"), f"d3.mts_interval {k}: multiple time stepping runs in JAX "
+                                        "MD only, and this hybrid goes through ASE", (
+                                            "JAX MD runs Nose-Hoover NVT at a fixed cell and NPT with engine: jax "
+                                            "(D3 with BJ damping, NPT without the tail correction); or set "
+                                            "d3.mts_interval: 1")))
+            if interval % k:
+                problems.append(Problem((*where, "interval"), f"frames are kept at the ends of D3 cycles: interval "
+                                        f"{interval} is not a multiple of d3.mts_interval {k}",
+                                        "make interval a multiple of it"))
         return problems
 
     def analysed_runs(self, analysis: RunAnalysisSettings) -> list[str]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ilcampaign.campaign.spec.base import Section
+from ilcampaign.campaign.spec.base import Section, added_option
 from ilcampaign.campaign.units import Length
 
 
@@ -23,6 +23,11 @@ class DispersionCorrection(Section):
     tail_correction: bool = Field(default=False, description=(
         "add the analytic pair tail beyond the cutoff (energy and pressure of a homogeneous liquid; "
         "BJ damping only): NPT densities then feel the dispersion the cutoff drops"))
+    mts_interval: int = added_option(1, ge=1, description=(
+        "hybrid MD in JAX: integrate D3 every k steps as an impulse of k timesteps (r-RESPA multiple time "
+        "stepping; the MLP every step); 1: every step, exactly. Frame intervals must be multiples of it; "
+        "ASE runs (Langevin, box ramps, zero damping, engine: ase or NPT with engine: auto) are refused, "
+        "their preparation phases integrate D3 every step"))
 
     @model_validator(mode="after")
     def _tail_needs_bj(self) -> DispersionCorrection:

@@ -15,6 +15,12 @@ are those of ilcampaign.engine.dispersion.jax_d3 (torch-dftd's conventions, test
 * the tail correction (``tail.tail_terms``' energy) uses the same matrix for S6 and S8;
   like the ASE path's, it adds no force. Its pressure is not the volume derivative of this energy,
   so an NPT run with the tail goes through ASE (ilcampaign.engine.dispersion.ase_hybrid), whose stress has the right term.
+
+:func:`near_energy` is the term's short range on another list (jax_md's full list of the MLP),
+switched off smoothly at a radius: multiple time stepping (ilcampaign.engine.md.jax_mts) integrates
+it every step and the rest of the term, the whole energy less it, every k steps. Most of the D3
+force is intramolecular and follows the bond and angle vibrations; beyond 5 A it changes about
+ten times more slowly (docs/explanation/mts.md).
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ from ilcampaign.engine.dispersion.neighbours import Pairs, image_shifts
 
 if TYPE_CHECKING:
     from ilcampaign.campaign.spec import DispersionCorrection
+
+
+#: the short range of :func:`near_energy` is switched off over its last SWITCH_WIDTH A
+SWITCH_WIDTH = 1.0
 
 
 @dataclass(frozen=True)
@@ -163,3 +173,31 @@ def _pair_dispersion_bwd(term, residuals, cotangents):
 
 
 _pair_dispersion.defvjp(_pair_dispersion_fwd, _pair_dispersion_bwd)
+
+
+def switch(r, reach: float, width: float = SWITCH_WIDTH):
+    """1 up to ``reach - width``, 0 from ``reach`` on, and the quintic smoothstep between (continuous
+    to its second derivative)."""
+    x = jnp.clip((reach - r) / width, 0.0, 1.0)
+    return x * x * x * (10.0 + x * (6.0 * x - 15.0))
+
+
+def near_energy(d, i, j, valid, inputs: D3Inputs, term: D3Term, reach: float) -> jax.Array:
+    """The short-range part of the D3 energy (eV, float64) on a full list (each pair in both
+    directions, as jax_md lists them): pair vectors ``d`` (A) of the listed pairs (i, j), each
+    pair's term and its coordination-number count weighted by :func:`switch` at ``reach`` (so the
+    coordination numbers are those of the short range), C6 per listed pair. Smooth in the
+    positions, so a split E_D3 = near + (E_D3 - near) is exact; gradients by autodiff (few pairs)."""
+    c6ab, _, rcov, r2r4 = inputs.tables
+    dtype = jnp.dtype(term.dtype)
+    d = d.astype(dtype)
+    d2 = jnp.where(valid, jnp.sum(d * d, axis=-1), 1.0)
+    weight = jnp.where(valid & (d2 <= term.cutoff**2), switch(jnp.sqrt(d2), reach), 0.0)
+    r = jnp.sqrt(d2 / D3_AUTOANG**2 + DIST_EPS)  # bohr
+    zi, zj = inputs.species[i], inputs.species[j]
+    damp, _ = cn_damping(r, rcov[zi] + rcov[zj])
+    counted = jnp.where(r <= term.cn_cutoff / Bohr, weight * damp, 0.0)
+    cn = jax.ops.segment_sum(counted, i, num_segments=inputs.species.shape[0])
+    h, _ = bj_pair(r, 3 * r2r4[zi] * r2r4[zj], term.params)
+    c6 = c6_coefficient(zi, zj, cn[i], cn[j], c6ab)
+    return D3_AUTOEV * -0.5 * jnp.sum((weight * c6 * h).astype(jnp.float64))

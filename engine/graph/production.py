@@ -147,21 +147,24 @@ def _preparation(spec: CampaignSpec, run: ProductionRun, pairs: int, temperature
     return phases
 
 
-def _d3(spec: CampaignSpec, run: ProductionRun):
-    """The D3 term of a hybrid run (the d3 section, with the run's cutoff), or None."""
+def _d3(spec: CampaignSpec, run: ProductionRun, sampler: Any):
+    """The D3 term of a hybrid run (the d3 section, with the run's cutoff), or None; integrated every
+    step (``mts_interval`` 1) in a phase that goes through ASE (the compression's box ramp)."""
     if not run.hybrid_d3:
         return None
-    cutoff = run.d3_cutoff
-    return spec.d3 if cutoff is None else spec.d3.model_copy(update={"cutoff": cutoff, "cn_cutoff": cutoff})
+    changes: dict[str, Any] = {} if run.d3_cutoff is None else {"cutoff": run.d3_cutoff, "cn_cutoff": run.d3_cutoff}
+    if not sampler.runs_in_jax_md(spec.d3):
+        changes["mts_interval"] = 1
+    return spec.d3.model_copy(update=changes) if changes else spec.d3
 
 
 def _md(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
-    return MDStep(sampler=sampler, seed=seed, d3=_d3(spec, run),
+    return MDStep(sampler=sampler, seed=seed, d3=_d3(spec, run, sampler),
               checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
               contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])
 
 
 def _production(spec: CampaignSpec, run: ProductionRun, sampler: Any, seed: int):
-    return ProductionStep(sampler=sampler, seed=seed, d3=_d3(spec, run),
+    return ProductionStep(sampler=sampler, seed=seed, d3=_d3(spec, run, sampler),
                           checkpoint_every=spec.checkpoints.md_steps, temperature_guard=spec.guards.temperature,
                           contacts=spec.guards.contacts, smiles=[ion.smiles for ion in spec.system.ions])

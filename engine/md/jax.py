@@ -27,6 +27,15 @@ ilcampaign.engine.dispersion.neighbours), and a box that shrinks further within 
 rerun with the shifts it needs. jax_md's MLP list is rebuilt on displacement only, as apax's NPT does:
 it misses no pair as long as the cell shrinks by less than skin / (r_max + skin) between rebuilds.
 
+With ``JaxMDParameters.mts_interval`` k > 1 (the spec's ``d3.mts_interval``) the hybrid integrates
+D3 by r-RESPA multiple time stepping (ilcampaign.engine.md.jax_mts): the step above with the MLP plus
+D3's short range (ilcampaign.engine.dispersion.jax_term.near_energy on jax_md's MLP list, switched
+off at the model's cutoff), and the rest of D3 (NPT: with its box force) as an impulse of k dt
+every k steps; ``mts_split`` False puts the whole D3 term in the impulses. The D3 list is then
+needed, and checked, only where a cycle ends: a stale one stops the block there with the closing
+kick due, which the host applies once it has rebuilt the list. k = 1 is the integrator above,
+unchanged.
+
 Positions are jax_md's fractional coordinates, not wrapped into the box (``wrapped=False``), so
 frames carry continuous (unwrapped) Cartesian trajectories, as ASE's integrators give them.
 jax, apax and jax_md are imported inside functions: this module is imported by MD steps only.
@@ -74,7 +83,10 @@ class JaxMDParameters:
     (steps), eqn 8 stop ``threshold`` (eV/Angstrom; None: never), neighbour-list ``skin`` (A) and
     the temperature guard (ilcampaign.campaign.spec.TemperatureGuard's fields); ``d3``: the D3 term of a hybrid
     model (None: the MLP alone); ``pressure`` (eV/Angstrom^3; None: NVT) and the barostat chain's
-    damping time ``barostat_time`` (fs) for NPT."""
+    damping time ``barostat_time`` (fs) for NPT; ``mts_interval``: integrate D3 every that many
+    steps (r-RESPA, ilcampaign.engine.md.jax_mts; 1: every step, exactly), its short range within
+    the model's cutoff every step unless ``mts_split`` is False. Frames are kept at cycle ends, so
+    ``interval`` must be a multiple of ``mts_interval``."""
 
     timestep: float
     thermostat_time: float
@@ -87,10 +99,18 @@ class JaxMDParameters:
     d3: D3Term | None = None
     pressure: float | None = None
     barostat_time: float = 75.0
+    mts_interval: int = 1
+    mts_split: bool = True
 
     def __post_init__(self):
         if self.pressure is not None and self.d3 is not None and self.d3.tail_correction:
             raise ValueError("NPT with the D3 tail correction needs the tail's pressure term: run it through ASE")
+        if self.mts_interval < 1 or self.mts_interval > 1 and self.d3 is None:
+            raise ValueError(f"mts_interval {self.mts_interval}: multiple time stepping splits off a D3 term, "
+                             "so it needs one (and an interval of at least 1)")
+        if self.interval % self.mts_interval:
+            raise ValueError(f"frames are kept at the ends of D3 cycles: interval {self.interval} is not a multiple "
+                             f"of mts_interval {self.mts_interval}")
 
 
 @dataclass
@@ -121,7 +141,7 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
     ``temperatures[s]`` (K) is the thermostat target of step s -> s+1. ``cache_dir``: enable JAX's
     persistent compilation cache there first. ValueError for a box that is not periodic or too
     small for jax_md's minimum image, a threshold on a single model, targets at or below 0 K, or a
-    state that does not start at ``first``.
+    state that does not start at ``first`` or comes from a run with another ``mts_interval``.
     """
     from apax.train.checkpoints import restore_parameters
     from ase import units
@@ -137,6 +157,9 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
         raise ValueError(f"a chunk from step {first} needs the state of the chunk before")
     if state is not None and int(state["step"]) != first:
         raise ValueError(f"the state is at step {int(state['step'])}, not at the chunk start {first}")
+    if state is not None and int(state.get("mts_interval", 1)) != settings.mts_interval:
+        raise ValueError(f"the state is of a run with D3 every {int(state.get('mts_interval', 1))} steps, "
+                         f"not every {settings.mts_interval}")
     config, params = restore_parameters(Path(model_dir).resolve())
     r_max = config.model.basis.r_max
     if not start.pbc.all():
@@ -169,7 +192,7 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
         end = min(last, (step // interval + 1) * interval)
         targets = np.concatenate([kT[step:end], np.full(interval + step - end, kT[end - 1])])
         done, new, (new_neighbors, _), stable, new_hot, stale = sim.block(
-            params, Z, box, d3, nvt, (neighbors, pairs), targets, end - step, hot)
+            params, Z, box, d3, nvt, (neighbors, pairs), targets, end - step, hot, step)
         if new_neighbors.did_buffer_overflow:  # rerun the block with the list it was meant to have
             neighbors = sim.allocate(neighbors.reference_position, sim.box_of(nvt, box),
                                      minimum=int(CAPACITY_GROWTH * neighbors.max_occupancy) + 1)
@@ -188,6 +211,8 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
         current = sim.box_of(nvt, box)
         if stale:  # the D3 list where the block stopped, with the same room (more only if it overflows)
             pairs = sim.fitted_d3(sim.allocate_d3(nvt.position, current, d3, capacity=int(pairs.i.shape[0])), d3)
+            if sim.mts:  # the block stopped at a cycle end whose D3 impulse waited for this list
+                nvt = sim.settle(box, d3, nvt, (neighbors, pairs))
         if stable and step % interval:
             continue
         energy, sigma = (float(x) for x in sim.evaluate(params, Z, current, d3, nvt.position, (neighbors, pairs)))
@@ -213,8 +238,8 @@ def run_chunk(model_dir: Path, start: Atoms, temperatures: np.ndarray, settings:
         if settings.threshold is not None and sigma > settings.threshold:
             stopped_at, stop_reason = step, f"uncertainty {sigma:.3g} eV/A > {settings.threshold:.3g}"
             break
-    return JaxMDChunk(frames, np.array(rows, dtype=float).reshape(-1, 5), _arrays(nvt, step, (neighbors, pairs), hot),
-                      stopped_at, stop_reason)
+    return JaxMDChunk(frames, np.array(rows, dtype=float).reshape(-1, 5),
+                      _arrays(nvt, step, (neighbors, pairs), hot, settings.mts_interval), stopped_at, stop_reason)
 
 
 def _frame(start: Atoms, nvt: Any, cell: np.ndarray, step: int, timestep: float, target: float,
@@ -241,10 +266,11 @@ def _leaf_names(tree: Any, prefix: str = "") -> list[str]:
             for name in _leaf_names(getattr(tree, field.name), f"{prefix}.{field.name}" if prefix else field.name)]
 
 
-def _arrays(nvt: Any, step: int, lists: tuple, hot_steps: int = 0) -> dict[str, np.ndarray]:
+def _arrays(nvt: Any, step: int, lists: tuple, hot_steps: int = 0, mts_interval: int = 1) -> dict[str, np.ndarray]:
     """The integrator state as named float64 arrays, its global ``step``, the neighbour lists'
-    capacities (the next chunk keeps them unless it needs more, so ``block`` is not recompiled) and
-    the steps in a row above the temperature guard's ratio."""
+    capacities (the next chunk keeps them unless it needs more, so ``block`` is not recompiled),
+    the steps in a row above the temperature guard's ratio and, with multiple time stepping, its
+    ``mts_interval`` (the step is the phase within its cycles)."""
     import jax
 
     leaves = jax.tree_util.tree_leaves(nvt)
@@ -254,8 +280,9 @@ def _arrays(nvt: Any, step: int, lists: tuple, hot_steps: int = 0) -> dict[str, 
     arrays = {name: np.array(leaf, dtype=np.float64) for name, leaf in zip(names, leaves)}
     neighbors, pairs = lists
     capacities = {} if pairs is None else {"d3_capacity": np.array(pairs.i.shape[0])}
+    cycle = {} if mts_interval == 1 else {"mts_interval": np.array(mts_interval)}
     return {"step": np.array(step), "capacity": np.array(neighbors.max_occupancy), "hot_steps": np.array(hot_steps),
-            **capacities, **arrays}
+            **capacities, **cycle, **arrays}
 
 
 _SIMULATORS: dict[tuple, _Simulator] = {}
@@ -263,7 +290,8 @@ _SIMULATORS: dict[tuple, _Simulator] = {}
 
 def _simulator(config: Any, n_atoms: int, settings: JaxMDParameters) -> _Simulator:
     """The simulator for this model architecture, atom count and settings, built once per process."""
-    key = (config.model.model_dump_json(), n_atoms, dataclasses.replace(settings, interval=1, threshold=None))
+    key = (config.model.model_dump_json(), n_atoms,
+           dataclasses.replace(settings, interval=settings.mts_interval, threshold=None))
     if key not in _SIMULATORS:
         if len(_SIMULATORS) >= MAX_SIMULATORS:
             del _SIMULATORS[next(iter(_SIMULATORS))]
@@ -278,7 +306,9 @@ class _Simulator:
     weights and serves any box. jax_md's spaces are built on the unit cube and every call passes the
     box, so a forgotten one would show as wrong forces. A new list capacity compiles new versions
     (jax_md makes it a static shape). The jitted functions take ``lists`` = (jax_md's list, the D3
-    half list or None)."""
+    half list or None). With multiple time stepping (``mts``) the integrator's energy is the MLP's
+    plus D3's short range (none without the split) and ilcampaign.engine.md.jax_mts adds the rest of
+    D3 as impulses."""
 
     def __init__(self, config: Any, n_atoms: int, settings: JaxMDParameters):
         import jax
@@ -305,8 +335,10 @@ class _Simulator:
         derivative_builder = config.model.get_builder()({**config.model.model_dump(), "calc_stress": False})
         derivative_model = derivative_builder.build_energy_derivative_model(
             apply_mask=True, init_box=unit, inference_disp_fn=displacement)
-        term, npt = settings.d3, settings.pressure is not None
-        self.npt = npt
+        term, npt, k = settings.d3, settings.pressure is not None, settings.mts_interval
+        dt = settings.timestep * units.fs
+        self.npt, self.mts, self.mts_interval = npt, k > 1, k
+        split = self.mts and settings.mts_split
 
         def dispersion(position, box, d3, pairs):
             """The D3 energy of fractional ``position`` (0 for the MLP alone); space.transform's custom
@@ -317,24 +349,37 @@ class _Simulator:
 
             return d3_energy(space.transform(box, position), box.T, d3, pairs, term)
 
-        def total_energy(params, Z, d3):
-            """The energy jax_md integrates: the (ensemble-mean) MLP plus D3. ``perturbation`` (NPT's
-            volume derivative) scales every distance, as a scaled box."""
+        def near_dispersion(position, box, d3, neighbors):
+            """Multiple time stepping's every-step share of D3 at fractional ``position``: its short range
+            on jax_md's MLP list, switched off at r_max (0 without the split)."""
+            if not split:
+                return 0.0
+            from ilcampaign.engine.dispersion.jax_term import near_energy
+
+            i, j = neighbors.idx
+            d = jax.vmap(lambda a, b: displacement(a, b, box=box))(position[j], position[i])
+            return near_energy(d, i, j, i < n_atoms, d3, term, config.model.basis.r_max)
+
+        def total_energy(params, Z, d3, with_d3=True):
+            """The energy jax_md integrates: the (ensemble-mean) MLP plus D3 (``with_d3`` False: plus D3's
+            short range only, multiple time stepping's fast part). ``perturbation`` (NPT's volume
+            derivative) scales every distance, as a scaled box."""
             mlp = create_energy_fn(energy_model.apply, canonicalize_energy_model_parameters(params), Z,
                                    n_models, shallow)
 
             def energy(position, neighbor, box, perturbation=None, **kwargs):
                 neighbors, pairs = neighbor
                 scaled = box if perturbation is None else box * perturbation
-                return (mlp(position, neighbor=neighbors, box=box, perturbation=perturbation)
-                        + dispersion(position, scaled, d3, pairs))
+                learned = mlp(position, neighbor=neighbors, box=box, perturbation=perturbation)
+                return learned + (dispersion(position, scaled, d3, pairs) if with_d3
+                                  else near_dispersion(position, scaled, d3, neighbors))
 
             return energy
 
         def nose_hoover(params, Z, d3, kT):
             """jax_md's (init, apply) for NVT, or NPT where the settings give a pressure."""
-            energy = total_energy(params, Z, d3)
-            dt, tau = settings.timestep * units.fs, settings.thermostat_time * units.fs
+            energy = total_energy(params, Z, d3, with_d3=not self.mts)
+            tau = settings.thermostat_time * units.fs
             if npt:  # jax_md's MTK integrator with one energy gradient per step instead of three
                 from ilcampaign.engine.md.jax_npt import npt_nose_hoover
 
@@ -342,6 +387,21 @@ class _Simulator:
                                        barostat_kwargs={"tau": settings.barostat_time * units.fs},
                                        thermostat_kwargs={"tau": tau})
             return simulate.nvt_nose_hoover(energy, shift, dt, kT, tau=tau)
+
+        def slow_gradients(position, box, d3, lists):
+            """Multiple time stepping's slow part at fractional ``position`` in ``box``: the force of D3
+            less its short range and, for NPT, that energy's dU/d(eps) (its share of the MTK box force)."""
+            neighbors, pairs = lists
+
+            def slow(r, box, perturbation=1.0):
+                return dispersion(r, box * perturbation, d3, pairs) - near_dispersion(r, box * perturbation, d3,
+                                                                                       neighbors)
+
+            if npt:
+                from ilcampaign.engine.md.jax_npt import gradients
+
+                return gradients(slow, position, box)
+            return (-jax.grad(slow)(position, box),)
 
         def current_box(state, box):
             """The box at ``state`` (NPT: jax_md's, from the box position; NVT: ``box``)."""
@@ -363,32 +423,51 @@ class _Simulator:
             init_fn, _ = nose_hoover(params, Z, d3, kT)
             if npt:
                 state = init_fn(jax.random.PRNGKey(0), position, box, mass=mass, neighbor=lists).set(momentum=momentum)
-                return state.set(thermostat=state.thermostat.set(kinetic_energy=simulate.kinetic_energy(state)))
-            nvt = init_fn(jax.random.PRNGKey(0), position, mass=mass, neighbor=lists, box=box).set(momentum=momentum)
-            return nvt.set(chain=nvt.chain.set(kinetic_energy=simulate.kinetic_energy(nvt)))
+                state = state.set(thermostat=state.thermostat.set(kinetic_energy=simulate.kinetic_energy(state)))
+            else:
+                state = init_fn(jax.random.PRNGKey(0), position, mass=mass, neighbor=lists, box=box).set(
+                    momentum=momentum)
+                state = state.set(chain=state.chain.set(kinetic_energy=simulate.kinetic_energy(state)))
+            if self.mts:
+                from ilcampaign.engine.md.jax_mts import with_slow
+
+                state = with_slow(state, slow_gradients(position, box, d3, lists))
+            return state
 
         @jax.jit
-        def block(params, Z, box, d3, nvt, lists, kT, n, hot):
-            """Up to ``n`` steps, step i at target ``kT[i]``; stops early after a step that gives non-finite
-            forces, an instantaneous temperature above blow_up_ratio x its target, the ``hot_steps``-th
-            step in a row above hot_ratio x its target (``hot``: the count so far) or (NPT) a box shrunk
-            past NPT_SHRINK of ``box``, the box the D3 shifts were made for; and after a step that leaves
-            the D3 list stale (the last output: the host rebuilds it and goes on)."""
+        def block(params, Z, box, d3, nvt, lists, kT, n, hot, first):
+            """Up to ``n`` steps from global step ``first``, step i at target ``kT[i]``; stops early after a
+            step that gives non-finite forces, an instantaneous temperature above blow_up_ratio x its
+            target, the ``hot_steps``-th step in a row above hot_ratio x its target (``hot``: the count
+            so far) or (NPT) a box shrunk past NPT_SHRINK of ``box``, the box the D3 shifts were made
+            for; and after a step that leaves the D3 list stale (the last output: the host rebuilds it
+            and goes on). With multiple time stepping only cycle ends use and check the list; where it
+            is stale there, the cycle's closing kick is left to ``settle``."""
             _, apply_fn = nose_hoover(params, Z, d3, kT[0])
 
             def step(carry):
                 i, nvt, (neighbor, pairs), _, hot, _ = carry
                 fixed = {} if npt else {"box": box}  # NPT integrates its own box
-                nvt = apply_fn(nvt, neighbor=(neighbor, pairs), kT=kT[i], **fixed)
+                if self.mts:
+                    from ilcampaign.engine.md import jax_mts
+
+                    nvt, due = jax_mts.step(
+                        lambda state: apply_fn(state, neighbor=(neighbor, pairs), kT=kT[i], **fixed),
+                        lambda state: slow_gradients(state.position, current_box(state, box), d3, (neighbor, pairs)),
+                        k, dt, nvt, first + i, lambda state: ~stale(pairs, state.position, current_box(state, box)))
+                else:
+                    nvt = apply_fn(nvt, neighbor=(neighbor, pairs), kT=kT[i], **fixed)
                 now = current_box(nvt, box)
                 neighbor = neighbor.update(nvt.position, box=now)
                 kinetic_kT = 2 * simulate.kinetic_energy(nvt) / nvt.position.size
                 hot = jnp.where(kinetic_kT > settings.hot_ratio * kT[i], hot + 1, 0)
                 stable = (jnp.all(jnp.isfinite(nvt.force)) & (kinetic_kT <= settings.blow_up_ratio * kT[i])
                           & (hot < settings.hot_steps))
+                if self.mts:
+                    stable = stable & jnp.all(jnp.isfinite(nvt.slow_force))
                 if pairs is not None and npt:
                     stable = stable & ~shrunk(now, box)
-                return i + 1, nvt, (neighbor, pairs), stable, hot, stale(pairs, nvt.position, now)
+                return i + 1, nvt, (neighbor, pairs), stable, hot, due if self.mts else stale(pairs, nvt.position, now)
 
             return jax.lax.while_loop(lambda carry: (carry[0] < n) & carry[3] & ~carry[5], step,
                                       (jnp.zeros((), int), nvt, lists, jnp.array(True), jnp.asarray(hot),
@@ -410,7 +489,14 @@ class _Simulator:
             return quantity.pressure(total_energy(params, Z, d3), state.position, box,
                                      simulate.kinetic_energy(state), neighbor=lists)
 
-        self.init, self.block, self.evaluate, self.pressure = init, block, evaluate, pressure
+        @jax.jit
+        def settle(box, d3, state, lists):
+            from ilcampaign.engine.md.jax_mts import close
+
+            return close(state, lambda s: slow_gradients(s.position, current_box(s, box), d3, lists), k * dt / 2,
+                         jnp.array(True))
+
+        self.init, self.block, self.evaluate, self.pressure, self._settle = init, block, evaluate, pressure, settle
         self._current_box = jax.jit(current_box)
         self._template = None
 
@@ -422,6 +508,11 @@ class _Simulator:
         if isinstance(state, dict):  # exp(box_position) x the reference box, as jax_md's npt_box
             return np.exp(float(state["box_position"])) * np.asarray(state["reference_box"])
         return np.asarray(self._current_box(state, None), dtype=float)
+
+    def settle(self, box: np.ndarray, d3: Any, state: Any, lists: tuple) -> Any:
+        """Multiple time stepping: the closing kick of the cycle that ended at ``state``, which the block
+        left due because the D3 list was stale there, with the lists (the D3 one rebuilt at ``state``)."""
+        return self._settle(box, d3, state, lists)
 
     def outgrown(self, state: Any, box: np.ndarray) -> bool:
         """NPT with D3: whether the block stopped because the box shrank past the D3 shifts made for ``box``."""
@@ -496,7 +587,7 @@ class _Simulator:
         lists = (self.allocate(position, box), self.allocate_d3(position, box, d3))
         nvt = self.init(params, Z, box, d3, position, atoms.get_momenta(), atoms.get_masses(), lists,
                         self.kB * temperature)
-        return _arrays(nvt, 0, lists)
+        return _arrays(nvt, 0, lists, mts_interval=self.mts_interval)
 
     def restore(self, params: Any, Z: np.ndarray, box: np.ndarray, d3: Any, state: dict[str, np.ndarray],
                 lists: tuple) -> Any:

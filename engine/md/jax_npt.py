@@ -37,6 +37,15 @@ class NPTState:
     strain_derivative: jax.Array
 
 
+def gradients(energy_fn: Callable, position, box, **kwargs):
+    """(forces, dU/d(eps)) of ``energy_fn`` at ``position`` in ``box``: one gradient of U(R, box (1 + eps))
+    at eps = 0."""
+    zero = jnp.zeros((), position.dtype)
+    d_position, d_eps = jax.grad(lambda r, eps: energy_fn(r, box=box, perturbation=1 + eps, **kwargs),
+                                 argnums=(0, 1))(position, zero)
+    return -d_position, d_eps
+
+
 def npt_nose_hoover(energy_fn: Callable, shift_fn: Callable, dt: float, pressure: float, kT: float,
                     barostat_kwargs: dict | None = None, thermostat_kwargs: dict | None = None):
     """(init_fn, apply_fn) as jax_md's ``simulate.npt_nose_hoover`` with the same arguments."""
@@ -45,13 +54,6 @@ def npt_nose_hoover(energy_fn: Callable, shift_fn: Callable, dt: float, pressure
     barostat = simulate.nose_hoover_chain(dt, **barostat_kwargs)
     thermostat_kwargs = simulate.default_nhc_kwargs(100 * dt, thermostat_kwargs)
     thermostat = simulate.nose_hoover_chain(dt, **thermostat_kwargs)
-
-    def gradients(position, box, **kwargs):
-        """(forces, dU/d(eps)) at ``position`` in ``box``: one gradient of U(R, box (1 + eps)) at eps = 0."""
-        zero = jnp.zeros((), position.dtype)
-        d_position, d_eps = jax.grad(lambda r, eps: energy_fn(r, box=box, perturbation=1 + eps, **kwargs),
-                                     argnums=(0, 1))(position, zero)
-        return -d_position, d_eps
 
     def box_force(alpha, volume, momentum, mass, strain_derivative, target):
         """jax_md's ``box_force`` with dU/d(eps) given."""
@@ -64,7 +66,7 @@ def npt_nose_hoover(energy_fn: Callable, shift_fn: Callable, dt: float, pressure
         box = jnp.eye(dim) * box if jnp.isscalar(box) or jnp.ndim(box) == 0 else box
         zero, one = jnp.zeros((), position.dtype), jnp.ones((), position.dtype)
         box_mass = dim * (n + 1) * kT * barostat_kwargs["tau"] ** 2 * one
-        force, strain_derivative = gradients(position, box, **kwargs)
+        force, strain_derivative = gradients(energy_fn, position, box, **kwargs)
         state = NPTState(position, None, force, mass, box, zero, zero, box_mass,
                          barostat.initialize(1, quantity.kinetic_energy(momentum=zero, mass=box_mass), _kT), None,
                          strain_derivative)
@@ -92,7 +94,7 @@ def npt_nose_hoover(energy_fn: Callable, shift_fn: Callable, dt: float, pressure
         volume, box_fn = simulate._npt_box_info(state)
         box = box_fn(volume)
         position = exp_iL1(box, state.position, momentum / mass, box_momentum / box_mass)
-        force, strain_derivative = gradients(position, box, **kwargs)
+        force, strain_derivative = gradients(energy_fn, position, box, **kwargs)
         momentum = exp_iL2(alpha, momentum, force, box_momentum / box_mass)
         box_momentum = box_momentum + dt_2 * box_force(alpha, volume, momentum, mass, strain_derivative, target)
         return state.set(position=position, momentum=momentum, force=force, box_momentum=box_momentum,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from ilcampaign.campaign.spec import DispersionCorrection
+from ilcampaign.engine.hashing import hashed_without
 from ilcampaign.engine.step import FRAMES, Step, StepContext, TaskResult, Work, WorkFacts, register
 
 CHUNK = 50
@@ -22,7 +23,7 @@ class D3Step(Step):
     version: ClassVar[int] = 1
     inputs: ClassVar[tuple[str, ...]] = ("frames",)
 
-    d3: DispersionCorrection
+    d3: DispersionCorrection = hashed_without("mts_interval")
     sign: Literal[1, -1]
 
     def _chunks(self, ctx: StepContext) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ilcampaign.campaign.spec import DispersionCorrection, InferenceCostSettings
-from ilcampaign.engine.hashing import hashed_as_fields
+from ilcampaign.engine.hashing import hashed_as_fields, hashed_without
 from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, register
 from ilcampaign.engine.steps.analysis import ModelAnalysisStep
 
@@ -33,7 +33,7 @@ class InferenceCostStep(ModelAnalysisStep):
 
     settings: InferenceCostSettings = hashed_as_fields(omit=("kind", "models"))
     box_pairs: int  # formula units in the input box
-    d3: DispersionCorrection
+    d3: DispersionCorrection = hashed_without("mts_interval")  # its JAX path times exact integration
 
     @classmethod
     def from_analysis(cls, spec: CampaignSpec, settings: InferenceCostSettings) -> InferenceCostStep:

@@ -6,7 +6,9 @@ cell, box at least twice the cutoff; hybrid models with D3(BJ) included, D3 in J
 where the spec asks for ``engine: jax`` (jax_md's isotropic MTK barostat, not ASE's NPT: ``auto``
 keeps ASE's, the paper's); everything else runs through ASE with apax's calculator (plus
 torch-dftd D3). A box too small for JAX MD always goes to ASE, and the record says which engine
-ran and why.
+ran and why. A hybrid with ``d3.mts_interval`` k > 1 integrates D3 every k steps in JAX MD (the spec
+refuses it for runs that go to ASE); a box too small for JAX MD integrates it every step, in ASE,
+and the record says that too.
 """
 
 from __future__ import annotations
@@ -33,16 +35,11 @@ from ilcampaign.engine.steps.sampling import (
 def choose_engine(sampler: MDSettings, box_ok: bool, d3: DispersionCorrection | None = None) -> tuple[str, str]:
     """(engine, reason) for a sampler, given whether the box is large enough for JAX MD and the D3
     term of a hybrid sampler. NPT goes to JAX only when asked for: its barostat is another one."""
-    d3_ok = not sampler.hybrid_d3 or d3 is not None and d3.damping == "bj"
-    if sampler.ensemble == "npt":
-        jax_able = sampler.engine == "jax" and d3_ok and not (sampler.hybrid_d3 and d3.tail_correction)
-    else:
-        jax_able = sampler.thermostat == "nose_hoover_chain" and sampler.box is None and d3_ok
     if sampler.engine == "ase":
         return "ase", "requested"
     if not box_ok:
         return "ase", "box not periodic or smaller than twice the cutoff: JAX MD would give wrong forces"
-    if not jax_able:
+    if not sampler.runs_in_jax_md(d3):
         if sampler.engine == "jax":
             return "ase", ("JAX MD runs Nose-Hoover NVT without box ramps and NPT (D3 with BJ damping, NPT without "
                            "the tail correction) only")
@@ -99,6 +96,9 @@ class MDStep(GuardedStep, SamplerStep):
         model_dir = ctx.model_dir()
         box_ok = bool(atoms.pbc.all()) and apax_model.jax_md_valid(atoms, model_r_max(ctx))
         engine, reason = choose_engine(self.sampler, box_ok, self.d3)
+        if engine == "ase" and self.d3 is not None and self.d3.mts_interval > 1:
+            reason += (f"; D3 integrated every step, not every {self.d3.mts_interval} (multiple time stepping "
+                       "runs in JAX MD only)")
         state = read_state(ctx, task_id)
         run = _run_jax if engine == "jax" else _run_ase
         frames, rows, state, stopped_at, stop_reason = run(self, ctx, model_dir, atoms, first, last, state)
@@ -160,7 +160,7 @@ def _run_jax(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last:
     settings = JaxMDParameters(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
                           threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
                           hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
-                          barostat_time=s.barostat_time)
+                          barostat_time=s.barostat_time, mts_interval=1 if step.d3 is None else step.d3.mts_interval)
     chunk = run_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
                       state=state, cache_dir=ctx.jax_cache)
     rows = [[step_, target, temperature, float(frame.get_masses().sum() / frame.get_volume()), energy, sigma]

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from ilcampaign.campaign.spec.registry import SAMPLERS
 from ilcampaign.campaign.spec.samplers.common import BoxRamp, SamplerSettings, Start, TemperatureRamp
 from ilcampaign.campaign.units import Force, Pressure, Time
+
+if TYPE_CHECKING:
+    from ilcampaign.campaign.spec.d3 import DispersionCorrection
+
+
+def runs_in_jax_md(*, ensemble: str, thermostat: str, engine: str, ramped: bool,
+                   d3: DispersionCorrection | None) -> bool:
+    """Whether MD with these settings goes to our JAX MD where the box is large enough: Nose-Hoover
+    NVT at a fixed cell (engine auto or jax) or NPT with engine: jax; a hybrid's D3 (``d3``, None for
+    the MLP alone) with BJ damping, in NPT without the tail correction (JAX has no pressure for it)."""
+    if engine == "ase" or d3 is not None and d3.damping != "bj":
+        return False
+    if ensemble == "npt":
+        return engine == "jax" and not (d3 is not None and d3.tail_correction)
+    return thermostat == "nose_hoover_chain" and not ramped
 
 
 @SAMPLERS.register
@@ -36,6 +51,14 @@ class MDSettings(SamplerSettings):
                                      "jax: NPT too, with jax_md's isotropic MTK barostat instead of ASE's")
     )
     hybrid_d3: bool = Field(default=False, description="sample with the model plus D3 (the d3 section; in JAX MD or through torch-dftd in ASE)")
+
+    def runs_in_jax_md(self, d3: DispersionCorrection | None) -> bool:
+        """Whether this sampler goes to our JAX MD where the box allows (:func:`runs_in_jax_md`; a hybrid
+        needs the D3 section ``d3``)."""
+        if self.hybrid_d3 and d3 is None:
+            return False
+        return runs_in_jax_md(ensemble=self.ensemble, thermostat=self.thermostat, engine=self.engine,
+                              ramped=self.box is not None, d3=d3 if self.hybrid_d3 else None)
 
     @model_validator(mode="after")
     def _check(self) -> MDSettings:
