@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ilcampaign.campaign.terminal import plain, printable
+from ilcampaign.campaign.terminal import guard_note, plain, printable
 
 if TYPE_CHECKING:
     from ilcampaign.engine.run.runner import GraphFailed
@@ -175,14 +175,14 @@ def plan(
         )
         previous_group = node.group
     out.print(steps)
-    from ilcampaign.campaign.schedule import initial_cost
+    from ilcampaign.campaign.spec.schedule import initial_cost
 
     out.print(initial_cost(loaded), markup=False)
 
 
 def _print_schedule(spec) -> None:
     """Table 1 of the spec: what each iteration samples and adds, and the running dataset counts."""
-    from ilcampaign.campaign.schedule import initial_cost, table
+    from ilcampaign.campaign.spec.schedule import initial_cost, table
 
     rows = table(spec)
     shown = Table(title=f"{spec.campaign.name}: the schedule (Table 1), counts as the spec asks for them",
@@ -372,25 +372,6 @@ def _report_failures(exc: GraphFailed, directory: Path, terminal: Console) -> No
         (directory / "error.log").write_text("\n".join(tracebacks))
         terminal.print(f"tracebacks are in {directory / 'error.log'}", markup=False)
     terminal.print(f"every other step ran and is kept in {directory}; fix the causes and run again", markup=False)
-
-
-def guard_note(record: dict) -> str:
-    """What the guards did in a finished step, in a few words ("" where they had nothing to do)."""
-    summary, kind = record.get("summary", {}), record["kind"]
-    if kind == "select" and summary.get("n_guarded"):
-        per_sampler = ", ".join(f"{name} {g['n_removed']}" for name, g in summary["guard"].items())
-        return f"guards removed {summary['n_guarded']} candidate(s) ({per_sampler})"
-    if kind == "label" and summary.get("n_refused"):
-        return f"refused {summary['n_refused']} label(s) above guards.max_force"
-    if kind == "md" and (summary.get("stop_reason") or "").startswith(("contact guard", "bond guard", "exploded")):
-        return f"stopped at step {summary['stopped_at']}: {summary['stop_reason'].split(': ', 1)[-1]}"
-    if summary.get("guard_stops"):
-        return f"guards ended {len(summary['guard_stops'])} optimisation(s)"
-    if kind == "initial_rattle" and summary.get("n_redrawn"):
-        return f"redrew {summary['n_redrawn']} rattled frame(s) that broke the guards"
-    if kind == "pack" and summary.get("rejected"):
-        return f"repacked {len(summary['rejected'])} time(s): a molecule met its own periodic image"
-    return ""
 
 
 def _print_status(directory: Path, nodes=None) -> None:

@@ -114,3 +114,22 @@ def progress_display(console: Console) -> Iterator[Callable[[str, int, int], Non
         shown[name] = tenth
 
     yield line
+
+
+def guard_note(record: dict) -> str:
+    """What the guards did in a finished step, in a few words ("" where they had nothing to do)."""
+    summary, kind = record.get("summary", {}), record["kind"]
+    if kind == "select" and summary.get("n_guarded"):
+        per_sampler = ", ".join(f"{name} {g['n_removed']}" for name, g in summary["guard"].items())
+        return f"guards removed {summary['n_guarded']} candidate(s) ({per_sampler})"
+    if kind == "label" and summary.get("n_refused"):
+        return f"refused {summary['n_refused']} label(s) above guards.max_force"
+    if kind == "md" and (summary.get("stop_reason") or "").startswith(("contact guard", "bond guard", "exploded")):
+        return f"stopped at step {summary['stopped_at']}: {summary['stop_reason'].split(': ', 1)[-1]}"
+    if summary.get("guard_stops"):
+        return f"guards ended {len(summary['guard_stops'])} optimisation(s)"
+    if kind == "initial_rattle" and summary.get("n_redrawn"):
+        return f"redrew {summary['n_redrawn']} rattled frame(s) that broke the guards"
+    if kind == "pack" and summary.get("rejected"):
+        return f"repacked {len(summary['rejected'])} time(s): a molecule met its own periodic image"
+    return ""

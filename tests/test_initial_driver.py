@@ -100,7 +100,7 @@ def test_plan_counts_the_papers_initial_reference_calls():
 
 def test_the_table_counts_reference_calls_by_driver():
     from ilcampaign.campaign.loader import load_spec
-    from ilcampaign.campaign.schedule import initial_cost, table
+    from ilcampaign.campaign.spec.schedule import initial_cost, table
 
     spec = load_spec(ROOT / "specs" / "bmim_bf4.yaml")
     initial = table(spec)[0]

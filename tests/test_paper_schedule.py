@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ilcampaign.campaign.loader import load_spec
-from ilcampaign.campaign.schedule import table
+from ilcampaign.campaign.spec.schedule import table
 from ilcampaign.campaign.spec import CampaignSpec, dispersion
 from ilcampaign.campaign.units import from_internal
 from ilcampaign.engine.graph import build_graph

@@ -116,7 +116,7 @@ def test_the_paper_runs_the_hybrid_density_at_8_and_20_angstrom():
 
 
 def test_the_volume_scan_range_is_the_workflows_and_table_1s_is_explained():
-    from ilcampaign.campaign.schedule import table
+    from ilcampaign.campaign.spec.schedule import table
 
     rows = {row.iteration: row for row in table(load_spec(PAPER))}
     assert "VS 0.113-1.235 g/cm^3" in rows["vs"].conditions

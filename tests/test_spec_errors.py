@@ -159,10 +159,10 @@ def test_unknown_kind_lists_kinds(tmp_path):
     problem = only(write(tmp_path, edited("  kind: xtb", "  kind: cpk2")))
     assert (problem.line, problem.column, problem.field_path) == (14, 9, "reference.kind")
     assert problem.message == "unknown kind 'cpk2'"
-    assert problem.hint == f"did you mean 'cp2k'? kind must be one of: {', '.join(sorted(REFERENCE_METHODS))}"
+    assert problem.hint == f"did you mean 'cp2k'? kind must be one of: {', '.join(sorted(REFERENCE_METHODS.names()))}"
     problem = only(write(tmp_path, edited("  kind: xtb", "  method: GFN1-xTB")))
     assert (problem.line, problem.field_path) == (14, "reference")
-    assert ", ".join(sorted(REFERENCE_METHODS)) in problem.hint
+    assert ", ".join(sorted(REFERENCE_METHODS.names())) in problem.hint
 
 
 def test_wrong_type(tmp_path):

@@ -82,7 +82,7 @@ def atoms_per_step(nodes: list) -> dict[str, int]:
 
 def frames_per_step(spec: CampaignSpec) -> dict[str, int]:
     """Frames each label and train step handles, from the schedule's counts (where known)."""
-    from ilcampaign.campaign.schedule import table
+    from ilcampaign.campaign.spec.schedule import table
 
     rows = table(spec)
     frames: dict[str, int] = {}

@@ -48,7 +48,7 @@ def counterparts(real: list, mini: list, miniature: Miniature) -> dict[str, str]
 def outcomes(real: list, mini: list, mapping: dict[str, str], archive: Any, failures: dict[str, str],
              blocked: set[str]) -> list[StepOutcome]:
     """Each real step's outcome from the rehearsal's archive and the run's failures."""
-    from ilcampaign.campaign.cli import guard_note
+    from ilcampaign.campaign.terminal import guard_note
 
     by_name = {node.name: node for node in mini}
     found = []

@@ -85,7 +85,7 @@ def _rdf_problems(spec: CampaignSpec, base: Path) -> list[Problem]:
 def split_counts(spec: CampaignSpec) -> dict[str, dict[str, int | None]]:
     """Model name -> the train / valid / test frames of the dataset it is trained on, as the
     schedule implies them (None where only a run can tell)."""
-    from ilcampaign.campaign.schedule import table
+    from ilcampaign.campaign.spec.schedule import table
 
     rows = table(spec)
     counts = {"initial": rows[0]}
