@@ -93,6 +93,20 @@ def test_a_failure_stops_only_its_descendants(tmp_path):
             "bad", "after_bad", "after_both"]
 
 
+def test_a_step_reached_under_two_names_runs_once(tmp_path):
+    """As the paper's final D3-free model is its last iteration's training: one key, two names."""
+    a, = graph(("a", {"seconds": 0.5}, []))
+    again = Node("a_again", a.step, {}, key=a.key, input_keys={})
+    after = Wait(label="after")
+    later = Node("after", after, {"in0": "a_again"}, key=step_key(after.kind, after.version, after, {"in0": a.key}),
+                 input_keys={"in0": a.key})
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ran = run_graph([a, again, later], tmp_path, workers=2, progress=lambda *args: None, executor=pool)
+    assert ran == ["a", "a_again", "after"]
+    events = [json.loads(line)["event"] for line in (tmp_path / "archive" / "steps" / a.key / "journal.jsonl").open()]
+    assert events.count("step_start") == 1
+
+
 def test_one_worker_runs_steps_one_after_another_in_graph_order(tmp_path):
     nodes = graph(("a", {"seconds": 0.3}, []), ("b", {"seconds": 0.3}, []))
     assert run_graph(nodes, tmp_path, workers=1, progress=lambda *a: None) == ["a", "b"]

@@ -199,7 +199,8 @@ def run_graph(nodes: list[Node], workdir: Path, workers: int, progress: Progress
 def _schedule(nodes: list[Node], workdir: Path, executor: Executor, progress: Progress, archive: Archive,
               resources: dict[str, dict[str, Any]]) -> tuple[list[str], list[tuple[str, BaseException]], list[str]]:
     """Start each node once its inputs are done, at most ``slots`` at a time (each in a thread that
-    feeds its tasks to ``executor``); (names run, failures, names blocked by a failed input)."""
+    feeds its tasks to ``executor``); (names run, failures, names blocked by a failed input). Nodes
+    that share a key (one step reached under two names) run once."""
     import queue
     import threading
 
@@ -224,7 +225,11 @@ def _schedule(nodes: list[Node], workdir: Path, executor: Executor, progress: Pr
     while waiting or running:
         for node in list(waiting):
             inputs = node.input_keys.values()
-            if any(key in failures or key in blocked for key in inputs):
+            if node.key in running:
+                continue  # the same step under another name (e.g. a final model that is an iteration's)
+            if node.key in done or node.key in failures:
+                waiting.remove(node)  # ... which has finished: its outcome is this node's too
+            elif any(key in failures or key in blocked for key in inputs):
                 waiting.remove(node)
                 blocked.add(node.key)
             elif _may_start(node, running, slots) and all(key in done for key in inputs):

@@ -21,8 +21,8 @@ from ilcampaign.engine.steps.sampling import GuardedStep, guard_fields
 
 @register
 class InitialMDStep(GuardedStep):
-    """Langevin NVT MD with the driver's calculator, keeping a frame every ``interval`` steps (labelled
-    where the reference drives); the step fails, naming the driver, the step and the cause, when the
+    """Langevin NVT MD with the driver's calculator (a driver other than the reference relaxes the
+    packed box first), keeping a frame every ``interval`` steps (labelled where the reference drives); the step fails, naming the driver, the step and the cause, when the
     run trips the temperature guard or a frame breaks the contact or bond guard (a broken ion
     geometry or box, or a driver that left the physical region: not something to learn from)."""
 
@@ -93,6 +93,10 @@ class InitialMDStep(GuardedStep):
             calculator = drivers.calculator(self.settings.driver, atoms, self.smiles, ctx.scratch)
         try:
             with calculator as calc:
+                if first == 0 and not self.driven_by_reference:
+                    atoms.calc = calc
+                    drivers.relax(atoms)
+                    atoms.calc = None
                 chunk = run_md_chunk(atoms, calc, self.sampler, seed=self.seed, first=first, last=last,
                                      state=read_state(ctx, task_id), uncertainty=None, label=self.driven_by_reference,
                                      guard=self.temperature_guard)
