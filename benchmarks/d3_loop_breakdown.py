@@ -1,4 +1,4 @@
-"""Where the time of a JAX hybrid MD step goes (issue 12): D3 at 20 A inside our JAX MD costs more
+"""Where the time of a JAX hybrid MD step goes: D3 at 20 A inside our JAX MD costs more
 per step than D3 alone. One run times, for one single model on one box:
 
 - our JAX MD of the MLP alone, and of MLP + D3(BJ) at 20 A (float32, skin 0.5 A) as the md step runs it;

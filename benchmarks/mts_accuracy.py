@@ -1,4 +1,4 @@
-"""Accuracy of multiple time stepping in our JAX MD (issue 31): the hybrid MLP + D3(BJ) with D3
+"""Accuracy of multiple time stepping in our JAX MD: the hybrid MLP + D3(BJ) with D3
 integrated every k steps (r-RESPA, ilcampaign.engine.md.jax_mts) against every step (k = 1).
 
     .venv/bin/python benchmarks/mts_accuracy.py --workdir DIR [--nve-ps 5] [--npt-ps 50] [--models demo paper]

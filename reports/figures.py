@@ -64,6 +64,12 @@ def _label(text: str, da: Any) -> str:
     return f"{text} ({unit})" if unit and unit != "1" else text
 
 
+def _count_range(counts) -> str:
+    """``4`` or ``4-32``: a count that may differ between runs."""
+    low, high = int(min(counts)), int(max(counts))
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
 def _g(value: float, digits: int = 3) -> str:
     """A number for a caption; n/a for None or NaN."""
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
@@ -345,7 +351,7 @@ def _dihedrals(view: Any, name: str) -> Built:
     for ax in axes.ravel()[len(runs):]:
         fig.delaxes(ax)
     text = (f"Distribution of the {params.get('ion', '')} dihedral {params.get('smarts', '')} "
-            f"({int(ds['n_dihedrals'].values[0])} per frame) over growing windows from the start of each run after "
+            f"({_count_range(ds['n_dihedrals'].values)} per frame) over growing windows from the start of each run after "
             f"equilibration (fractions {', '.join(_g(float(w)) for w in ds['window'].values)} of the run). "
             f"{'; '.join(notes)}.")
     return fig, text, data

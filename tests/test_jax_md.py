@@ -502,7 +502,7 @@ def test_npt_refuses_the_d3_tail_correction():
 #: D3 every 5 steps; the tiny model heats the packed box to twice its target within 20 fs as it relaxes,
 #: which the sustained temperature guard would stop at about step 40
 MTS = replace(HYBRID, mts_interval=5, hot_steps=1_000_000)
-#: main before issue 31 (multiple time stepping): its hybrid integrator is what mts_interval 1 must still be
+#: main before multiple time stepping: its hybrid integrator is what mts_interval 1 must still be
 BEFORE_MTS = "99d38af3e536861b8ffb2189ebde0b3d743b203c"
 
 

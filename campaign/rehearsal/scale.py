@@ -38,9 +38,11 @@ SCAN_FRAMES = 4
 CONFORMERS, BOXES, UNITS = 2, 2, 4
 INITIAL_FRAMES = 16  # the initial data's frames scale to about this many
 EPOCHS = 2
-TINY = {"nn": [8, 8], "n_basis": 4, "n_radial": 2}
 BATCH, VALID_BATCH = 2, 4
 CHECKPOINTS = {"md_steps": 80, "optimisation_steps": 2, "training_epochs": 1}
+#: a tiny network on the spec's radial basis (a coarser one let a few-epoch model with a long cutoff
+#: pull bonded atoms together)
+TINY = {"nn": [8, 8], "n_radial": 2}
 #: lengths of molecules and displacements, not of the box: a rehearsal keeps them
 MOLECULAR_LENGTHS = {"packmol_tolerance", "tolerance", "r_min", "stdev", "skin"}
 INFERENCE_STEPS, INFERENCE_WARMUP = 2, 1
@@ -183,6 +185,9 @@ class _Scaler:
         for key, value in TINY.items():
             if key in node or where == "model":
                 self.set(node, key, value, f"{where}.{key}", "a tiny network")
+        if "zbl" in node or where == "model":
+            self.set(node, "zbl", True, f"{where}.zbl", "a few-epoch network has learnt no repulsion: ZBL keeps "
+                     "bonded atoms apart")
         if where != "model":  # the model section itself was scaled with the rest of the spec
             self.override_lengths(ApaxModel, node, where)
         if node.get("r_min") is not None and node.get("r_max") is not None and _length(node["r_min"]) >= _length(node["r_max"]):

@@ -13,7 +13,7 @@ from ilcampaign.engine.analysis.sites import molecules, of_species
 from ilcampaign.engine.analysis.trajectory import Trajectory
 
 
-def _template_quads(smarts: str, smiles: str) -> np.ndarray:
+def template_quads(smarts: str, smiles: str) -> np.ndarray:
     """Matches of ``smarts`` in the ion of ``smiles`` (explicit H, RDKit's atom order) as (n, 4):
     the atoms mapped 1..4 if the pattern maps 4 atoms, else its first 4 atoms."""
     from rdkit import Chem
@@ -38,7 +38,7 @@ def dihedral_quads(smarts: str, smiles: str, mol_ids: np.ndarray, numbers: np.nd
     ``smiles`` (molecules whose elements are the ion's template symbols in order)."""
     from ilcampaign.engine.structures.guards import template
 
-    local = _template_quads(smarts, smiles)
+    local = template_quads(smarts, smiles)
     mols = of_species(molecules(mol_ids, numbers), template(smiles).symbols)
     if not mols:
         raise ValueError(f"no molecule of {smiles} in the box")

@@ -1,4 +1,4 @@
-"""D3(BJ) on ilcampaign.engine.dispersion.neighbours' half list, as a term of the energy that JAX MD integrates (issue 12).
+"""D3(BJ) on ilcampaign.engine.dispersion.neighbours' half list, as a term of the energy that JAX MD integrates.
 
 The hybrid model of the paper is MLP + D3; ilcampaign.engine.md.jax adds :func:`d3_energy` to apax's energy so
 that the whole step (MLP, D3, integrator, both neighbour lists) runs inside one JIT loop. The terms

@@ -1,4 +1,4 @@
-"""A periodic half neighbour list built inside JIT, for D3 inside the JAX MD loop (issue 12).
+"""A periodic half neighbour list built inside JIT, for D3 inside the JAX MD loop.
 
 Pairs (i, j, image shift n) with |x_j + n @ cell - x_i| < cutoff + skin, each unordered pair-image
 once: n = 0 with i < j, and the image shifts of one half-space (first non-zero component

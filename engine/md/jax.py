@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 
 #: neighbour-list capacity over the pairs found at allocation (jax_md's default)
 CAPACITY_MULTIPLIER = 1.25
+#: capacities are rounded up to one of this many sizes per doubling (at most 1/8 more pairs)
+CAPACITY_STEPS = 8
 #: a list of at most this many ordered pairs holds all of them: a small box then compiles its loop
 #: once, whatever its density (its MD, and every other MD of its atom count, reuses the code)
 ALL_PAIRS = 4096
@@ -71,7 +73,7 @@ FIRST_CAPACITY: int | None = None
 #: test hook: the same for the D3 list of a hybrid model
 FIRST_D3_CAPACITY: int | None = None
 #: compiled simulators kept per process (one per model architecture, atom count and settings)
-MAX_SIMULATORS = 4
+MAX_SIMULATORS = 16
 #: NPT with D3: the D3 list searches the image shifts of the chunk's start box scaled by this factor,
 #: so the box may shrink by 10 % (linear) within a chunk before the shifts are computed again
 NPT_SHRINK = 0.9
@@ -612,8 +614,14 @@ class _Simulator:
 
 def _room(found: int, minimum: int) -> int:
     """A list's capacity for ``found`` pairs: ``minimum`` (the capacity it had) while they fit, so that
-    the compiled loop is reused, else CAPACITY_MULTIPLIER x them."""
-    return int(minimum) if int(found) <= minimum else int(CAPACITY_MULTIPLIER * int(found)) + 1
+    the compiled loop is reused, else CAPACITY_MULTIPLIER x them rounded up to one of CAPACITY_STEPS
+    sizes per doubling, so that runs of similar boxes (another temperature, model or size's
+    preparation) share their compiled code."""
+    if int(found) <= minimum:
+        return int(minimum)
+    wanted = int(CAPACITY_MULTIPLIER * int(found)) + 1
+    step = max(2 ** (wanted.bit_length() - 1) // CAPACITY_STEPS, 1)
+    return -(-wanted // step) * step
 
 
 def shrunk(box, reference):

@@ -1,5 +1,5 @@
 """r-RESPA (impulse) multiple time stepping for ilcampaign.engine.md.jax: MLP forces every step, the
-D3 term every ``k`` steps as an impulse of k dt (issue 31).
+D3 term every ``k`` steps as an impulse of k dt.
 
 The hybrid's Liouvillian is split into iL_slow, the D3 term's forces, and iL_fast, everything else
 (MLP forces, the Nose-Hoover chains and, for NPT, the box). One cycle of k steps of dt is

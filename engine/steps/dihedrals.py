@@ -1,5 +1,6 @@
 """``dihedrals``: distributions of a dihedral matched by SMARTS in every molecule of one ion, over
-growing time windows of each production run (how long the angles take to be sampled, Fig. 5)."""
+growing time windows of each production run (how long the angles take to be sampled, Fig. 5).
+Runs of different sizes combine: the matches are stored per ion, their count per run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ilcampaign.engine.steps.analysis import RunAnalysisStep, RunFacts
 @register
 class DihedralsStep(RunAnalysisStep):
     kind: ClassVar[str] = "dihedrals"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
 
     settings: DihedralsSettings = hashed_as_fields(omit=("kind", "runs", "reference"))
     ions: dict[str, str]  # name -> SMILES
@@ -23,7 +24,7 @@ class DihedralsStep(RunAnalysisStep):
         import numpy as np
         import xarray as xr
 
-        from ilcampaign.engine.analysis.dihedrals import dihedral_distributions, dihedral_quads
+        from ilcampaign.engine.analysis.dihedrals import dihedral_distributions, dihedral_quads, template_quads
 
         traj, start = self.trajectory(ctx, slot, facts)
         with traj:
@@ -39,7 +40,9 @@ class DihedralsStep(RunAnalysisStep):
             "count": (("window", "angle"), result.count, {"units": "1"}),
             "n_frames": ("window", np.asarray(result.n_frames), {"units": "1"}),
             "n_dihedrals": ((), len(quads), {"units": "1", "comment": "matches over all molecules"}),
-            "atoms": (("dihedral", "member"), quads, {"units": "1", "comment": "atom indices of each match"}),
+            "atoms": (("match", "member"), template_quads(self.settings.smarts, self.ions[self.settings.ion]),
+                      {"units": "1", "comment": "atom indices within the ion (RDKit's order, explicit H) of each "
+                       "match; runs of any size share them"}),
         }, coords={"angle": ("angle", centres, {"units": "degree"}),
                    "window": ("window", np.asarray(self.settings.windows), {"units": "1", "comment": "fraction of the run"}),
                    "window_time": ("window", np.asarray(self.settings.windows) * span, {"units": "fs"})})
@@ -52,5 +55,5 @@ class DihedralsStep(RunAnalysisStep):
             run=("run", list(per_run)), temperature=("run", [facts[n].temperature_K for n in per_run], {"units": "K"}))
         result["window_time"] = (("run", "window"), [ds["window_time"].values for ds in per_run.values()],
                                  {"units": "fs"})
-        return result, {"n_dihedrals": int(result["n_dihedrals"][0]), "runs": list(per_run),
+        return result, {"n_dihedrals": [int(n) for n in result["n_dihedrals"].values], "runs": list(per_run),
                         "windows_fs": result["window_time"].values.tolist()}
