@@ -109,3 +109,33 @@ def run_cli(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: flo
     """Run ``campaign ARGS`` in a subprocess; returns the completed process (text output)."""
     env = dict(os.environ, COLUMNS="200")
     return subprocess.run(campaign_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_pair_box():
+    """One BMIM BF4 pair packed at 1.0 g/cm^3 (RDKit conformers, PACKMOL)."""
+    from ilcampaign.campaign.units import to_internal
+    from ilcampaign.engine.structures.ions import conformer
+    from ilcampaign.engine.structures.packing import pack_box
+
+    ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
+    return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
+
+
+def xtb_trained(model, box, folder: Path) -> Path:
+    """``model`` trained on 4 rattled copies of ``box`` (2 more validate) with GFN2-xTB labels; its folder."""
+    import numpy as np
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from tblite.ase import TBLite
+
+    from ilcampaign.engine.models.training import train
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for stdev in 0.02 + 0.02 * np.arange(6):
+        atoms = box.copy()
+        atoms.positions += rng.normal(0.0, stdev, atoms.positions.shape)
+        atoms.calc = TBLite(method="GFN2-xTB", charge=0, verbosity=0)
+        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
+        atoms.calc = SinglePointCalculator(atoms, **labels)
+        frames.append(atoms)
+    return train(model, frames[:4], frames[4:], folder, checkpoint_every=100).model_dir

@@ -11,38 +11,20 @@ import pytest
 from ase import Atoms
 
 from ilcampaign.campaign.spec import ApaxModel
-from ilcampaign.campaign.units import to_internal
 from ilcampaign.engine.analysis.inference_cost import covered_seconds, inference_cost
+from tests.conftest import one_pair_box, xtb_trained
 
 
 @pytest.fixture(scope="module")
 def box() -> Atoms:
-    from ilcampaign.engine.structures.ions import conformer
-    from ilcampaign.engine.structures.packing import pack_box
-
-    ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
-    return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
+    return one_pair_box()
 
 
 @pytest.fixture(scope="module")
 def model_dir(box, tmp_path_factory):
     """The ensemble, trained on 4 rattled copies of the box (2 more validate)."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from tblite.ase import TBLite
-
-    from ilcampaign.engine.models.training import train
-
-    rng = np.random.default_rng(0)
-    frames = []
-    for stdev in 0.02 + 0.02 * np.arange(6):
-        atoms = box.copy()
-        atoms.positions += rng.normal(0.0, stdev, atoms.positions.shape)
-        atoms.calc = TBLite(method="GFN2-xTB", charge=0, verbosity=0)
-        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
-        atoms.calc = SinglePointCalculator(atoms, **labels)
-        frames.append(atoms)
     model = ApaxModel(nn=[16, 16], n_basis=4, n_radial=3, r_max=4.0, epochs=5, batch_size=2, valid_batch_size=2)
-    return train(model, frames[:4], frames[4:], tmp_path_factory.mktemp("train"), checkpoint_every=100).model_dir
+    return xtb_trained(model, box, tmp_path_factory.mktemp("train"))
 
 
 @pytest.mark.slow

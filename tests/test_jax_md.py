@@ -16,12 +16,11 @@ import pytest
 from ase import Atoms, units
 
 from ilcampaign.campaign.spec import ApaxModel
-from ilcampaign.campaign.units import to_internal
 from ilcampaign.engine.md import jax as jax_md
 from ilcampaign.engine.dispersion.jax_d3 import B97_3C
 from ilcampaign.engine.dispersion.jax_term import D3Term
 from ilcampaign.engine.md.jax import JaxMDParameters, run_chunk
-from tests.conftest import ROOT
+from tests.conftest import ROOT, one_pair_box, xtb_trained
 
 pytestmark = pytest.mark.slow
 
@@ -36,31 +35,13 @@ def tiny_model() -> ApaxModel:
 
 @pytest.fixture(scope="module")
 def box() -> Atoms:
-    from ilcampaign.engine.structures.ions import conformer
-    from ilcampaign.engine.structures.packing import pack_box
-
-    ions = [(conformer("CCCCn1cc[n+](C)c1", 1), 1), (conformer("F[B-](F)(F)F", 1), 1)]
-    return pack_box(ions, to_internal("1.0 g/cm^3", "density"), seed=1, tolerance=2.0)
+    return one_pair_box()
 
 
 @pytest.fixture(scope="module")
 def model_dir(box, tmp_path_factory):
     """The shared ensemble, trained on 4 rattled copies of the box (2 more validate) with GFN2-xTB labels."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from tblite.ase import TBLite
-
-    from ilcampaign.engine.models.training import train
-
-    rng = np.random.default_rng(0)
-    frames = []
-    for stdev in 0.02 + 0.02 * np.arange(6):
-        atoms = box.copy()
-        atoms.positions += rng.normal(0.0, stdev, atoms.positions.shape)
-        atoms.calc = TBLite(method="GFN2-xTB", charge=0, verbosity=0)
-        labels = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
-        atoms.calc = SinglePointCalculator(atoms, **labels)
-        frames.append(atoms)
-    return train(tiny_model(), frames[:4], frames[4:], tmp_path_factory.mktemp("train"), checkpoint_every=100).model_dir
+    return xtb_trained(tiny_model(), box, tmp_path_factory.mktemp("train"))
 
 
 @pytest.fixture(scope="module")
