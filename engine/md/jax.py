@@ -60,8 +60,9 @@ if TYPE_CHECKING:
 
 #: neighbour-list capacity over the pairs found at allocation (jax_md's default)
 CAPACITY_MULTIPLIER = 1.25
-#: capacities are rounded up to one of this many sizes per doubling (at most 1/8 more pairs)
-CAPACITY_STEPS = 8
+#: capacities are rounded up to one of this many sizes per doubling (at most 1/8 more pairs; None:
+#: not rounded). The capacity decides the padding, and with it the last bits of sums over pairs
+CAPACITY_STEPS: int | None = 8
 #: a list of at most this many ordered pairs holds all of them: a small box then compiles its loop
 #: once, whatever its density (its MD, and every other MD of its atom count, reuses the code)
 ALL_PAIRS = 4096
@@ -620,6 +621,8 @@ def _room(found: int, minimum: int) -> int:
     if int(found) <= minimum:
         return int(minimum)
     wanted = int(CAPACITY_MULTIPLIER * int(found)) + 1
+    if CAPACITY_STEPS is None:
+        return wanted
     step = max(2 ** (wanted.bit_length() - 1) // CAPACITY_STEPS, 1)
     return -(-wanted // step) * step
 
