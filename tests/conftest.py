@@ -11,6 +11,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: test files that take longest (whole rehearsals): collected first, so that with xdist's
+#: ``--dist loadfile`` one worker starts on them while the other takes the rest
+LONGEST_FIRST = ("test_rehearsal.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: order within files kept
+
 TINY_SPEC = """\
 campaign:
   name: tiny
