@@ -385,9 +385,11 @@ def _print_status(directory: Path, nodes=None) -> None:
     for column in ("step", "kind", "key", "wall s", "outputs", "guards"):
         table.add_column(column)
     summaries = []
-    for key in finished:
-        record = archive.record(key)
-        table.add_row(plain(record["name"]), plain(record["kind"]), plain(key[:10]), f"{record['wall_s']:.1f}",
+    records = {key: archive.record(key) for key in finished}  # every key checked before anything prints
+    for key, record in records.items():
+        wall = record.get("wall_s")
+        table.add_row(plain(record["name"]), plain(record["kind"]), plain(key[:10]),
+                      f"{wall:.1f}" if isinstance(wall, (int, float)) else "",
                       plain(" ".join(record["outputs"])), plain(guard_note(record)))
         numbers = [f"{k}={v:.4g}" for k, v in record.get("summary", {}).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)]

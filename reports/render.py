@@ -100,14 +100,10 @@ def _draw(view: CampaignView, function: Callable, folder: Path) -> None:
         items.append({"id": plot.id, "title": plot.title, "available": True, "caption": plot.caption,
                       "sources": plot.sources})
     (tmp / "done.json").write_text(json.dumps(items, indent=1, sort_keys=True))
-    if not (folder / "done.json").exists():
-        shutil.rmtree(folder, ignore_errors=True)  # a folder left incomplete by an older version
-        try:
-            tmp.rename(folder)
-            return
-        except OSError:  # another process renamed its folder into place first
-            pass
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.rename(folder)  # atomic: a folder under its final name is always complete
+    except OSError:  # another process renamed its folder into place first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def figure_pdfs(cache: Path) -> dict[str, Path]:

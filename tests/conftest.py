@@ -19,6 +19,19 @@ LONGEST_FIRST = ("test_rehearsal.py",)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: order within files kept
 
+
+@pytest.fixture(autouse=True)
+def _own_compilation_cache():
+    """JAX's persistent compilation cache is process-wide: a test that enables it (in a folder of its
+    own) leaves it off again, so that later tests in the worker compile as they would alone."""
+    yield
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.config.jax_compilation_cache_dir is not None:
+        from jax.experimental.compilation_cache import compilation_cache
+
+        jax.config.update("jax_compilation_cache_dir", None)
+        compilation_cache.reset_cache()
+
 TINY_SPEC = """\
 campaign:
   name: tiny

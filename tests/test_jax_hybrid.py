@@ -126,8 +126,9 @@ def test_the_short_range_switched_off_beyond_the_cutoff_is_the_whole_term(box):
 
 def test_the_short_range_is_smooth_and_switched(box):
     """The switch is 1 inside, 0 outside and C2-smooth; at reach 5 A the short range carries most of
-    the D3 force but not its energy, its forces are minus its gradient (central differences), and
-    a list longer than the reach changes nothing."""
+    the D3 energy and force, with a remainder beyond it (about 13 % of the energy in this box) that
+    the impulses must carry, its forces are minus its gradient (central differences), and a list
+    longer than the reach changes nothing."""
     r = np.array([3.0, 3.99, 4.0, 4.5, 5.0, 5.5])
     np.testing.assert_allclose(switch(r, 5.0), [1.0, 1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-12)
     slope = jax.vmap(jax.grad(lambda x: switch(x, 5.0)))(jnp.array([4.0, 5.0]))
@@ -137,7 +138,7 @@ def test_the_short_range_is_smooth_and_switched(box):
     assert (energy, forces[0]) == (pytest.approx(full_list_near(box, term, 5.0, 6.5)[0], abs=1e-12),
                                    pytest.approx(full_list_near(box, term, 5.0, 6.5)[1][0], abs=1e-12))
     whole_energy, whole_forces, _ = torch_dftd(box, 20.0, 20.0)
-    assert abs(energy) < 0.5 * abs(whole_energy)
+    assert 0.05 < 1 - energy / whole_energy < 0.3
     assert np.linalg.norm(whole_forces - forces) < 0.3 * np.linalg.norm(whole_forces)
     shifted, h = box.copy(), 1e-5
     for atom, axis in ((0, 0), (57, 2)):
