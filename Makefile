@@ -43,9 +43,10 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # Two pytest workers, a test file per worker at a time: module fixtures are built once, and
-# the real-Slurm tests (one file) never start two clusters at once.
+# the real-Slurm tests (one file) never start two clusters at once. Files go out in collection
+# order (tests/conftest.py puts the longest first).
 test: system-packages install
-	$(PY) -m pytest -q --durations=25 -n 2 --dist loadfile
+	$(PY) -m pytest -q --durations=25 -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
