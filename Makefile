@@ -45,7 +45,16 @@ docs: install
 # Two pytest workers, a test file per worker at a time: module fixtures are built once, and
 # the real-Slurm tests (one file) never start two clusters at once. Files go out in collection
 # order (tests/conftest.py puts the longest first).
+# XLA maps about 15 memory regions per compiled function, so long JAX processes grow their
+# map count (the rehearsal's workers by about 1,500 a minute). Past Linux's default
+# vm.max_map_count (65,530) mmap fails; the JAX MD test worker's crashes inside XLA fit that.
+# Raised where we are root.
+MAP_COUNT := 262144
 test: system-packages install
+	@if [ "$$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo $(MAP_COUNT))" -lt $(MAP_COUNT) ]; then \
+	  sysctl -q -w vm.max_map_count=$(MAP_COUNT) 2>/dev/null || \
+	  echo "warning: vm.max_map_count is below $(MAP_COUNT) and could not be raised; JAX MD test workers may crash" \
+	       "(sudo sysctl -w vm.max_map_count=$(MAP_COUNT))" >&2; fi
 	$(PY) -m pytest -q --durations=25 -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: install
