@@ -12,9 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 #: test files collected first, in this order; ``make test`` keeps that order for xdist
-#: (``--no-loadscope-reorder``), so each worker starts on one of them in a fresh process: the whole
-#: rehearsals, which take longest, and the JAX MD tests, whose worker crashed inside XLA (twice in
-#: the cache write, once in a compilation) only after other files had run in it
+#: (``--no-loadscope-reorder``), so the two longest files (the whole rehearsals, the JAX MD tests)
+#: start at once, one per worker, while the rest is shared out behind them
 FIRST = ("test_rehearsal.py", "test_jax_md.py")
 
 
