@@ -103,7 +103,7 @@ def rehearse(spec: Path, workdir: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["demo.yaml", "bmim_bf4.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", pytest.param("bmim_bf4.yaml", marks=pytest.mark.paper)])
 def test_a_rehearsal_runs_every_step_of_the_real_graph(tmp_path, name):
     """A shipped spec copied into an empty folder, as a new user starts, rehearses to the end."""
     spec = tmp_path / name
