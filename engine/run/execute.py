@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ilcampaign.archive.store import Archive
+from ilcampaign.engine.run import memory_maps
 from ilcampaign.engine.step import REGISTRY, StepContext
 
 
@@ -53,6 +54,10 @@ def run_task(ref: TaskRef) -> str:
     summary = dict(result.summary, wall_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
     archive.commit_task(ref.key, ref.task_id, summary)
     archive.journal(ref.key, {"event": "task_done", "task": ref.task_id, "time": time.time()})
+    relieved = memory_maps.relieve()
+    if relieved:
+        archive.journal(ref.key, {"event": "compiled_code_dropped", "task": ref.task_id, "maps": relieved[0],
+                                  "maps_after": relieved[1], "time": time.time()})
     return ref.task_id
 
 
