@@ -73,14 +73,8 @@ def calculator(model_dir):
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
-    """A persistent compilation cache for this module; JAX's previous setting is restored afterwards."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    before = jax.config.jax_compilation_cache_dir
-    yield tmp_path_factory.mktemp("jax_cache")
-    jax.config.update("jax_compilation_cache_dir", before)
-    compilation_cache.reset_cache()
+    """A persistent compilation cache for this module (conftest turns JAX's cache off after each test)."""
+    return tmp_path_factory.mktemp("jax_cache")
 
 
 @pytest.fixture(scope="module")
