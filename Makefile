@@ -44,9 +44,9 @@ docs: install
 
 # Two pytest workers, a test file per worker at a time: module fixtures are built once, and
 # the real-Slurm tests (one file) never start two clusters at once. Files go out in collection
-# order (tests/conftest.py puts the longest first). The paper spec's whole rehearsal (about 26 min
-# of both cores) is left to make test-paper.
-# XLA maps about 15 memory regions per compiled function, so long JAX processes grow their
+# order (tests/conftest.py puts the longest first). The paper spec's whole rehearsal (13-26 min of
+# both cores, by machine) is left to make test-paper.
+# XLA maps 3-15 memory regions per compiled function, so long JAX processes grow their
 # map count (the rehearsal's workers by about 1,500 a minute). Past Linux's default
 # vm.max_map_count (65,530) mmap fails; the JAX MD test worker's crashes inside XLA fit that.
 # Raised where we are root.

@@ -33,11 +33,17 @@ def run_initial(root: Path, initial_data: str, extra: str = "") -> tuple[Archive
     return Archive(root / "wd" / "archive"), {node.name: node.key for node in nodes}
 
 
+def frame_arrays(frame) -> dict[str, np.ndarray]:
+    """Positions, labels and momenta of one frame, by name."""
+    return {"positions": frame.positions, "forces": frame.get_forces(), "energy": [frame.get_potential_energy()],
+            "stress": frame.get_stress(), "momenta": frame.get_momenta()}
+
+
 def digest(frames: list) -> str:
     """Positions, momenta and labels of ``frames``, bit for bit."""
     h = hashlib.sha256()
     for f in frames:
-        for array in (f.positions, f.get_forces(), [f.get_potential_energy()], f.get_stress(), f.get_momenta()):
+        for array in frame_arrays(f).values():
             h.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
     return h.hexdigest()
 
@@ -72,11 +78,9 @@ BEFORE_FRAMES = ROOT / "tests" / "data" / "initial_md_before.npz"
 def assert_frames_before(frames: list) -> None:
     """``frames`` are the stored ones of the code before drivers, to float noise across CPUs."""
     before = np.load(BEFORE_FRAMES)
-    ours = {"positions": [f.positions for f in frames], "forces": [f.get_forces() for f in frames],
-            "energy": [[f.get_potential_energy()] for f in frames], "stress": [f.get_stress() for f in frames],
-            "momenta": [f.get_momenta() for f in frames]}
+    ours = [frame_arrays(f) for f in frames]
     for name, atol in (("positions", 1e-9), ("forces", 1e-6), ("energy", 1e-7), ("stress", 1e-8), ("momenta", 1e-9)):
-        np.testing.assert_allclose(np.array(ours[name]), before[name], rtol=0, atol=atol, err_msg=name)
+        np.testing.assert_allclose(np.array([f[name] for f in ours]), before[name], rtol=0, atol=atol, err_msg=name)
 
 
 @pytest.mark.slow

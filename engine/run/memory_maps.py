@@ -37,9 +37,11 @@ def relieve(limit: int | None = None) -> tuple[int, int] | None:
     """Drop JAX's compiled code if this process holds more than SHARE of ``limit`` (default: the
     system's) memory maps; (maps before, maps after) when it did, else None. JAX is never imported
     here: a worker that has not loaded it has nothing to drop."""
-    limit = map_limit() if limit is None else limit
     jax = sys.modules.get("jax")
-    if jax is None or limit is None:
+    if jax is None:
+        return None
+    limit = map_limit() if limit is None else limit
+    if limit is None:
         return None
     before = map_count()
     if before <= SHARE * limit:
