@@ -25,6 +25,13 @@ FRAMES = "frames.h5"
 
 TASK_RESOURCES = {"cores": 1, "mpi_ranks": 1, "gpus": 0, "memory_gb": None, "walltime_h": None}
 GPU_TASK = {**TASK_RESOURCES, "gpus": 1}  # JAX training and MD: one GPU where the executor has one
+#: what the engine adds to each task's summary (engine.run.execute): the step's record keeps them, its outputs do not
+TASK_TIMINGS = ("wall_s", "cpu_s", "compile_s")
+
+
+def without_timings(summary: dict[str, Any]) -> dict[str, Any]:
+    """A task's summary as the task made it, without the engine's timings."""
+    return {k: v for k, v in summary.items() if k not in TASK_TIMINGS}
 
 
 @dataclass(frozen=True)
@@ -38,10 +45,20 @@ class WorkFacts:
 
 @dataclass(frozen=True)
 class Work:
-    """How much a step does, in its kind's unit (``campaign rehearse`` projects time from it)."""
+    """How much a step does, in its kind's unit (``campaign rehearse`` projects time from it).
+    For the time model: ``weight`` multiplies a unit where its cost grows with something the unit
+    does not say (a reference call with its box's atoms, a hybrid MD step with the D3 cutoff's
+    volume), and steps of one kind with another ``variant`` (a hybrid MD run) cost per unit apart."""
 
     unit: str
     amount: float
+    weight: float = 1.0
+    variant: str = ""
+
+    @property
+    def effort(self) -> float:
+        """What the time model's cost per unit multiplies."""
+        return self.amount * self.weight
 
 
 class StepFailed(Exception):
@@ -134,7 +151,7 @@ class StepContext:
         to ``<name>``, and the task's summary (without its timings, which the record has)."""
         from ilcampaign.archive.atomic import atomic_copy
 
-        summary = {k: v for k, v in self.done_tasks()[task_id].items() if k not in ("wall_s", "cpu_s")}
+        summary = without_timings(self.done_tasks()[task_id])
         outputs = [self.write_frames(self.task_frames(task_id))]
         for name in extra:
             atomic_copy(self.archive.task_file(self.key, task_id, f".{name}"), self.out_dir / name)
@@ -184,6 +201,11 @@ class Step(BaseModel):
         """How much the step will do at most (MD steps x atoms, reference calls, epochs x frames,
         ...); by default the step itself is the unit."""
         return Work("steps", 1)
+
+    def work_done(self, facts: WorkFacts, summary: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> Work:
+        """How much the finished step did, from its summary and its tasks' summaries: less than
+        ``work`` where it may stop early (an MD run at a threshold, a converged optimisation)."""
+        return self.work(facts)
 
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         """Assemble the finished tasks into outputs in ``ctx.out_dir``: (output files, summary)."""

@@ -136,3 +136,74 @@ def test_the_forecast_gives_hours_from_the_estimates_and_flags_tasks_over_the_wa
     bare = spec.model_copy(update={"execution": spec.execution.model_copy(update={"estimates": type(estimates)()})})
     assert all(row.core_hours is None and row.gpu_hours is None and not row.flags
                for row in forecast(bare, build_graph(bare, base=path.parent), {}))
+
+
+class _Archive:
+    """A finished run of some steps of a graph, as ``measured_steps`` reads it."""
+
+    def __init__(self, nodes, records: dict[str, dict], tasks: dict[str, dict]):
+        self.by_key = {node.key: node.name for node in nodes}
+        self.records, self.tasks = records, tasks
+
+    def is_done(self, key):
+        return self.by_key[key] in self.records
+
+    def record(self, key):
+        return self.records[self.by_key[key]]
+
+    def done_tasks(self, key):
+        return self.tasks.get(self.by_key[key], {})
+
+
+def test_the_time_model_fits_run_time_without_compilation_to_the_work_done():
+    """Steps of one kind whose tasks took 2 s each plus 1 ms a unit of work, with compile times
+    that have nothing to do with the work: the fit finds (2, 0.001); an MD run that stopped at
+    its threshold and an optimisation that converged count the work they did, not their limits."""
+    from ilcampaign.campaign.rehearsal.forecast import agreement, facts, fit, forecast, measured_steps
+    from ilcampaign.engine.run.chunks import chunk_id
+
+    path = ROOT / "specs" / "bmim_bf4.yaml"
+    spec = load_spec(path)
+    nodes = build_graph(spec, base=path.parent)
+    known = facts(spec, nodes)
+    md = [node for node in nodes if node.step.kind == "md"][:4]
+    optimisation = next(node for node in nodes if node.step.kind == "geometry_optimisation")
+    records, tasks = {}, {}
+    for i, node in enumerate(md):
+        steps_run = node.step.sampler.n_steps // (i + 1)
+        work = steps_run * known[node.name].atoms
+        records[node.name] = {"n_tasks": i + 1, "summary": {"steps_run": steps_run, "engine": "jax"}, "task_compile_s": 5.0 * i,
+                              "task_wall_s": 2.0 * (i + 1) + 1e-3 * work + 5.0 * i}
+    structures = optimisation.step.start().count
+    tasks[optimisation.name] = {chunk_id(0, 2, optimisation.step.prefix(j)): {"n_frames": 2}
+                               for j in range(structures)}
+    records[optimisation.name] = {"n_tasks": structures, "summary": {}, "task_compile_s": 0.0, "task_wall_s": 1.0}
+    measured = measured_steps(_Archive(nodes, records, tasks), spec, nodes)
+    assert [measured[node.name].effort for node in md] == [
+        node.step.sampler.n_steps // (i + 1) * known[node.name].atoms for i, node in enumerate(md)]
+    assert measured[optimisation.name].effort == 2 * structures * known[optimisation.name].atoms
+    assert measured[optimisation.name].effort < optimisation.step.work(known[optimisation.name]).amount
+    a, b = fit(measured)["md (jax)"]
+    assert a == pytest.approx(2.0) and b == pytest.approx(1e-3)
+    rows = {row["kind"]: row for row in agreement(forecast(spec, nodes, {"md (jax)": (a, b)}, measured=measured))}
+    assert rows["md"]["ratio"] == pytest.approx(1.0)
+    assert rows["md"]["compile_s"] == pytest.approx(5.0 * (0 + 1 + 2 + 3))
+    assert rows["md"]["planned_s"] > rows["md"]["done_s"]  # every md step of the graph, to its full length
+
+
+def test_the_readme_forecast_of_the_paper_spec_is_what_the_forecast_gives():
+    from ilcampaign.campaign.rehearsal.forecast import forecast
+
+    path = ROOT / "specs" / "bmim_bf4.yaml"
+    spec = load_spec(path)
+    rows = {row.kind: row for row in forecast(spec, build_graph(spec, base=path.parent), {},
+                                              parsl=ROOT / "specs" / "parsl" / "slurm_gpu_cluster.yaml")}
+    readme = (ROOT / "README.md").read_text()
+    label, production, train, md = rows["label"], rows["production"], rows["train"], rows["md"]
+    assert f"| label | {label.steps} | {label.work:,.0f} reference calls | {label.core_hours:,.0f} core-hours |" in readme
+    assert f"| production | {production.steps} | {production.work:.2e} MD steps x atoms | " \
+           f"{production.gpu_hours:,.0f} GPU-hours |" in readme
+    assert f"| train | {train.steps} | {train.work:.2e} epochs x frames | {train.gpu_hours:,.0f} GPU-hours " \
+           f"({len(train.flags)} trainings outrun" in readme
+    assert f"| md | {md.steps} | {md.work:.2e} MD steps x atoms | {md.gpu_hours:,.0f} GPU-hours |" in readme
+    assert f"| initial_md | 1 | {rows['initial_md'].work:,.0f} MD steps of GFN-FF |" in readme

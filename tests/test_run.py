@@ -67,7 +67,7 @@ def test_run_labels_every_frame(finished):
         assert frame.get_stress().shape == (6,)
     record = archive.record(keys["label.initial_data"])
     assert record["summary"]["n_labelled"] == 12 and record["summary"]["n_failed"] == 0
-    assert {"host", "software", "started", "finished", "wall_s", "cpu_s", "params", "inputs"} <= set(record)
+    assert {"host", "software", "started", "finished", "wall_s", "cpu_s", "task_compile_s", "params", "inputs"} <= set(record)
     assert run_cli("verify", workdir).returncode == 0
     status = run_cli("status", spec, "-w", workdir)
     assert status.returncode == 0 and "label.initial_data" in status.stdout

@@ -1,16 +1,22 @@
 """The cost of a campaign projected from a rehearsal of it.
 
-Each step says how much it will do in its kind's unit (``Step.work``: MD steps x atoms, reference
-calls, epochs x frames, optimiser steps x atoms, ...), from its parameters and what the graph knows
-before a run: the atoms of the structures it works on (from the packed boxes they come from) and
-the frames it labels or trains on (from the schedule's counts). The rehearsal measured how long
-each of its steps took; per step kind a line through those times, wall = a x tasks + b x work
-(least squares, a and b >= 0: a is what a task costs whatever it does, b what a unit costs),
-projects the time of the same kind of step at another size. At the real campaign's size the
-machine, the model and the reference differ from the rehearsal's, so the forecast gives the work
-itself, and core- and GPU-hours where ``execution.estimates`` says what a reference call, an MD
-step and a training epoch cost there; tasks longer than the walltime of the executor they would
-run on (a Parsl configuration) are flagged.
+Each step says how much it will do at most in its kind's unit (``Step.work``: MD steps x atoms,
+reference calls, epochs x frames, optimiser steps x atoms, ...), from its parameters and what the
+graph knows before a run: the atoms of the structures it works on (from the packed boxes they come
+from) and the frames it labels or trains on (from the schedule's counts). A finished step says how
+much it did (``Step.work_done``: an MD run may stop at its uncertainty threshold, an optimisation
+when it converges). The rehearsal measured each step's tasks: their run time, and apart from it
+the time JAX spent compiling (``engine.run.compilation``), which grows with the number of distinct
+programs, not with the work. Per step kind a line through the run times, run = a x tasks + b x
+work done (least squares, a and b >= 0: a is what a task costs whatever it does, b what a unit
+costs; a reference call is weighed by its box's atoms, a hybrid MD step by its D3 cutoff's
+volume, and hybrid runs get a line of their own), projects the run time of the same kind of step
+at another size. Where a kind's steps all did the same work per task, the two terms cannot be told
+apart and the work carries the whole time, so that a larger campaign is not under-forecast. At the real campaign's
+size the machine, the model and the reference differ from the rehearsal's, so the forecast gives
+the work itself, and core- and GPU-hours where ``execution.estimates`` says what a reference call,
+an MD step and a training epoch cost there; tasks longer than the walltime of the executor they
+would run on (a Parsl configuration) are flagged.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ilcampaign.campaign.spec import CampaignSpec
-from ilcampaign.engine.step import WorkFacts
+from ilcampaign.engine.step import Work, WorkFacts
 
 
 @dataclass
@@ -35,6 +41,8 @@ class Planned:
     unit: str
     work: float
     tasks: int
+    effort: float  # what the time model's cost per unit multiplies (``Work.effort``)
+    group: str  # the time model's line: the step kind, and its variant (``Work.variant``) if any
 
 
 @dataclass
@@ -46,10 +54,12 @@ class KindForecast:
     steps: int
     tasks: int
     work: float
-    wall_s: float | None = None  # at the rehearsal's speed (its machine, tiny models, the stand-in)
+    wall_s: float | None = None  # run time at the rehearsal's speed (its machine, tiny models, the stand-in)
     core_hours: float | None = None
     gpu_hours: float | None = None
-    measured_s: float | None = None  # where this is a rehearsal: what it took
+    measured_s: float | None = None  # where this is a rehearsal: the run time it took,
+    done_s: float | None = None  # the run time the time model gives for the work it did,
+    compile_s: float | None = None  # and the time it spent compiling
     flags: list[str] = field(default_factory=list)
 
 
@@ -107,44 +117,84 @@ def frames_per_step(spec: CampaignSpec) -> dict[str, int]:
     return frames
 
 
+def facts(spec: CampaignSpec, nodes: list) -> dict[str, WorkFacts]:
+    """What each step's work depends on, as the graph knows it before a run."""
+    atoms, frames = atoms_per_step(nodes), frames_per_step(spec)
+    return {node.name: WorkFacts(atoms=atoms[node.name], frames=frames.get(node.name)) for node in nodes}
+
+
 def plan(spec: CampaignSpec, nodes: list) -> list[Planned]:
     """Every step's planned work and tasks."""
-    atoms, frames = atoms_per_step(nodes), frames_per_step(spec)
+    known = facts(spec, nodes)
     planned = []
     for node in nodes:
-        work = node.step.work(WorkFacts(atoms=atoms[node.name], frames=frames.get(node.name)))
+        work = node.step.work(known[node.name])
         tasks = node.step.expected_tasks() or (int(work.amount) if work.unit == "reference calls" else 1)
-        planned.append(Planned(node.name, node.step.kind, work.unit, float(work.amount), max(tasks, 1)))
+        planned.append(Planned(node.name, node.step.kind, work.unit, float(work.amount), max(tasks, 1),
+                               float(work.effort), group(node.step.kind, work)))
     return planned
 
 
-def fit(planned: list[Planned], measured: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """Per step kind (a, b) of wall = a x tasks + b x work over the steps with a measured time."""
-    lines = {}
-    for kind in sorted({p.kind for p in planned}):
-        rows = [(p.tasks, p.work, measured[p.name]) for p in planned if p.kind == kind and p.name in measured]
-        if not rows:
+@dataclass
+class Measured:
+    """A finished step: its tasks, the work they did (as ``Work.effort``), their run time without
+    JAX compilation, the compilation, and its time model's line."""
+
+    tasks: int
+    effort: float
+    run_s: float
+    compile_s: float
+    group: str
+
+
+def group(kind: str, work: Work) -> str:
+    """The time model's line of a step: its kind, and its variant if any (``Work.variant``)."""
+    return f"{kind} ({work.variant})" if work.variant else kind
+
+
+def measured_steps(archive: Any, spec: CampaignSpec, nodes: list) -> dict[str, Measured]:
+    """Step name -> what its run in ``archive`` did and took (finished steps only)."""
+    known = facts(spec, nodes)
+    measured = {}
+    for node in nodes:
+        if not archive.is_done(node.key):
             continue
+        record = archive.record(node.key)
+        done = node.step.work_done(known[node.name], record["summary"], archive.done_tasks(node.key))
+        compiled = record.get("task_compile_s", 0.0)
+        measured[node.name] = Measured(record["n_tasks"], float(done.effort), record["task_wall_s"] - compiled, compiled,
+                                       group(node.step.kind, done))
+    return measured
+
+
+def fit(measured: dict[str, Measured]) -> dict[str, tuple[float, float]]:
+    """Per step kind and variant (a, b) of run = a x tasks + b x work done, over the steps that finished."""
+    lines = {}
+    for line in sorted({m.group for m in measured.values()}):
+        rows = [(m.tasks, m.effort, m.run_s) for m in measured.values() if m.group == line]
         x, y = np.array([[t, w] for t, w, _ in rows], dtype=float), np.array([s for _, _, s in rows])
-        lines[kind] = _nonnegative_least_squares(x, y)
+        lines[line] = _nonnegative_least_squares(x, y)
     return lines
 
 
 def _nonnegative_least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(a, b) >= 0 minimising |x @ (a, b) - y|; the work column is dropped where it adds nothing."""
+    """(a, b) >= 0 minimising |x @ (a, b) - y|. Where every step did the same work per task the two
+    cannot be told apart, and the work carries the whole time: a larger campaign does more work
+    per task, and a forecast had better err long."""
     from scipy.optimize import nnls
 
-    if np.ptp(x[:, 1] / np.maximum(x[:, 0], 1)) == 0:  # every step does the same work per task
-        return float(y.sum() / x[:, 0].sum()), 0.0
+    if np.ptp(x[:, 1] / np.maximum(x[:, 0], 1)) == 0 and x[:, 1].sum() > 0:
+        return 0.0, float(y.sum() / x[:, 1].sum())
     scale = np.maximum(np.abs(x).max(axis=0), 1e-300)
     (a, b), _ = nnls(x / scale, y)
     return float(a / scale[0]), float(b / scale[1])
 
 
 def forecast(spec: CampaignSpec, nodes: list, lines: dict[str, tuple[float, float]],
-             measured: dict[str, float] | None = None, parsl: Path | None = None) -> list[KindForecast]:
-    """Per step kind: the work of ``spec``'s graph, its time at the rehearsal's speed, the hours
-    ``execution.estimates`` give, measured times where given, and walltime flags."""
+             measured: dict[str, Measured] | None = None, parsl: Path | None = None) -> list[KindForecast]:
+    """Per step kind: the work of ``spec``'s graph, its run time at the rehearsal's speed, the hours
+    ``execution.estimates`` give, measured times where given (a rehearsal of ``spec``: what it
+    took, and what the time model gives for the work it did), and walltime flags."""
     estimates = spec.execution.estimates
     walltimes = _walltimes(parsl) if parsl is not None else {}
     kinds: dict[str, KindForecast] = {}
@@ -153,11 +203,16 @@ def forecast(spec: CampaignSpec, nodes: list, lines: dict[str, tuple[float, floa
         entry.steps += 1
         entry.tasks += step.tasks
         entry.work += step.work
-        if step.kind in lines:
-            a, b = lines[step.kind]
-            entry.wall_s = (entry.wall_s or 0.0) + a * step.tasks + b * step.work
+        if step.group in lines:
+            a, b = lines[step.group]
+            entry.wall_s = (entry.wall_s or 0.0) + a * step.tasks + b * step.effort
         if measured is not None and step.name in measured:
-            entry.measured_s = (entry.measured_s or 0.0) + measured[step.name]
+            done = measured[step.name]
+            entry.measured_s = (entry.measured_s or 0.0) + done.run_s
+            entry.compile_s = (entry.compile_s or 0.0) + done.compile_s
+            if done.group in lines:
+                a, b = lines[done.group]
+                entry.done_s = (entry.done_s or 0.0) + a * done.tasks + b * done.effort
         hours = _task_hours(step, estimates)
         if hours is not None and step.kind in walltimes and hours > walltimes[step.kind][1]:
             label, limit, retries = walltimes[step.kind]
@@ -216,11 +271,13 @@ def _hours(walltime: str) -> float:
 def markdown(rows: list[dict[str, Any]] | list[KindForecast], title: str = "Forecast of the real campaign") -> str:
     """The forecast as a table."""
     rows = [row if isinstance(row, dict) else asdict(row) for row in rows]
-    lines = [f"## {title}", "", "| step kind | steps | tasks | work | unit | time at the rehearsal's speed | "
+    lines = [f"## {title}", "", "| step kind | steps | tasks | work | unit | run time at the rehearsal's speed | "
              "core-hours | GPU-hours |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         lines.append(f"| {row['kind']} | {row['steps']} | {row['tasks']} | {row['work']:.4g} | {row['unit']} | "
                      f"{_duration(row['wall_s'])} | {_number(row['core_hours'])} | {_number(row['gpu_hours'])} |")
+    lines += ["", "Run times leave out JAX compilation: it grows with the number of distinct programs (models, "
+              "box sizes), not with the work, and takes seconds to minutes per program."]
     flags = [flag for row in rows for flag in row["flags"]]
     if flags:
         lines += ["", "Tasks longer than their executor's walltime:", ""] + [f"- {flag}" for flag in flags]
@@ -241,16 +298,13 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
 
-def measured_times(archive: Any, nodes: list) -> dict[str, float]:
-    """Step name -> wall time of its run in an archive (finished steps only)."""
-    return {node.name: archive.record(node.key)["wall_s"] for node in nodes if archive.is_done(node.key)}
-
-
 def agreement(predicted: list[KindForecast]) -> list[dict[str, Any]]:
-    """Per kind: predicted and measured seconds and their ratio (where both exist)."""
+    """Per kind: the run time predicted for the work done and for the work planned, the measured
+    run time, their ratios, and the compile time (where a time model and a measured time exist)."""
     rows = []
     for entry in predicted:
         if entry.wall_s is not None and entry.measured_s:
-            rows.append({"kind": entry.kind, "predicted_s": entry.wall_s, "measured_s": entry.measured_s,
-                         "ratio": entry.wall_s / entry.measured_s})
+            rows.append({"kind": entry.kind, "done_s": entry.done_s, "planned_s": entry.wall_s,
+                         "measured_s": entry.measured_s, "ratio": entry.done_s / entry.measured_s,
+                         "planned_ratio": entry.wall_s / entry.measured_s, "compile_s": entry.compile_s})
     return rows

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ilcampaign.campaign.rehearsal.forecast import fit, measured_times, plan
+from ilcampaign.campaign.rehearsal.forecast import Measured, fit, measured_steps
 from ilcampaign.campaign.rehearsal.outcome import StepOutcome, counterparts, outcomes
 from ilcampaign.campaign.rehearsal.scale import Miniature, miniature
 from ilcampaign.campaign.spec import CampaignSpec
@@ -17,13 +17,13 @@ from ilcampaign.campaign.spec import CampaignSpec
 @dataclass
 class Rehearsal:
     """A finished rehearsal: the miniature and its graph, each real step's outcome, the time
-    model per step kind (wall = a x tasks + b x work), the measured step times and the wall time."""
+    model per step kind (run = a x tasks + b x work), what each step did and took, and the wall time."""
 
     miniature: Miniature
     nodes: list
     steps: list[StepOutcome]
     lines: dict[str, tuple[float, float]]
-    measured: dict[str, float]
+    measured: dict[str, Measured]
     wall_s: float
 
     @property
@@ -55,9 +55,9 @@ def rehearse(spec: CampaignSpec, spec_path: Path, real: list, directory: Path, *
     except StepFailed as exc:
         failures = {next(node.name for node in nodes if not archive.is_done(node.key)): str(exc)}
     wall = time.perf_counter() - started
-    measured = measured_times(archive, nodes)
+    measured = measured_steps(archive, small.spec, nodes)
     return Rehearsal(small, nodes, outcomes(real, nodes, mapping, archive, failures, blocked),
-                     fit(plan(small.spec, nodes), measured), measured, wall)
+                     fit(measured), measured, wall)
 
 
 def write_report(directory: Path) -> Path:

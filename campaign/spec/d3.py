@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -34,6 +35,11 @@ class DispersionCorrection(Section):
         if self.tail_correction and self.damping != "bj":
             raise ValueError("tail_correction is implemented for BJ damping only; set damping: bj or drop it")
         return self
+
+    @property
+    def cutoff_volume(self) -> float:
+        """A^3 of the cutoff sphere, which the D3 pairs each atom sums grow with (for cost estimates)."""
+        return 4 / 3 * math.pi * self.cutoff**3
 
     def describe(self) -> str:
         """The term in words, as dispersion bookkeeping shows it."""

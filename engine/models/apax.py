@@ -47,6 +47,9 @@ def enable_compilation_cache(directory: Path) -> None:
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
+    from ilcampaign.engine.run import compilation
+
+    compilation.listen()  # a task's compile time is reported apart from its work
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if jax.config.jax_compilation_cache_dir == str(directory):

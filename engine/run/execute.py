@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ilcampaign.archive.store import Archive
-from ilcampaign.engine.run import memory_maps
+from ilcampaign.engine.run import compilation, memory_maps
 from ilcampaign.engine.step import REGISTRY, StepContext
 
 
@@ -44,14 +44,15 @@ def run_task(ref: TaskRef) -> str:
     ctx = context(ref.archive_root, ref.scratch_root, ref.key, ref.inputs)
     archive = ctx.archive
     archive.journal(ref.key, {"event": "task_start", "task": ref.task_id, "time": time.time()})
-    started = time.perf_counter()
-    cpu = time.process_time()
+    compilation.listen()
+    started, cpu, compiling = time.perf_counter(), time.process_time(), compilation.spent()
     result = step.run_task(ctx, ref.task_id)
     if result.frames:
         from ilcampaign.archive.frames import write_frames
 
         write_frames(archive.task_file(ref.key, ref.task_id, ".h5"), result.frames, velocities=result.velocities)
-    summary = dict(result.summary, wall_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu)
+    summary = dict(result.summary, wall_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu,
+                   compile_s=compilation.spent() - compiling)
     archive.commit_task(ref.key, ref.task_id, summary)
     archive.journal(ref.key, {"event": "task_done", "task": ref.task_id, "time": time.time()})
     relieved = memory_maps.relieve()

@@ -107,7 +107,8 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress,
     blobs = summary.pop("blobs", {})  # content-addressed files the step stored (e.g. a trained model)
     timings = summary.pop("timings", {})  # times the step measured itself (e.g. per epoch): record only
     programs = summary.pop("programs", [])  # the programs behind its labels (engine.labels.method)
-    task_times = [t.get("wall_s", 0.0) for t in ctx.done_tasks().values()]
+    tasks = ctx.done_tasks().values()
+    task_times = [t.get("wall_s", 0.0) for t in tasks]
     record = {
         "kind": node.step.kind,
         "version": node.step.version,
@@ -124,6 +125,7 @@ def run_step(node: Node, workdir: Path, executor: Executor, progress: Progress,
         "wall_s": time.perf_counter() - wall,
         "cpu_s": time.process_time() - cpu,
         "task_wall_s": sum(task_times),
+        "task_compile_s": sum(t.get("compile_s", 0.0) for t in tasks),  # of task_wall_s: JAX compiling
         "n_tasks": len(task_times),
         "timings": timings,
         "resources": needs,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from ilcampaign.campaign.spec import ModelAnalysisSettings, RunAnalysisSettings
 from ilcampaign.engine.analysis.reference_data import ReferenceTable
 from ilcampaign.engine.hashing import hashed_as_fields
-from ilcampaign.engine.step import Step, StepContext, TaskResult
+from ilcampaign.engine.step import Step, StepContext, TaskResult, without_timings
 
 if TYPE_CHECKING:
     from ilcampaign.campaign.spec import CampaignSpec
@@ -159,5 +159,4 @@ class ModelAnalysisStep(Step):
         for i, name in enumerate(self.models):
             outputs.append(f"{self.prefix}.{name}.nc")
             atomic_copy(ctx.archive.task_file(ctx.key, f"{i:03d}", ".nc"), ctx.out_dir / outputs[-1])
-        return outputs, {"models": [{k: v for k, v in done[f"{i:03d}"].items() if k not in ("wall_s", "cpu_s")}
-                                    for i in range(len(self.models))]}
+        return outputs, {"models": [without_timings(done[f"{i:03d}"]) for i in range(len(self.models))]}

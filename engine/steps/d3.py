@@ -33,7 +33,7 @@ class D3Step(Step):
         return [f"{start:06d}" for start in range(0, n, CHUNK)]
 
     def work(self, facts: WorkFacts) -> Work:
-        return Work("frames x atoms", (facts.frames or 0) * facts.atoms)
+        return Work("frames x atoms", (facts.frames or 0) * facts.atoms, weight=self.d3.cutoff_volume)
 
     def tasks(self, ctx: StepContext) -> list[str]:
         done = ctx.done_tasks()

@@ -67,8 +67,8 @@ class InitialMDStep(GuardedStep):
         """One reference call per MD step where the reference drives; else MD steps of the driver (the
         reference calls, one per kept frame, are ``label.initial_data``'s)."""
         if self.driven_by_reference:
-            return Work("reference calls", self.settings.n_steps)
-        return Work(f"MD steps ({self.driver_name()})", self.settings.n_steps)
+            return Work("reference calls", self.settings.n_steps, weight=facts.atoms)
+        return Work(f"MD steps ({self.driver_name()})", self.settings.n_steps, weight=facts.atoms)
 
     def tasks(self, ctx: StepContext) -> list[str]:
         return next_chunk(ctx.done_tasks(), self.settings.n_steps, self.checkpoint_every)

@@ -59,7 +59,10 @@ class LabelStep(Step):
         )
 
     def work(self, facts: WorkFacts) -> Work:
-        return Work("reference calls", facts.frames or 0)
+        return Work("reference calls", facts.frames or 0, weight=facts.atoms)
+
+    def work_done(self, facts: WorkFacts, summary: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> Work:
+        return Work("reference calls", len(tasks), weight=facts.atoms)  # a task is a call (retries included)
 
     def _indices(self, ctx: StepContext) -> list[int]:
         """The input frames to label: all, or those of the wanted splits."""

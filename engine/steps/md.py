@@ -80,7 +80,19 @@ class MDStep(GuardedStep, SamplerStep):
         return -(-self.sampler.n_steps // self.checkpoint_every)
 
     def work(self, facts: WorkFacts) -> Work:
-        return Work("MD steps x atoms", self.sampler.n_steps * facts.atoms)
+        """The engine a box large enough for JAX MD gets (``validate`` checks the real boxes)."""
+        return self._md_work(self.sampler.n_steps * facts.atoms, choose_engine(self.sampler, True, self.d3)[0])
+
+    def work_done(self, facts: WorkFacts, summary: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> Work:
+        return self._md_work(summary["steps_run"] * facts.atoms, summary["engine"])
+
+    def _md_work(self, atom_steps: int, engine: str) -> Work:
+        """A step costs per unit by its engine; a hybrid's also with the D3 pairs each atom sums: the
+        volume of its cutoff sphere."""
+        if self.d3 is None:
+            return Work("MD steps x atoms", atom_steps, variant=engine)
+        return Work("MD steps x atoms", atom_steps, weight=self.d3.cutoff_volume,
+                    variant=f"{engine}, hybrid")
 
     def task_resources(self) -> dict[str, Any]:
         return dict(GPU_TASK)

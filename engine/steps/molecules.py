@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ilcampaign.campaign.spec import Contacts, Ion, IonRelaxation
-from ilcampaign.engine.step import Step, StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.step import Step, StepContext, StepFailed, TaskResult, register, without_timings
 
 
 @register
@@ -43,6 +43,5 @@ class MoleculesStep(Step):
     def finish(self, ctx: StepContext) -> tuple[list[str], dict[str, Any]]:
         done = ctx.done_tasks()
         frames = [ctx.task_frames(ion.name)[0] for ion in self.ions]
-        ions = {ion.name: {k: v for k, v in done[ion.name].items() if k not in ("wall_s", "cpu_s", "name")}
-                for ion in self.ions}
+        ions = {ion.name: {k: v for k, v in without_timings(done[ion.name]).items() if k != "name"} for ion in self.ions}
         return [ctx.write_frames(frames)], {"ions": ions}

@@ -147,6 +147,10 @@ class OptimisingStep(GuardedStep, SamplerStep):
         steps = settings.max_steps if settings is not None else 0
         return Work("optimiser steps x atoms", steps * self.start().count * facts.atoms)
 
+    def work_done(self, facts: WorkFacts, summary: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> Work:
+        steps = sum(tasks[task]["n_frames"] for j in range(self.start().count) for task in chunks(tasks, self.prefix(j)))
+        return Work("optimiser steps x atoms", steps * facts.atoms)
+
     def optimiser(self) -> Optimiser | None:
         """The optimiser settings, or None to skip optimising."""
         raise NotImplementedError
