@@ -207,3 +207,27 @@ def test_the_readme_forecast_of_the_paper_spec_is_what_the_forecast_gives():
            f"({len(train.flags)} trainings outrun" in readme
     assert f"| md | {md.steps} | {md.work:.2e} MD steps x atoms | {md.gpu_hours:,.0f} GPU-hours |" in readme
     assert f"| initial_md | 1 | {rows['initial_md'].work:,.0f} MD steps of GFN-FF |" in readme
+
+
+def test_units_whose_cost_grows_with_what_they_do_not_name_are_weighed_by_it():
+    """A reference call by its box's atoms, a hybrid MD step and a D3 relabel by the D3 cutoff
+    sphere's volume; MD steps get a line per engine, hybrids their own."""
+    from ilcampaign.campaign.rehearsal.forecast import facts
+
+    path = ROOT / "specs" / "bmim_bf4.yaml"
+    spec = load_spec(path)
+    nodes = build_graph(spec, base=path.parent)
+    known = facts(spec, nodes)
+    by_kind = {}
+    for node in nodes:
+        by_kind.setdefault((node.step.kind, getattr(node.step, "d3", None) is not None), node)
+    label = by_kind[("label", False)]
+    work = label.step.work(known[label.name])
+    assert work.effort == work.amount * known[label.name].atoms
+    hybrid, plain, d3 = by_kind[("production", True)], by_kind[("production", False)], by_kind[("d3", True)]
+    volume = 4 / 3 * 3.141592653589793 * hybrid.step.d3.cutoff ** 3
+    assert hybrid.step.work(known[hybrid.name]).effort == pytest.approx(
+        hybrid.step.sampler.n_steps * known[hybrid.name].atoms * volume)
+    assert hybrid.step.work(known[hybrid.name]).variant.endswith("hybrid")
+    assert plain.step.work(known[plain.name]).variant in {"ase", "jax"}
+    assert d3.step.work(known[d3.name]).weight == pytest.approx(4 / 3 * 3.141592653589793 * d3.step.d3.cutoff ** 3)
