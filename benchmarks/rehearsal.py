@@ -111,8 +111,9 @@ def validate_forecast(path: Path, keep: Path | None, reuse: bool) -> None:
          f"{measured_s:.0f} s measured. For the work planned (MD runs to their full length, optimisations to "
          f"their step limit), the model gives {planned:.0f} s, an upper bound. Compilation, which the model "
          "leaves out, is listed for both rehearsals." + (
-             f" The rehearsals were run earlier by --forecast --keep {keep} and read back here with --reuse: the date, "
-             "commit and load below are the read-back's; the rehearsals' own dates are in their records." if reuse else ""),
+             f" The rehearsals were run earlier by --forecast --keep {keep} and read back here with --reuse: the "
+             "date, commit and load below are the read-back's; the rehearsals' own are in their records."
+             if reuse else ""),
          [table("Predicted and measured run time per kind (4 ion pairs, from 2)",
                 ["step kind", "predicted s (work done)", "measured s", "predicted / measured",
                  "predicted s (work planned)", "compile s (2 pairs)", "compile s (4 pairs)"], table_rows)],

@@ -172,7 +172,8 @@ def test_the_time_model_fits_run_time_without_compilation_to_the_work_done():
     for i, node in enumerate(md):
         steps_run = node.step.sampler.n_steps // (i + 1)
         work = steps_run * known[node.name].atoms
-        records[node.name] = {"n_tasks": i + 1, "summary": {"steps_run": steps_run, "engine": "jax"}, "task_compile_s": 5.0 * i,
+        records[node.name] = {"n_tasks": i + 1, "summary": {"steps_run": steps_run, "engine": "jax"},
+                              "task_compile_s": 5.0 * i,
                               "task_wall_s": 2.0 * (i + 1) + 1e-3 * work + 5.0 * i}
     structures = optimisation.step.start().count
     tasks[optimisation.name] = {chunk_id(0, 2, optimisation.step.prefix(j)): {"n_frames": 2}
@@ -200,7 +201,8 @@ def test_the_readme_forecast_of_the_paper_spec_is_what_the_forecast_gives():
                                               parsl=ROOT / "specs" / "parsl" / "slurm_gpu_cluster.yaml")}
     readme = (ROOT / "README.md").read_text()
     label, production, train, md = rows["label"], rows["production"], rows["train"], rows["md"]
-    assert f"| label | {label.steps} | {label.work:,.0f} reference calls | {label.core_hours:,.0f} core-hours |" in readme
+    assert f"| label | {label.steps} | {label.work:,.0f} reference calls | " \
+           f"{label.core_hours:,.0f} core-hours |" in readme
     assert f"| production | {production.steps} | {production.work:.2e} MD steps x atoms | " \
            f"{production.gpu_hours:,.0f} GPU-hours |" in readme
     assert f"| train | {train.steps} | {train.work:.2e} epochs x frames | {train.gpu_hours:,.0f} GPU-hours " \

@@ -9,10 +9,11 @@ when it converges). The rehearsal measured each step's tasks: their run time, an
 the time JAX spent compiling (``engine.run.compilation``), which grows with the number of distinct
 programs, not with the work. Per step kind a line through the run times, run = a x tasks + b x
 work done (least squares, a and b >= 0: a is what a task costs whatever it does, b what a unit
-costs; a reference call is weighed by its box's atoms, a hybrid MD step by its D3 cutoff's
-volume, and hybrid runs get a line of their own), projects the run time of the same kind of step
-at another size. Where a kind's steps all did the same work per task, the two terms cannot be told
-apart and the work carries the whole time, so that a larger campaign is not under-forecast. At the real campaign's
+costs; ``Work.weight``: a reference call is weighed by its box's atoms, a hybrid MD step and a D3
+relabel by the D3 cutoff sphere's volume; ``Work.variant``: MD steps get a line per engine, and
+hybrids their own), projects the run time of the same kind of step at another size. Where a
+line's steps all did the same work per task, the two terms cannot be told apart and the work
+carries the whole time, so that a larger campaign is not under-forecast. At the real campaign's
 size the machine, the model and the reference differ from the rehearsal's, so the forecast gives
 the work itself, and core- and GPU-hours where ``execution.estimates`` says what a reference call,
 an MD step and a training epoch cost there; tasks longer than the walltime of the executor they
@@ -162,8 +163,8 @@ def measured_steps(archive: Any, spec: CampaignSpec, nodes: list) -> dict[str, M
         record = archive.record(node.key)
         done = node.step.work_done(known[node.name], record["summary"], archive.done_tasks(node.key))
         compiled = record.get("task_compile_s", 0.0)
-        measured[node.name] = Measured(record["n_tasks"], float(done.effort), record["task_wall_s"] - compiled, compiled,
-                                       group(node.step.kind, done))
+        measured[node.name] = Measured(record["n_tasks"], float(done.effort), record["task_wall_s"] - compiled,
+                                       compiled, group(node.step.kind, done))
     return measured
 
 
@@ -303,7 +304,7 @@ def agreement(predicted: list[KindForecast]) -> list[dict[str, Any]]:
     run time, their ratios, and the compile time (where a time model and a measured time exist)."""
     rows = []
     for entry in predicted:
-        if entry.wall_s is not None and entry.measured_s:
+        if entry.wall_s is not None and entry.done_s is not None and entry.measured_s:
             rows.append({"kind": entry.kind, "done_s": entry.done_s, "planned_s": entry.wall_s,
                          "measured_s": entry.measured_s, "ratio": entry.done_s / entry.measured_s,
                          "planned_ratio": entry.wall_s / entry.measured_s, "compile_s": entry.compile_s})
