@@ -80,7 +80,8 @@ class MDStep(GuardedStep, SamplerStep):
         return -(-self.sampler.n_steps // self.checkpoint_every)
 
     def work(self, facts: WorkFacts) -> Work:
-        """The engine a box large enough for JAX MD gets (``validate`` checks the real boxes)."""
+        """Planned with the engine of a box at least twice the model's cutoff, as a study's boxes are
+        (``work_done`` reads the engine the run took)."""
         return self._md_work(self.sampler.n_steps * facts.atoms, choose_engine(self.sampler, True, self.d3)[0])
 
     def work_done(self, facts: WorkFacts, summary: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> Work:
