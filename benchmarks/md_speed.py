@@ -9,7 +9,8 @@ loop, float32, skin 0.5 A: single model and ensemble at 8 A and 20 A, the ensemb
 the tail correction), our JAX MD in NPT (MTK integrator with the box held, single model, alone and
 with D3 at 20 A), our JAX MD of the hybrid with multiple time stepping (D3 every k = ``--mts``
 steps, its short range every step: ilcampaign.engine.md.jax_mts; single model and ensemble, NVT and
-NPT, D3 at 8 and 20 A, each with exact integration, k = 1, beside it),
+NPT, D3 at 8 and 20 A, each with exact integration, k = 1, beside it; at 20 A also with the whole
+D3 term every k steps, "whole"),
 ASE + apax calculator (ensemble), ASE + apax + torch-dftd D3 at 8 A and 20 A without and with a
 0.5 A neighbour-list skin. Ratios are to our JAX MD with the same model: "jax single" for the
 single-model columns, "jax ensemble" (the engine the LotF sampling and production use when they
@@ -108,9 +109,11 @@ def ase_rate(atoms, calc, steps: int) -> float:
 
 
 def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float | None = None,
-             tail: bool = False, d3_dtype: str = "float32", npt: bool = False, mts: int = 1) -> float | None:
+             tail: bool = False, d3_dtype: str = "float32", npt: bool = False, mts: int = 1,
+             split: bool = True) -> float | None:
     """Steps/s of our JAX MD (Nose-Hoover chain, frames every ``steps``; with ``d3_cutoff`` the hybrid
-    model, D3(BJ) B97-3c in float32, integrated every ``mts`` steps; ``npt``: the MTK integrator with
+    model, D3(BJ) B97-3c in float32, integrated every ``mts`` steps, its short range every step
+    unless ``split`` is False; ``npt``: the MTK integrator with
     the box held, see NPT_BAROSTAT_FS), start-up and compile time excluded: after a warm-up chunk, the difference of a short and a long
     chunk (JAX_REPEATS), each less the time JAX spent tracing and compiling in it (a list that
     outgrows its capacity recompiles the loop once)."""
@@ -125,7 +128,8 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
         return None
     d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, d3_dtype, tail)
     settings = JaxMDParameters(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3,
-                               pressure=units.bar if npt else None, barostat_time=NPT_BAROSTAT_FS, mts_interval=mts)
+                               pressure=units.bar if npt else None, barostat_time=NPT_BAROSTAT_FS, mts_interval=mts,
+                               mts_split=split)
     temperatures = np.full(JAX_REPEATS * steps + 2 * steps + 1, 300.0)
     state, timings, compiled = None, [], []
     for first, last in ((0, steps), (steps, 2 * steps), (2 * steps, (JAX_REPEATS + 2) * steps)):
@@ -136,7 +140,7 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
             elapsed = time.perf_counter() - start
         compiled.append(covered_seconds(spans))
         timings.append(elapsed - compiled[-1])
-    print(f"# jax_rate {model_dir.parent.name}, D3 {d3_cutoff}, tail {tail}, NPT {npt}, k {mts}: compilation taken off the "
+    print(f"# jax_rate {model_dir.parent.name}, D3 {d3_cutoff}, tail {tail}, NPT {npt}, k {mts}, split {split}: compilation taken off the "
           f"timed chunks {compiled[1]:.2f} s and {compiled[2]:.2f} s", file=sys.stderr)
     return (JAX_REPEATS - 1) * steps / (timings[2] - timings[1])
 
@@ -217,7 +221,8 @@ def mlp_rates(atoms, pairs: int, args, tmp: Path) -> dict[str, float | None]:
 def mts_rates(single: Path, ensemble: Path, atoms, args) -> dict[str, float | None]:
     """The multiple time stepping columns: per model (single, ensemble) and ensemble (NVT, NPT), the MLP
     alone (NPT only; NVT's is in the main table), then per D3 cutoff the hybrid with D3 every step
-    (k = 1) and every k of ``--mts`` steps."""
+    (k = 1) and every k of ``--mts`` steps (its short range every step), and at 20 A with the whole
+    D3 term every k steps ("whole": no split)."""
     rates = {}
     for label, model_dir in (("single", single), ("ens.", ensemble)):
         for npt in (False, True):
@@ -228,6 +233,9 @@ def mts_rates(single: Path, ensemble: Path, atoms, args) -> dict[str, float | No
                 for k in (1, *args.mts):
                     rates[f"jax {label}+D3 {cutoff:.0f}A{where} k={k}"] = jax_rate(
                         model_dir, atoms, args.steps, args.r_max, cutoff, npt=npt, mts=k)
+            for k in args.mts:
+                rates[f"jax {label}+D3 {D3_CUTOFFS[1]:.0f}A{where} k={k} whole"] = jax_rate(
+                    model_dir, atoms, args.steps, args.r_max, D3_CUTOFFS[1], npt=npt, mts=k, split=False)
     return rates
 
 

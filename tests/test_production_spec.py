@@ -208,15 +208,17 @@ def test_mts_is_refused_where_jax_md_does_not_run_the_hybrid(tmp_path):
 def test_mts_interval_enters_the_keys_of_the_steps_it_changes_only(tmp_path):
     """Setting d3.mts_interval changes the keys of hybrid JAX MD steps (the run and its NVT preparation),
     not those of the ASE compression before them (D3 every step there), nor of steps without D3;
-    mts_interval 1 written out keeps every key. Steps that hold the d3 section without integrating
-    it (the D3 label shift, the inference cost) hash it without mts_interval."""
+    mts_interval 1 written out keeps every key. mts_split false (the whole term every k steps) changes
+    the same steps' keys again; mts_split true written out keeps them. Steps that hold the d3 section
+    without integrating it (the D3 label shift, the inference cost) hash it without either."""
     from ilcampaign.campaign.spec import DispersionCorrection
     from ilcampaign.engine.hashing import canonical
     from ilcampaign.engine.steps.d3 import D3Step
 
     runs = MTS_RUNS.replace("interval: 10", "interval: 20").split("    hybrid_npt")[0]
     keys = {}
-    for name, d3 in (("absent", "functional: b97-3c"), ("one", "mts_interval: 1"), ("four", "mts_interval: 4")):
+    for name, d3 in (("absent", "functional: b97-3c"), ("one", "mts_interval: 1"), ("four", "mts_interval: 4"),
+                     ("split", "mts_interval: 4, mts_split: true"), ("whole", "mts_interval: 4, mts_split: false")):
         (tmp_path / name).mkdir()
         keys[name] = {node.name: node.key for node in build_graph(load_spec(mts_spec(tmp_path / name, d3, runs)),
                                                                     base=tmp_path / name)}
@@ -225,5 +227,32 @@ def test_mts_interval_enters_the_keys_of_the_steps_it_changes_only(tmp_path):
     point = "production.hybrid_nvt.final.big.298.15K.2"
     assert changed == {point, f"{point}.nvt"}
     assert f"{point}.compress" in keys["four"]
-    shifts = [D3Step(d3=DispersionCorrection(mts_interval=k), sign=1) for k in (1, 4)]
-    assert canonical(shifts[0]) == canonical(shifts[1]) and "mts_interval" not in canonical(shifts[1])["d3"]
+    assert keys["split"] == keys["four"]
+    assert {name for name in keys["whole"] if keys["whole"][name] != keys["four"][name]} == {point, f"{point}.nvt"}
+    shifts = [D3Step(d3=DispersionCorrection(mts_interval=k, mts_split=k == 1), sign=1) for k in (1, 4)]
+    assert canonical(shifts[0]) == canonical(shifts[1]) and not {"mts_interval", "mts_split"} & set(canonical(shifts[1])["d3"])
+
+
+def test_mts_split_reaches_the_jax_md_settings(monkeypatch, tmp_path):
+    """A hybrid MD step runs JAX MD with the spec's d3.mts_interval and mts_split."""
+    from ase import Atoms
+
+    from ilcampaign.campaign.spec import DispersionCorrection
+    from ilcampaign.engine.md import jax as jax_md
+    from ilcampaign.engine.steps import md
+
+    seen = []
+
+    def chunk(model_dir, atoms, temperatures, settings, **kwargs):
+        seen.append((settings.mts_interval, settings.mts_split))
+        raise StopIteration
+
+    monkeypatch.setattr(jax_md, "run_chunk", chunk)
+    step = next(node.step for node in build_graph(load_spec(mts_spec(tmp_path, "mts_interval: 4", MTS_RUNS.replace(
+        "interval: 10", "interval: 20").split("    hybrid_npt")[0])), base=tmp_path)
+        if node.name == "production.hybrid_nvt.final.big.298.15K.2")
+    for split in (True, False):
+        hybrid = step.model_copy(update={"d3": DispersionCorrection(mts_interval=4, mts_split=split)})
+        with pytest.raises(StopIteration):
+            md._run_jax(hybrid, type("Context", (), {"jax_cache": tmp_path})(), tmp_path, Atoms("H"), 0, 20, None)
+    assert seen == [(4, True), (4, False)]

@@ -191,6 +191,12 @@ def _nonnegative_least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, flo
     return float(a / scale[0]), float(b / scale[1])
 
 
+def _seconds(line: tuple[float, float], tasks: int, effort: float) -> float:
+    """Run time on the line (a, b): a x tasks + b x work."""
+    a, b = line
+    return a * tasks + b * effort
+
+
 def forecast(spec: CampaignSpec, nodes: list, lines: dict[str, tuple[float, float]],
              measured: dict[str, Measured] | None = None, parsl: Path | None = None) -> list[KindForecast]:
     """Per step kind: the work of ``spec``'s graph, its run time at the rehearsal's speed, the hours
@@ -205,15 +211,13 @@ def forecast(spec: CampaignSpec, nodes: list, lines: dict[str, tuple[float, floa
         entry.tasks += step.tasks
         entry.work += step.work
         if step.group in lines:
-            a, b = lines[step.group]
-            entry.wall_s = (entry.wall_s or 0.0) + a * step.tasks + b * step.effort
+            entry.wall_s = (entry.wall_s or 0.0) + _seconds(lines[step.group], step.tasks, step.effort)
         if measured is not None and step.name in measured:
             done = measured[step.name]
             entry.measured_s = (entry.measured_s or 0.0) + done.run_s
             entry.compile_s = (entry.compile_s or 0.0) + done.compile_s
             if done.group in lines:
-                a, b = lines[done.group]
-                entry.done_s = (entry.done_s or 0.0) + a * done.tasks + b * done.effort
+                entry.done_s = (entry.done_s or 0.0) + _seconds(lines[done.group], done.tasks, done.effort)
         hours = _task_hours(step, estimates)
         if hours is not None and step.kind in walltimes and hours > walltimes[step.kind][1]:
             label, limit, retries = walltimes[step.kind]

@@ -29,6 +29,10 @@ class DispersionCorrection(Section):
         "stepping; the MLP every step); 1: every step, exactly. Frame intervals must be multiples of it; "
         "ASE runs (Langevin, box ramps, zero damping, engine: ase or NPT with engine: auto) are refused, "
         "their preparation phases integrate D3 every step"))
+    mts_split: bool = added_option(True, description=(
+        "with mts_interval > 1: D3's short range (pairs within the model's r_max) every step with the MLP and "
+        "the rest every k steps; false: the whole D3 term every k steps (faster; see the MTS page for the "
+        "accuracy of each)"))
 
     @model_validator(mode="after")
     def _tail_needs_bj(self) -> DispersionCorrection:

@@ -149,12 +149,13 @@ def _preparation(spec: CampaignSpec, run: ProductionRun, pairs: int, temperature
 
 def _d3(spec: CampaignSpec, run: ProductionRun, sampler: Any):
     """The D3 term of a hybrid run (the d3 section, with the run's cutoff), or None; integrated every
-    step (``mts_interval`` 1) in a phase that goes through ASE (the compression's box ramp)."""
+    step (``mts_interval`` 1, ``mts_split`` as by default) in a phase that goes through ASE (the
+    compression's box ramp)."""
     if not run.hybrid_d3:
         return None
     changes: dict[str, Any] = {} if run.d3_cutoff is None else {"cutoff": run.d3_cutoff, "cn_cutoff": run.d3_cutoff}
     if not sampler.runs_in_jax_md(spec.d3):
-        changes["mts_interval"] = 1
+        changes |= {"mts_interval": 1, "mts_split": True}
     return spec.d3.model_copy(update=changes) if changes else spec.d3
 
 

@@ -23,7 +23,7 @@ class D3Step(Step):
     version: ClassVar[int] = 1
     inputs: ClassVar[tuple[str, ...]] = ("frames",)
 
-    d3: DispersionCorrection = hashed_without("mts_interval")
+    d3: DispersionCorrection = hashed_without("mts_interval", "mts_split")
     sign: Literal[1, -1]
 
     def _chunks(self, ctx: StepContext) -> list[str]:

@@ -33,7 +33,7 @@ class InferenceCostStep(ModelAnalysisStep):
 
     settings: InferenceCostSettings = hashed_as_fields(omit=("kind", "models"))
     box_pairs: int  # formula units in the input box
-    d3: DispersionCorrection = hashed_without("mts_interval")  # its JAX path times exact integration
+    d3: DispersionCorrection = hashed_without("mts_interval", "mts_split")  # its JAX path times exact integration
 
     @classmethod
     def from_analysis(cls, spec: CampaignSpec, settings: InferenceCostSettings) -> InferenceCostStep:

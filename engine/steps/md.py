@@ -173,7 +173,8 @@ def _run_jax(step: MDStep, ctx: StepContext, model_dir, atoms, first: int, last:
     settings = JaxMDParameters(timestep=s.timestep, thermostat_time=s.thermostat_time, interval=s.interval,
                           threshold=s.uncertainty_threshold, blow_up_ratio=guard.blow_up_ratio, hot_ratio=guard.ratio,
                           hot_steps=guard.steps, d3=d3, pressure=s.pressure if s.ensemble == "npt" else None,
-                          barostat_time=s.barostat_time, mts_interval=1 if step.d3 is None else step.d3.mts_interval)
+                          barostat_time=s.barostat_time, mts_interval=1 if step.d3 is None else step.d3.mts_interval,
+                          mts_split=True if step.d3 is None else step.d3.mts_split)
     chunk = run_chunk(model_dir, atoms, temperatures(s), settings, seed=step.seed, first=first, last=last,
                       state=state, cache_dir=ctx.jax_cache)
     rows = [[step_, target, temperature, float(frame.get_masses().sum() / frame.get_volume()), energy, sigma]
