@@ -37,10 +37,12 @@ def without_timings(summary: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class WorkFacts:
     """What a step's work depends on beyond its own parameters, as the graph knows it before a run:
-    the atoms of the structures it works on and the frames it reads (labels, datasets)."""
+    the atoms of the structures it works on, the frames it reads (labels, datasets) and, for an
+    analysis of production runs, the frames times atoms of the trajectories it reads."""
 
     atoms: int
     frames: int | None = None
+    trajectory: int | None = None
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,10 @@ def test_the_forecast_counts_the_papers_reference_calls():
     assert planned["label.initial_data"].work == 0  # read from the calculation cache
     assert planned["ml1.label"].work == 50 and planned["vs.label"].work == 50
     assert planned["production.nvt.final.dft_d3_8A.283K.32"].work == 40_000_000 * 32 * 30  # 20 ns at 0.5 fs
+    # the RDF passes over every frame (one per 200 steps, and the first) of the 15 NVT runs: 8, 16 and 32 pairs of
+    # 30 atoms at five temperatures
+    assert (planned["analysis.rdf"].unit, planned["analysis.rdf"].work) == (
+        "frames x atoms", 5 * (8 + 16 + 32) * 30 * (40_000_000 // 200 + 1))
 
 
 def rehearse(spec: Path, workdir: Path) -> dict:

@@ -118,10 +118,25 @@ def frames_per_step(spec: CampaignSpec) -> dict[str, int]:
     return frames
 
 
+def trajectory_per_step(nodes: list, atoms: dict[str, int]) -> dict[str, int]:
+    """Frames x atoms of the production trajectories each analysis reads (its ``run000``, ... inputs:
+    MD steps, a frame every ``interval`` of their ``n_steps``)."""
+    by_name = {node.name: node for node in nodes}
+    read = {}
+    for node in nodes:
+        runs = [name for slot, name in node.inputs.items() if slot.startswith("run")]
+        if runs:
+            read[node.name] = sum((by_name[run].step.sampler.n_steps // by_name[run].step.sampler.interval + 1)
+                                  * atoms[run] for run in runs)
+    return read
+
+
 def facts(spec: CampaignSpec, nodes: list) -> dict[str, WorkFacts]:
     """What each step's work depends on, as the graph knows it before a run."""
     atoms, frames = atoms_per_step(nodes), frames_per_step(spec)
-    return {node.name: WorkFacts(atoms=atoms[node.name], frames=frames.get(node.name)) for node in nodes}
+    read = trajectory_per_step(nodes, atoms)
+    return {node.name: WorkFacts(atoms=atoms[node.name], frames=frames.get(node.name), trajectory=read.get(node.name))
+            for node in nodes}
 
 
 def plan(spec: CampaignSpec, nodes: list) -> list[Planned]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from ilcampaign.campaign.spec import ModelAnalysisSettings, RunAnalysisSettings
 from ilcampaign.engine.analysis.reference_data import ReferenceTable
 from ilcampaign.engine.hashing import hashed_as_fields
-from ilcampaign.engine.step import Step, StepContext, TaskResult, without_timings
+from ilcampaign.engine.step import Step, StepContext, TaskResult, Work, WorkFacts, without_timings
 
 if TYPE_CHECKING:
     from ilcampaign.campaign.spec import CampaignSpec
@@ -56,6 +56,10 @@ class RunAnalysisStep(Step):
 
     def expected_tasks(self) -> int:
         return len(self.runs)
+
+    def work(self, facts: WorkFacts) -> Work:
+        """The frames of the runs it reads, times their atoms (an analysis passes over each frame)."""
+        return Work("frames x atoms", facts.trajectory or 0)
 
     def tasks(self, ctx: StepContext) -> list[str]:
         done = ctx.done_tasks()
