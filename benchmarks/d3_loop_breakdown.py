@@ -6,13 +6,9 @@ per step than D3 alone. One run times, for one single model on one box:
   which changes no timing), which isolates what the rebuilds cost;
 - the same hybrid with D3 in float64 (no float32 conversions);
 - D3 alone, jitted energy + forces on the fixed list: on Cartesian positions, and on fractional
-  positions through jax_md's ``space.transform`` as the loop differentiates it;
-- multiple time stepping with D3 every ``--mts`` steps (ilcampaign.engine.md.jax_mts): with its short
-  range every step (the split) and with the whole term every k steps. A split step costs about the
-  MLP, plus the short range, plus (D3 + short range) / k; a whole one the MLP plus D3 / k. So the
-  difference, divided by 1 + 1/k, is what the short range costs every step.
+  positions through jax_md's ``space.transform`` as the loop differentiates it.
 
-    .venv/bin/python benchmarks/d3_loop_breakdown.py [--pairs 8] [--steps 40] [--r-max 5.5] [--nn 512 512] [--mts 4]
+    .venv/bin/python benchmarks/d3_loop_breakdown.py [--pairs 8] [--steps 40] [--r-max 5.5] [--nn 512 512]
 
 Prints ms per step (per call for D3 alone) and the differences that attribute the in-loop cost.
 """
@@ -82,7 +78,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--r-max", type=float, default=5.5)
     parser.add_argument("--nn", type=int, nargs="+", default=[512, 512])
-    parser.add_argument("--mts", type=int, default=4, help="k of the multiple time stepping rows")
     args = parser.parse_args()
 
     atoms = box(args.pairs, None)
@@ -97,10 +92,6 @@ def main() -> None:
                                                         d3_dtype="float64"),
             "D3 alone, Cartesian": d3_alone(atoms, fractional=False),
             "D3 alone, fractional (as in the loop)": d3_alone(atoms, fractional=True),
-            f"MTS k = {args.mts}, short range every step": 1000 / jax_rate(single, atoms, args.steps, args.r_max,
-                                                                           CUTOFF, mts=args.mts),
-            f"MTS k = {args.mts}, whole D3 every k steps": 1000 / jax_rate(single, atoms, args.steps, args.r_max,
-                                                                           CUTOFF, mts=args.mts, split=False),
         }
     print(f"{args.pairs} ion pairs ({len(atoms)} atoms), r_max {args.r_max} A, nn {args.nn}, D3 at {CUTOFF} A "
           f"float32 skin 0.5 A; ms per MD step (per call for D3 alone)")
@@ -110,9 +101,6 @@ def main() -> None:
     print(f"  {'D3 inside the loop (hybrid - MLP)':<40} {hybrid - mlp:8.1f}")
     print(f"  {'of it, list rebuilds':<40} {hybrid - ms['MLP + D3 20 A, no list rebuild']:8.1f}")
     print(f"  {'ratio hybrid / MLP speed':<40} {mlp / hybrid:8.2f}")
-    split, whole = (ms[f"MTS k = {args.mts}, {how}"] for how in ("short range every step", "whole D3 every k steps"))
-    print(f"  {'MTS: short range every step':<40} {(split - whole) / (1 + 1 / args.mts):8.1f}")
-    print(f"  {'MTS ratios to the MLP, split / whole':<40} {mlp / split:8.2f} {mlp / whole:8.2f}")
 
 
 if __name__ == "__main__":
