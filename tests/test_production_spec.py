@@ -189,6 +189,11 @@ def mts_spec(tmp_path: Path, d3: str, runs: str) -> Path:
     return spec
 
 
+def mts_nvt_run() -> str:
+    """MTS_RUNS' hybrid NVT run alone, its frames at cycle ends of k = 4."""
+    return MTS_RUNS.replace("interval: 10", "interval: 20").split("    hybrid_npt")[0]
+
+
 def test_mts_is_refused_where_jax_md_does_not_run_the_hybrid(tmp_path):
     """d3.mts_interval 4: a hybrid run that goes through ASE (NPT with engine auto, Langevin) is refused
     at its engine, one whose frames fall within D3 cycles at its interval; runs that JAX MD takes
@@ -215,7 +220,7 @@ def test_mts_interval_enters_the_keys_of_the_steps_it_changes_only(tmp_path):
     from ilcampaign.engine.hashing import canonical
     from ilcampaign.engine.steps.d3 import D3Step
 
-    runs = MTS_RUNS.replace("interval: 10", "interval: 20").split("    hybrid_npt")[0]
+    runs = mts_nvt_run()
     keys = {}
     for name, d3 in (("absent", "functional: b97-3c"), ("one", "mts_interval: 1"), ("four", "mts_interval: 4"),
                      ("split", "mts_interval: 4, mts_split: true"), ("whole", "mts_interval: 4, mts_split: false")):
@@ -248,8 +253,7 @@ def test_mts_split_reaches_the_jax_md_settings(monkeypatch, tmp_path):
         raise StopIteration
 
     monkeypatch.setattr(jax_md, "run_chunk", chunk)
-    step = next(node.step for node in build_graph(load_spec(mts_spec(tmp_path, "mts_interval: 4", MTS_RUNS.replace(
-        "interval: 10", "interval: 20").split("    hybrid_npt")[0])), base=tmp_path)
+    step = next(node.step for node in build_graph(load_spec(mts_spec(tmp_path, "mts_interval: 4", mts_nvt_run())), base=tmp_path)
         if node.name == "production.hybrid_nvt.final.big.298.15K.2")
     for split in (True, False):
         hybrid = step.model_copy(update={"d3": DispersionCorrection(mts_interval=4, mts_split=split)})
