@@ -15,14 +15,13 @@ Prints ms per step (per call for D3 alone) and the differences that attribute th
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from md_speed import box, jax_rate, model, zero_frames
+from md_speed import box, jax_rate, model, one_box_parser, zero_frames
 
 CUTOFF = 20.0
 CALLS = 20
@@ -73,12 +72,7 @@ def without_rebuild(run):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--r-max", type=float, default=5.5)
-    parser.add_argument("--nn", type=int, nargs="+", default=[512, 512])
-    args = parser.parse_args()
+    args = one_box_parser(__doc__, 5.5).parse_args()
 
     atoms = box(args.pairs, None)
     with tempfile.TemporaryDirectory() as tmp:

@@ -92,6 +92,17 @@ def model(directory: Path, frames, members: int, r_max: float, nn: list[int]) ->
     return directory / f"m{members}" / config["data"]["experiment"]
 
 
+def one_box_parser(doc: str, r_max: float) -> argparse.ArgumentParser:
+    """The command line of a benchmark that times one model on one box: ``--pairs``, ``--steps``
+    (frames every that many), ``--r-max`` and ``--nn``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--r-max", type=float, default=r_max)
+    parser.add_argument("--nn", type=int, nargs="+", default=[512, 512])
+    return parser
+
+
 def ase_rate(atoms, calc, steps: int) -> float:
     """Steps/s of velocity Verlet at 0.5 fs from 300 K velocities, two warm-up steps excluded."""
     from ase import units
@@ -110,10 +121,10 @@ def ase_rate(atoms, calc, steps: int) -> float:
 
 def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float | None = None,
              tail: bool = False, d3_dtype: str = "float32", npt: bool = False, mts: int = 1,
-             split: bool = True) -> float | None:
+             split: bool = True, d3_skin: float = 0.5) -> float | None:
     """Steps/s of our JAX MD (Nose-Hoover chain, frames every ``steps``; with ``d3_cutoff`` the hybrid
-    model, D3(BJ) B97-3c in float32, integrated every ``mts`` steps, its short range every step
-    unless ``split`` is False; ``npt``: the MTK integrator with
+    model, D3(BJ) B97-3c in float32 with a list skin of ``d3_skin`` A, integrated every ``mts`` steps,
+    its short range every step unless ``split`` is False; ``npt``: the MTK integrator with
     the box held, see NPT_BAROSTAT_FS), start-up and compile time excluded: after a warm-up chunk, the difference of a short and a long
     chunk (JAX_REPEATS), each less the time JAX spent tracing and compiling in it (a list that
     outgrows its capacity recompiles the loop once)."""
@@ -126,7 +137,7 @@ def jax_rate(model_dir: Path, atoms, steps: int, r_max: float, d3_cutoff: float 
 
     if not apax_model.jax_md_valid(atoms, r_max):
         return None
-    d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, 0.5, d3_dtype, tail)
+    d3 = None if d3_cutoff is None else D3Term.from_section("b97-3c", "bj", d3_cutoff, d3_cutoff, d3_skin, d3_dtype, tail)
     settings = JaxMDParameters(timestep=0.5, thermostat_time=25.0, interval=steps, threshold=None, d3=d3,
                                pressure=units.bar if npt else None, barostat_time=NPT_BAROSTAT_FS, mts_interval=mts,
                                mts_split=split)

@@ -19,7 +19,9 @@ class DispersionCorrection(Section):
     damping: Literal["bj", "zero"] = "bj"
     cutoff: Length = Field(default=7.93766, gt=0)
     cn_cutoff: Length = Field(default=7.93766, gt=0, description="coordination-number cutoff")
-    skin: Length = Field(default=0.5, ge=0, description="neighbour-list skin; 0 rebuilds every step")
+    skin: Length = Field(default=0.5, ge=0, description=(
+        "neighbour-list skin; 0 rebuilds every step. With mts_interval > 1, 2.0 makes the rebuilds, which "
+        "multiple time stepping does not thin out, 3.4 times rarer at 298 K (the MTS page's breakdown)"))
     dtype: Literal["float32", "float64"] = "float32"
     tail_correction: bool = Field(default=False, description=(
         "add the analytic pair tail beyond the cutoff (energy and pressure of a homogeneous liquid; "
