@@ -149,13 +149,13 @@ def _preparation(spec: CampaignSpec, run: ProductionRun, pairs: int, temperature
 
 def _d3(spec: CampaignSpec, run: ProductionRun, sampler: Any):
     """The D3 term of a hybrid run (the d3 section, with the run's cutoff), or None; integrated every
-    step (``mts_interval`` 1, ``mts_split`` as by default) in a phase that goes through ASE (the
+    step (``mts_interval`` and ``mts_split`` at their defaults) in a phase that goes through ASE (the
     compression's box ramp)."""
     if not run.hybrid_d3:
         return None
     changes: dict[str, Any] = {} if run.d3_cutoff is None else {"cutoff": run.d3_cutoff, "cn_cutoff": run.d3_cutoff}
     if not sampler.runs_in_jax_md(spec.d3):
-        changes |= {"mts_interval": 1, "mts_split": True}
+        changes |= {name: type(spec.d3).model_fields[name].default for name in ("mts_interval", "mts_split")}
     return spec.d3.model_copy(update=changes) if changes else spec.d3
 
 
