@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results import load_average, save
+from results import load_average, save, start_and_end
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 D3_CUTOFFS = (7.93766, 20.0)
@@ -352,7 +352,7 @@ def main() -> None:
             rates = d3_rates(atoms, args) if args.d3_only else mlp_rates(atoms, pairs, args, Path(tmp))
             rows.append((pairs, len(atoms), rates))
     loads.append(load_average())
-    load = "; ".join(f"{when}: {value}" for when, value in zip(("at the start", "at the end"), loads) if value)
+    load = start_and_end(loads)
     if args.d3_only:
         title = f"D3 alone, device {args.device}, {args.steps} steps; baseline: torch-dftd's calculator at the same cutoff"
         print(title)

@@ -44,7 +44,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from results import load_average, save, table
+from results import load_average, save, start_and_end, table
 
 BMIM, BF4 = "CCCCn1cc[n+](C)c1", "F[B-](F)(F)F"
 ARCHITECTURES = {"demo": dict(r_max=5.0, n_basis=5, n_radial=3, nn=[32, 32]),
@@ -260,9 +260,14 @@ def rdf(data: dict, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+def blocks_of(series: np.ndarray) -> np.ndarray:
+    """The means of BLOCKS consecutive blocks (along the first axis)."""
+    return np.array([part.mean(0) for part in np.array_split(series, BLOCKS)])
+
+
 def block_means(series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error of BLOCKS consecutive block means (along the first axis)."""
-    blocks = np.array([part.mean(0) for part in np.array_split(series, BLOCKS)])
+    blocks = blocks_of(series)
     return blocks.mean(0), blocks.std(0, ddof=1) / np.sqrt(BLOCKS)
 
 
@@ -303,7 +308,7 @@ def npt_tables(workdir: Path, model_dir: Path, start, equilibrate_ps: float, ps:
             plateau = f"{block_average(data['density']).sem:.4f}"
         except ValueError:  # the blocked error grows with the block length to the end
             plateau = "no plateau"
-        blocks = " / ".join(f"{part.mean():.3f}" for part in np.array_split(data["density"], BLOCKS))
+        blocks = " / ".join(f"{mean:.3f}" for mean in blocks_of(data["density"]))
         density_rows.append([name, f"{means:.4f}", plateau, f"{errors[name]:.4f}", blocks,
                              f"{data['temperature'].mean():.1f}"])
         every = max(1, len(data["step"]) // 500)  # RDFs from at most 500 frames
@@ -381,7 +386,7 @@ def main() -> None:
     if set(args.npt_runs) != set(NPT_VARIANTS):
         return
     loads.append(load_average())
-    load = "; ".join(f"{when}: {value}" for when, value in zip(("at the start", "at the end"), loads) if value)
+    load = start_and_end(loads)
     save("mts_accuracy", "Multiple time stepping: accuracy against exact integration",
          "benchmarks/mts_accuracy.py: NVE energy drift for k = 1, 2, 4, 8, the C-H stretch that limits k, and NPT "
          "density and RDFs with D3 every 4 steps against every step (models, boxes and runs in the script's "

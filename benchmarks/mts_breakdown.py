@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from md_speed import box, jax_rate, model, one_box_parser, zero_frames
-from results import load_average, save, table
+from results import load_average, save, start_and_end, table
 
 CUTOFF = 20.0
 SKINS = (0.5, 1.0, 2.0)
@@ -118,7 +118,7 @@ def main() -> None:
             print(" | ".join(row), flush=True)
             rows.append(row)
     loads.append(load_average())
-    load = "; ".join(f"{when}: {value}" for when, value in zip(("at the start", "at the end"), loads) if value)
+    load = start_and_end(loads)
     title = (f"MLP + D3 at {CUTOFF:g} A with D3 every k steps, {args.pairs} ion pairs ({len(atoms)} atoms), "
              f"nn {args.nn}, single model, NVT")
     save("mts_breakdown", "Multiple time stepping: where the time goes",

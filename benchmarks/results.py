@@ -49,6 +49,11 @@ def load_average() -> str:
     return f"load average {load:.1f} on {os.cpu_count()} cores" if load > (os.cpu_count() or 1) / 3 else ""
 
 
+def start_and_end(loads: list[str]) -> str:
+    """:func:`load_average` taken at a run's start and end, as one line of the busy ones."""
+    return "; ".join(f"{when}: {value}" for when, value in zip(("at the start", "at the end"), loads) if value)
+
+
 def _script() -> str:
     """The script run, relative to the repository."""
     script = Path(sys.argv[0]).resolve()
