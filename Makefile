@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-packages demo docs test test-fast test-paper clean
+.PHONY: install system-packages demo docs test test-fast clean
 
 # CPU torch is pinned and installed first: letting a dependency pull `torch` fetches a CUDA build.
 $(STAMP): pyproject.toml
@@ -44,8 +44,8 @@ docs: install
 
 # Two pytest workers, a test file per worker at a time: module fixtures are built once, and
 # the real-Slurm tests (one file) never start two clusters at once. Files go out in collection
-# order (tests/conftest.py puts the longest first). The paper spec's whole rehearsal (13-26 min of
-# both cores, by machine) is left to make test-paper.
+# order (tests/conftest.py puts the longest first: the paper spec's whole rehearsal, about 19 min
+# of one core, and the demo's).
 # XLA maps 3-15 memory regions per compiled function, so long JAX processes grow their
 # map count (the rehearsal's workers by about 1,500 a minute). Past Linux's default
 # vm.max_map_count (65,530) mmap fails; the JAX MD test worker's crashes inside XLA fit that.
@@ -56,13 +56,10 @@ test: system-packages install
 	  sysctl -q -w vm.max_map_count=$(MAP_COUNT) 2>/dev/null || \
 	  echo "warning: vm.max_map_count is below $(MAP_COUNT) and could not be raised; JAX MD test workers may crash" \
 	       "(sudo sysctl -w vm.max_map_count=$(MAP_COUNT))" >&2; fi
-	$(PY) -m pytest -q --durations=25 -n 2 --dist loadfile --no-loadscope-reorder -m "not paper"
+	$(PY) -m pytest -q --durations=25 -n 2 --dist loadfile --no-loadscope-reorder
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
-
-test-paper: install
-	$(PY) -m pytest -q -m paper
 
 clean:
 	rm -rf campaigns .pytest_cache site

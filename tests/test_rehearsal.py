@@ -100,14 +100,17 @@ def test_the_forecast_counts_the_papers_reference_calls():
 
 
 def rehearse(spec: Path, workdir: Path) -> dict:
+    """``campaign rehearse`` with one worker: its steps share one process's compiled code (the paper
+    spec's steps then take 931 s of CPU, not 1,255 s as with two workers; docs/how-to/rehearse.md),
+    and the suite's other worker keeps the second core."""
     result = subprocess.run([sys.executable, "-m", "ilcampaign.campaign", "rehearse", spec, "-w", workdir,
-                             "--workers", "2"], capture_output=True, text=True, timeout=3600)
+                             "--workers", "1"], capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads((workdir / "rehearsal.json").read_text())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["demo.yaml", pytest.param("bmim_bf4.yaml", marks=pytest.mark.paper)])
+@pytest.mark.parametrize("name", ["bmim_bf4.yaml", "demo.yaml"])
 def test_a_rehearsal_runs_every_step_of_the_real_graph(tmp_path, name):
     """A shipped spec copied into an empty folder, as a new user starts, rehearses to the end."""
     spec = tmp_path / name
