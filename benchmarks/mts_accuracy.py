@@ -1,7 +1,8 @@
 """Accuracy of multiple time stepping in our JAX MD: the hybrid MLP + D3(BJ) with D3
 integrated every k steps (r-RESPA, ilcampaign.engine.md.jax_mts) against every step (k = 1).
 
-    .venv/bin/python benchmarks/mts_accuracy.py --workdir DIR [--nve-ps 5] [--npt-ps 50] [--models demo paper]
+    .venv/bin/python benchmarks/mts_accuracy.py --workdir DIR [--models demo paper] [--epochs 300 120]
+        [--nve-ps 2 1] [--nve-cutoffs demo:7.94 demo:20 paper:20] [--npt-ps 50]
 
 Models, trained here (kept in ``--workdir``, as is every run, so a rerun goes on where it stopped):
 GFN2-xTB (tblite, 300 K electronic temperature) energies, forces and stress of 260 boxes of two
@@ -128,15 +129,15 @@ def thermal_frames(path: Path) -> list:
     return frames
 
 
-def trained(workdir: Path, name: str) -> Path:
-    """The model ``name`` of ARCHITECTURES, trained on :func:`xtb_frames` and :func:`thermal_frames`
-    (resumes an interrupted training)."""
+def trained(workdir: Path, name: str, epochs: int) -> Path:
+    """The model ``name`` of ARCHITECTURES, trained for ``epochs`` on :func:`xtb_frames` and
+    :func:`thermal_frames` (resumes an interrupted training)."""
     from ilcampaign.campaign.spec import ApaxModel
     from ilcampaign.engine.models.training import train
 
     frames = xtb_frames(workdir / "xtb_frames.extxyz") + thermal_frames(workdir / "thermal_frames.extxyz")
     order = np.random.default_rng(0).permutation(len(frames))
-    spec = ApaxModel(**ARCHITECTURES[name], ensemble=None, epochs=EPOCHS, batch_size=4, valid_batch_size=15)
+    spec = ApaxModel(**ARCHITECTURES[name], ensemble=None, epochs=epochs, batch_size=4, valid_batch_size=15)
     result = train(spec, [frames[i] for i in order[15:]], [frames[i] for i in order[:15]], workdir / name,
                    checkpoint_every=25)
     print(f"# model {name}: validation {result.metrics}", file=sys.stderr)
@@ -215,7 +216,7 @@ def nve_table(workdir: Path, name: str, model_dir: Path, start, ps: float, cutof
             if k == 1 and not split:
                 continue
             parameters = replace(settings(k, split, cutoff=cutoff), thermostat_time=1e12)
-            path = workdir / f"{name}_nve_{cutoff:.0f}A_k{k}{'' if split else '_whole'}.npz"
+            path = workdir / f"{name}_nve_{ps:g}ps_{cutoff:.0f}A_k{k}{'' if split else '_whole'}.npz"
             try:
                 data = run(model_dir, start, parameters, steps, path, seed=2)
             except RuntimeError as error:
@@ -352,13 +353,28 @@ def npt_tables(workdir: Path, model_dir: Path, start, equilibrate_ps: float, ps:
     ]
 
 
+def per_model(models: list[str], values: list) -> dict:
+    """One value for every model, or one per model in order."""
+    if len(values) not in (1, len(models)):
+        raise SystemExit(f"give one value or one per model ({len(models)}), not {len(values)}")
+    return dict(zip(models, values * len(models) if len(values) == 1 else values))
+
+
+def cutoffs_of(model: str, tokens: list[str]) -> list[float]:
+    """The cutoffs in ``tokens`` (C or MODEL:C) that apply to ``model``."""
+    return [float(token.rpartition(":")[2]) for token in tokens if token.rpartition(":")[0] in ("", model)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True, help="keeps data, models and runs")
     parser.add_argument("--models", nargs="+", default=["demo", "paper"], choices=list(ARCHITECTURES))
+    parser.add_argument("--epochs", nargs="+", type=int, default=[EPOCHS],
+                        help="training epochs, one for all models or one per model")
     parser.add_argument("--relax-ps", type=float, default=5.0)
-    parser.add_argument("--nve-ps", type=float, default=5.0)
-    parser.add_argument("--nve-cutoffs", type=float, nargs="+", default=[D3_CUTOFF, 20.0])
+    parser.add_argument("--nve-ps", type=float, nargs="+", default=[5.0], help="one for all models or one per model")
+    parser.add_argument("--nve-cutoffs", nargs="+", default=[str(D3_CUTOFF), "20"],
+                        help="D3 cutoffs (A) of the NVE runs: C for every model, MODEL:C for one")
     parser.add_argument("--npt-equilibrate-ps", type=float, default=20.0)
     parser.add_argument("--npt-ps", type=float, default=50.0, help="0: no NPT runs")
     parser.add_argument("--npt-runs", nargs="+", default=list(NPT_VARIANTS), choices=NPT_VARIANTS,
@@ -367,9 +383,15 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     loads = [load_average()]
     tables = []
+    epochs, nve_ps = (per_model(args.models, values) for values in (args.epochs, args.nve_ps))
     for name in args.models:
-        model_dir = trained(args.workdir, name)
-        start = relaxed(args.workdir, name, model_dir, args.relax_ps)
+        model_dir = trained(args.workdir, name, epochs[name])
+        try:
+            start = relaxed(args.workdir, name, model_dir, args.relax_ps)
+        except RuntimeError as error:  # a model that cannot hold the liquid together has no drift to measure
+            tables.append(table(f"NVE, {name} model ({epochs[name]} epochs)", ["relaxation at 298 K"], [[str(error)]],
+                                "No NVE runs: the model's relaxation stopped."))
+            continue
         if name == "demo":
             wavenumber, period = stretch_period(args.workdir, name, model_dir, start)
             tables.append(table(f"Fastest motion, {name} model", ["C-H stretch (cm^-1)", "period T (fs)",
@@ -378,8 +400,8 @@ def main() -> None:
                                   f"{period / 3 / 0.5:.1f}"]],
                                 "Impulse MTS is linearly unstable where k dt = T / 2 and loses accuracy from about "
                                 "T / 3 (nonlinear resonance)."))
-        for cutoff in args.nve_cutoffs:
-            tables.append(nve_table(args.workdir, name, model_dir, start, args.nve_ps, cutoff))
+        for cutoff in cutoffs_of(name, args.nve_cutoffs):
+            tables.append(nve_table(args.workdir, name, model_dir, start, nve_ps[name], cutoff))
         if name == "demo" and args.npt_ps > 0:
             tables += npt_tables(args.workdir, model_dir, start, args.npt_equilibrate_ps, args.npt_ps,
                                  tuple(args.npt_runs))
