@@ -97,6 +97,13 @@ def test_the_forecast_counts_the_papers_reference_calls():
     # 30 atoms at five temperatures
     assert (planned["analysis.rdf"].unit, planned["analysis.rdf"].work) == (
         "frames x atoms", 5 * (8 + 16 + 32) * 30 * (40_000_000 // 200 + 1))
+    # Fig. 2's timings: one model through jax, ase and ase+d3 at 8 and 20 A (4 runs), 20 steps after 5 of
+    # warm-up, at 10, 20, 80 and 270 pairs of 30 atoms
+    assert (planned["analysis.inference_cost"].unit, planned["analysis.inference_cost"].work) == (
+        "MD steps x atoms", 4 * (20 + 5) * (10 + 20 + 80 + 270) * 30)
+    # Fig. 1's errors: Table 1's 280 validation frames of the 10-pair box, for each of the two final models
+    assert (planned["analysis.model_errors"].unit, planned["analysis.model_errors"].work) == (
+        "frames x atoms", 2 * 280 * 10 * 30)
 
 
 def rehearse(spec: Path, workdir: Path) -> dict:

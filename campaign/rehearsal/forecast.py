@@ -92,7 +92,8 @@ def atoms_per_step(nodes: list) -> dict[str, int]:
 
 
 def frames_per_step(spec: CampaignSpec) -> dict[str, int]:
-    """Frames each label and train step handles, from the schedule's counts (where known)."""
+    """Frames each label and train step handles, and each ``model_errors`` analysis evaluates (its
+    models' frames of its split), from the schedule's counts (where known)."""
     from ilcampaign.campaign.spec.schedule import table
 
     rows = table(spec)
@@ -104,17 +105,22 @@ def frames_per_step(spec: CampaignSpec) -> dict[str, int]:
     else:  # rattled or read frames, or MD by another driver: the reference labels each kept frame
         frames["label.initial_data"] = initial.new_labels or 0
     frames["train.initial"] = (initial.train or 0) + (initial.valid or 0)
-    last = initial
+    last, model_rows = initial, {"initial": initial}  # a model's dataset: its stage's row
     for stage, row in zip(spec.stages(), rows[1:]):
         name = stage.planned.name
         frames[f"{name}.label"] = row.new_labels or 0
         frames[f"{name}.train"] = (row.train or 0) + (row.valid or 0)
-        last = row
+        last = model_rows[name] = row
     total = (last.train or 0) + (last.valid or 0) + (last.test or 0)
     for final in spec.final_models:
         frames[f"final.{final.name}.label"] = total
         frames[f"final.{final.name}.d3"] = total
         frames[f"final.{final.name}.train"] = (last.train or 0) + (last.valid or 0)
+        model_rows[f"final.{final.name}"] = last
+    for name, analysis in spec.analyses.items():
+        if analysis.kind == "model_errors":
+            frames[f"analysis.{name}"] = sum(getattr(model_rows[model], analysis.split) or 0
+                                             for model in spec.resolve_models(analysis.models) if model in model_rows)
     return frames
 
 

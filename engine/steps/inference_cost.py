@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ilcampaign.campaign.spec import DispersionCorrection, InferenceCostSettings
 from ilcampaign.engine.hashing import hashed_as_fields, hashed_without
-from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, register
+from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, Work, WorkFacts, register
 from ilcampaign.engine.steps.analysis import ModelAnalysisStep
 
 if TYPE_CHECKING:
@@ -45,6 +45,14 @@ class InferenceCostStep(ModelAnalysisStep):
 
     def task_resources(self) -> dict[str, Any]:
         return dict(GPU_TASK)
+
+    def work(self, facts: WorkFacts) -> Work:
+        """The MD steps it times (warm-up included) times their atoms: each model through each path
+        (a D3 path at each cutoff) at each size, ``facts.atoms`` being the packed box's."""
+        d3_paths = {"jax+d3", "ase+d3"} & set(self.settings.paths)
+        runs = len(self.settings.paths) - len(d3_paths) + len(d3_paths) * len(self.settings.d3_cutoffs)
+        atoms = sum(facts.atoms * n // self.box_pairs for n in self.settings.ion_pairs)
+        return Work("MD steps x atoms", len(self.models) * runs * (self.settings.n_steps + self.settings.warmup) * atoms)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from ilcampaign.archive.arrays import write_dataset

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from ilcampaign.campaign.spec import ModelErrorsSettings
 from ilcampaign.engine.hashing import hashed_as_fields
-from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, register
+from ilcampaign.engine.step import StepContext, StepFailed, TaskResult, Work, WorkFacts, register
 from ilcampaign.engine.steps.analysis import ModelAnalysisStep
 
 SUMMARY = ("energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse", "stress_mae", "stress_rmse")
@@ -27,6 +27,10 @@ class ModelErrorsStep(ModelAnalysisStep):
     def wiring(self, trained: dict[str, tuple[str, str]]) -> dict[str, str]:
         data = {f"data{index:03d}": trained[model][1] for index, model in enumerate(self.models)}
         return {**super().wiring(trained), **data}
+
+    def work(self, facts: WorkFacts) -> Work:
+        """Its models' frames of its split (from the schedule) times the system box's atoms."""
+        return Work("frames x atoms", (facts.frames or 0) * facts.atoms)
 
     def run_task(self, ctx: StepContext, task_id: str) -> TaskResult:
         from ilcampaign.archive.arrays import write_dataset
