@@ -2,7 +2,7 @@
 integrated every k steps (r-RESPA, ilcampaign.engine.md.jax_mts) against every step (k = 1).
 
     .venv/bin/python benchmarks/mts_accuracy.py --workdir DIR [--models demo paper] [--epochs 300 120]
-        [--nve-ps 2 1] [--nve-cutoffs demo:7.94 demo:20 paper:20] [--npt-ps 50]
+        [--nve-ps 2 1] [--nve-cutoffs demo:7.93766 demo:20 paper:20] [--npt-ps 50]
 
 Models, trained here (kept in ``--workdir``, as is every run, so a rerun goes on where it stopped):
 GFN2-xTB (tblite, 300 K electronic temperature) energies, forces and stress of 260 boxes of two
