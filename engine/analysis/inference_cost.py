@@ -69,8 +69,7 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
     replications = sorted((_replication(r) for r in repeats), key=lambda r: len(box) * math.prod(r))
     model_dir = Path(model_dir)
     r_max = model_config(model_dir).model.basis.r_max
-    runs = [(path, math.nan) for path in paths if path not in D3_PATHS]
-    runs += [(path, float(cutoff)) for path in D3_PATHS if path in paths for cutoff in d3_cutoffs]
+    runs = timed_runs(paths, d3_cutoffs)
     warmup_steps = -(-warmup // n_steps) * n_steps
     samples = np.full((len(runs), len(replications), n_timings), np.nan)
     compile_times = np.full_like(samples, np.nan)
@@ -90,6 +89,13 @@ def inference_cost(model_dir: Path, box: Atoms, *, repeats: Sequence[int | tuple
                 "torch_device": "cpu"}
     return _dataset(runs, [len(box) * math.prod(r) for r in replications], replications, samples, compile_times,
                     reasons, settings)
+
+
+def timed_runs(paths: Sequence[str], d3_cutoffs: Sequence[float]) -> list[tuple[str, float]]:
+    """The (path, D3 cutoff) runs timed at each size: each path without D3 once (cutoff NaN), each D3
+    path at each cutoff."""
+    runs = [(path, math.nan) for path in paths if path not in D3_PATHS]
+    return runs + [(path, float(cutoff)) for path in D3_PATHS if path in paths for cutoff in d3_cutoffs]
 
 
 def _replication(repeat: int | Sequence[int]) -> tuple[int, int, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ilcampaign.campaign.spec import DispersionCorrection, InferenceCostSettings
-from ilcampaign.engine.analysis.inference_cost import D3_PATHS
+from ilcampaign.engine.analysis.inference_cost import D3_PATHS, timed_runs
 from ilcampaign.engine.hashing import hashed_as_fields, hashed_without
 from ilcampaign.engine.step import GPU_TASK, StepContext, TaskResult, Work, WorkFacts, register
 from ilcampaign.engine.steps.analysis import ModelAnalysisStep
@@ -47,11 +47,14 @@ class InferenceCostStep(ModelAnalysisStep):
     def task_resources(self) -> dict[str, Any]:
         return dict(GPU_TASK)
 
+    def d3_cutoffs(self) -> list[float]:
+        """The D3 cutoffs timed: the settings' where a D3 path is timed, else none."""
+        return list(self.settings.d3_cutoffs) if set(D3_PATHS) & set(self.settings.paths) else []
+
     def work(self, facts: WorkFacts) -> Work:
         """The MD steps it times (warm-up included) times their atoms: each model through each path
         (a D3 path at each cutoff) at each size, ``facts.atoms`` being the packed box's."""
-        d3_paths = set(D3_PATHS) & set(self.settings.paths)
-        runs = len(self.settings.paths) - len(d3_paths) + len(d3_paths) * len(self.settings.d3_cutoffs)
+        runs = len(timed_runs(self.settings.paths, self.d3_cutoffs()))
         atoms = sum(facts.atoms * n // self.box_pairs for n in self.settings.ion_pairs)
         return Work("MD steps x atoms", len(self.models) * runs * (self.settings.n_steps + self.settings.warmup) * atoms)
 
@@ -62,9 +65,8 @@ class InferenceCostStep(ModelAnalysisStep):
         (box,) = ctx.input_frames("box")
         box.calc = None
         repeats = [replication(n // self.box_pairs) for n in self.settings.ion_pairs]
-        cutoffs = self.settings.d3_cutoffs if set(D3_PATHS) & set(self.settings.paths) else []
         ds = inference_cost(ctx.model_dir(f"model{task_id}"), box, repeats=repeats, paths=self.settings.paths,
-                            d3=self.d3, d3_cutoffs=cutoffs, n_steps=self.settings.n_steps, warmup=self.settings.warmup,
+                            d3=self.d3, d3_cutoffs=self.d3_cutoffs(), n_steps=self.settings.n_steps, warmup=self.settings.warmup,
                             cache_dir=ctx.jax_cache)
         ds.attrs.update(model=self.models[int(task_id)], model_step=ctx.inputs[f"model{task_id}"])
         write_dataset(ctx.archive.task_file(ctx.key, task_id, ".nc"), ds)
