@@ -1,8 +1,9 @@
 """Accuracy of multiple time stepping in our JAX MD: the hybrid MLP + D3(BJ) with D3
 integrated every k steps (r-RESPA, ilcampaign.engine.md.jax_mts) against every step (k = 1).
 
-    .venv/bin/python benchmarks/mts_accuracy.py --workdir DIR [--models demo paper] [--epochs 300 120]
-        [--nve-ps 2 1] [--nve-cutoffs demo:7.93766 demo:20 paper:20] [--npt-ps 50]
+    .venv/bin/python benchmarks/mts_accuracy.py --workdir DIR [--models demo paper] [--epochs 300]
+        [--relax-ps 2 0] [--relax-first-with demo] [--nve-ps 2 1]
+        [--nve-cutoffs demo:7.93766 demo:20 paper:7.93766 paper:20] [--npt-ps 50]
 
 Models, trained here (kept in ``--workdir``, as is every run, so a rerun goes on where it stopped):
 GFN2-xTB (tblite, 300 K electronic temperature) energies, forces and stress of 260 boxes of two
@@ -14,10 +15,13 @@ rattled packings alone left their thermal configurations and exploded within 0.2
 with ZBL: ``demo``, the demo spec's architecture (r_max 5 A, 5 basis functions, 3 radial, 32x32),
 and ``paper``, the paper's (r_max 5.5 A, 7 and 5, 512x512). Boxes: BMIM BF4 packed at
 1.21 g/cm^3 (md_speed's), 4 ion pairs (120 atoms, 10.7 A) for the demo model, 8 (240 atoms,
-13.5 A) for the paper's (JAX MD needs twice r_max), relaxed by NVT at 298 K (k = 1).
+13.5 A) for the paper's (JAX MD needs twice r_max), relaxed by NVT at 298 K (k = 1);
+``--relax-first-with demo`` relaxes the paper model's box with the demo model's hybrid first, and
+``--relax-ps 2 0`` with that one only (the paper model, at 120 and at 300 epochs, exploded in its
+own 298 K relaxation, from the packed box and from the demo model's relaxed one).
 
-1. NVE: from the relaxed box with fresh 298 K momenta, a thermostat too slow to act (1e12 fs),
-   0.5 fs steps, frames every 40: the drift of the total energy per atom (slope of a line fitted
+1. NVE: from the relaxed box with fresh 298 K momenta (seed 2), a thermostat too slow to act
+   (1e12 fs), 0.5 fs steps, frames every 40: the drift of the total energy per atom (slope of a line fitted
    over the run) and its standard deviation, for k = 1, 2, 4, 8, with the short range of D3 every
    step (the split, the default) and, for comparison, the whole D3 term every k steps.
 2. The fastest motion: the H velocity spectrum of 1 ps of NVE (k = 1, frames every 2 steps), its
@@ -182,20 +186,30 @@ def run(model_dir: Path, start, parameters, steps: int, path: Path, seed: int = 
     return data
 
 
-def relaxed(workdir: Path, name: str, model_dir: Path, ps: float):
-    """The box of ``name``'s size relaxed by ``ps`` of NVT at 298 K with the hybrid (k = 1)."""
+def start_tag(ps: float, before: tuple[str, Path, float] | None) -> str:
+    """What names the files of runs from a box relaxed by another model first ("" otherwise)."""
+    return f"_{ps:g}ps_after_{before[0]}" if before else ""
+
+
+def relaxed(workdir: Path, name: str, model_dir: Path, ps: float, before: tuple[str, Path, float] | None = None):
+    """The box of ``name``'s size relaxed by ``ps`` of NVT at 298 K with the hybrid (k = 1); with
+    ``before`` (another model's name, directory and ps), relaxed with that model's hybrid first
+    (``ps`` 0: with that one only)."""
     from ase.io import read, write
 
-    path = workdir / f"{name}_relaxed.extxyz"
+    tag = start_tag(ps, before)
+    path = workdir / f"{name}_relaxed{tag}.extxyz"
     if path.exists():
         return read(path)
     from md_speed import box
 
-    start = box(PAIRS[name], None)
-    steps = round(ps * 2000)
-    data = run(model_dir, start, settings(), steps, workdir / f"{name}_relax.npz")
-    atoms = start.copy()
-    atoms.positions = data["positions"][-1]
+    atoms = box(PAIRS[name], None)
+    if before:
+        data = run(before[1], atoms, settings(), round(before[2] * 2000), workdir / f"{name}_relax_by_{before[0]}.npz")
+        atoms.positions = data["positions"][-1]
+    if ps > 0:
+        data = run(model_dir, atoms, settings(), round(ps * 2000), workdir / f"{name}_relax{tag}.npz")
+        atoms.positions = data["positions"][-1]
     write(path, atoms)
     return atoms
 
@@ -208,7 +222,8 @@ def drift(data: dict, n_atoms: int) -> tuple[float, float]:
     return float(slope), float(np.std(total - (slope * t + offset)))
 
 
-def nve_table(workdir: Path, name: str, model_dir: Path, start, ps: float, cutoff: float) -> dict:
+def nve_table(workdir: Path, name: str, model_dir: Path, start, ps: float, cutoff: float, epochs: int,
+              relaxation: str, tag: str = "") -> dict:
     steps = round(ps * 2000)
     rows = []
     for split in (True, False):
@@ -216,7 +231,7 @@ def nve_table(workdir: Path, name: str, model_dir: Path, start, ps: float, cutof
             if k == 1 and not split:
                 continue
             parameters = replace(settings(k, split, cutoff=cutoff), thermostat_time=1e12)
-            path = workdir / f"{name}_nve_{ps:g}ps_{cutoff:.0f}A_k{k}{'' if split else '_whole'}.npz"
+            path = workdir / f"{name}{tag}_nve_{ps:g}ps_{cutoff:.0f}A_k{k}{'' if split else '_whole'}.npz"
             try:
                 data = run(model_dir, start, parameters, steps, path, seed=2)
             except RuntimeError as error:
@@ -224,10 +239,11 @@ def nve_table(workdir: Path, name: str, model_dir: Path, start, ps: float, cutof
                 continue
             slope, spread = drift(data, len(start))
             rows.append([k, "short range every step" if split else "whole D3", f"{slope:+.3f}", f"{spread:.3f}"])
-    return table(f"NVE, {name} model, {len(start)} atoms, D3 at {cutoff:g} A: total energy over {ps:g} ps",
-                 ["k", "D3 every k steps", "drift (meV/atom/ps)", "std about the drift (meV/atom)"], rows,
-                 "k = 1 integrates D3 every step (the engine's default path). Slope of a line fitted to the total "
-                 "energy over the run. Speed is md_speed's to measure: these runs shared the machine.")
+    return table(f"NVE, {name} model ({epochs} epochs), {len(start)} atoms, D3 at {cutoff:g} A: total energy over "
+                 f"{ps:g} ps", ["k", "D3 every k steps", "drift (meV/atom/ps)", "std about the drift (meV/atom)"], rows,
+                 f"From the box {relaxation}. k = 1 integrates D3 every step (the engine's default path). Slope of a "
+                 "line fitted to the total energy over the run. Speed is md_speed's to measure: these runs shared "
+                 "the machine.")
 
 
 def stretch_period(workdir: Path, name: str, model_dir: Path, start) -> tuple[float, float]:
@@ -371,7 +387,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["demo", "paper"], choices=list(ARCHITECTURES))
     parser.add_argument("--epochs", nargs="+", type=int, default=[EPOCHS],
                         help="training epochs, one for all models or one per model")
-    parser.add_argument("--relax-ps", type=float, default=5.0)
+    parser.add_argument("--relax-ps", type=float, nargs="+", default=[5.0],
+                        help="one for all models or one per model; 0 with --relax-first-with: that model's only")
+    parser.add_argument("--relax-first-with", choices=list(ARCHITECTURES),
+                        help="relax the other models' boxes with this model's hybrid first (listed before them)")
     parser.add_argument("--nve-ps", type=float, nargs="+", default=[5.0], help="one for all models or one per model")
     parser.add_argument("--nve-cutoffs", nargs="+", default=[str(D3_CUTOFF), "20"],
                         help="D3 cutoffs (A) of the NVE runs: C for every model, MODEL:C for one")
@@ -383,11 +402,18 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     loads = [load_average()]
     tables = []
-    epochs, nve_ps = (per_model(args.models, values) for values in (args.epochs, args.nve_ps))
+    epochs, nve_ps, relax_ps = (per_model(args.models, values) for values in (args.epochs, args.nve_ps, args.relax_ps))
+    if args.relax_first_with and args.relax_first_with not in args.models[:-1]:
+        raise SystemExit("--relax-first-with names a model of --models that comes before another")
+    model_dirs = {}
     for name in args.models:
-        model_dir = trained(args.workdir, name, epochs[name])
+        model_dir = model_dirs[name] = trained(args.workdir, name, epochs[name])
+        first = args.relax_first_with
+        before = (first, model_dirs[first], relax_ps[first]) if first in model_dirs and first != name else None
+        if relax_ps[name] <= 0 and not before:
+            raise SystemExit(f"{name}: a relaxation of 0 ps needs another model's first (--relax-first-with)")
         try:
-            start = relaxed(args.workdir, name, model_dir, args.relax_ps)
+            start = relaxed(args.workdir, name, model_dir, relax_ps[name], before)
         except RuntimeError as error:  # a model that cannot hold the liquid together has no drift to measure
             tables.append(table(f"NVE, {name} model ({epochs[name]} epochs)", ["relaxation at 298 K"], [[str(error)]],
                                 "No NVE runs: the model's relaxation stopped."))
@@ -401,7 +427,12 @@ def main() -> None:
                                 "Impulse MTS is linearly unstable where k dt = T / 2 and loses accuracy from about "
                                 "T / 3 (nonlinear resonance)."))
         for cutoff in cutoffs_of(name, args.nve_cutoffs):
-            tables.append(nve_table(args.workdir, name, model_dir, start, nve_ps[name], cutoff))
+            relaxation = f"relaxed by {relax_ps[name]:g} ps of NVT at 298 K with this model's hybrid"
+            if before:
+                relaxation = (f"relaxed by {before[2]:g} ps of NVT at 298 K with the {before[0]} model's hybrid"
+                              + (f", then {relax_ps[name]:g} ps with this one's" if relax_ps[name] > 0 else ""))
+            tables.append(nve_table(args.workdir, name, model_dir, start, nve_ps[name], cutoff, epochs[name],
+                                    relaxation, start_tag(relax_ps[name], before)))
         if name == "demo" and args.npt_ps > 0:
             tables += npt_tables(args.workdir, model_dir, start, args.npt_equilibrate_ps, args.npt_ps,
                                  tuple(args.npt_runs))
