@@ -191,6 +191,14 @@ def start_tag(ps: float, before: tuple[str, Path, float] | None) -> str:
     return f"_{ps:g}ps_after_{before[0]}" if before else ""
 
 
+def relaxation(ps: float, before: tuple[str, Path, float] | None) -> str:
+    """How :func:`relaxed` relaxed the box, for the tables."""
+    if not before:
+        return f"relaxed by {ps:g} ps of NVT at 298 K with this model's hybrid"
+    return (f"relaxed by {before[2]:g} ps of NVT at 298 K with the {before[0]} model's hybrid"
+            + (f", then {ps:g} ps with this one's" if ps > 0 else ""))
+
+
 def relaxed(workdir: Path, name: str, model_dir: Path, ps: float, before: tuple[str, Path, float] | None = None):
     """The box of ``name``'s size relaxed by ``ps`` of NVT at 298 K with the hybrid (k = 1); with
     ``before`` (another model's name, directory and ps), relaxed with that model's hybrid first
@@ -403,15 +411,16 @@ def main() -> None:
     loads = [load_average()]
     tables = []
     epochs, nve_ps, relax_ps = (per_model(args.models, values) for values in (args.epochs, args.nve_ps, args.relax_ps))
-    if args.relax_first_with and args.relax_first_with not in args.models[:-1]:
+    first = args.relax_first_with
+    if first and first not in args.models[:-1]:
         raise SystemExit("--relax-first-with names a model of --models that comes before another")
+    for name in args.models:
+        if relax_ps[name] <= 0 and (not first or args.models.index(first) >= args.models.index(name)):
+            raise SystemExit(f"{name}: a relaxation of 0 ps needs another model's first (--relax-first-with)")
     model_dirs = {}
     for name in args.models:
         model_dir = model_dirs[name] = trained(args.workdir, name, epochs[name])
-        first = args.relax_first_with
         before = (first, model_dirs[first], relax_ps[first]) if first in model_dirs and first != name else None
-        if relax_ps[name] <= 0 and not before:
-            raise SystemExit(f"{name}: a relaxation of 0 ps needs another model's first (--relax-first-with)")
         try:
             start = relaxed(args.workdir, name, model_dir, relax_ps[name], before)
         except RuntimeError as error:  # a model that cannot hold the liquid together has no drift to measure
@@ -427,12 +436,8 @@ def main() -> None:
                                 "Impulse MTS is linearly unstable where k dt = T / 2 and loses accuracy from about "
                                 "T / 3 (nonlinear resonance)."))
         for cutoff in cutoffs_of(name, args.nve_cutoffs):
-            relaxation = f"relaxed by {relax_ps[name]:g} ps of NVT at 298 K with this model's hybrid"
-            if before:
-                relaxation = (f"relaxed by {before[2]:g} ps of NVT at 298 K with the {before[0]} model's hybrid"
-                              + (f", then {relax_ps[name]:g} ps with this one's" if relax_ps[name] > 0 else ""))
             tables.append(nve_table(args.workdir, name, model_dir, start, nve_ps[name], cutoff, epochs[name],
-                                    relaxation, start_tag(relax_ps[name], before)))
+                                    relaxation(relax_ps[name], before), start_tag(relax_ps[name], before)))
         if name == "demo" and args.npt_ps > 0:
             tables += npt_tables(args.workdir, model_dir, start, args.npt_equilibrate_ps, args.npt_ps,
                                  tuple(args.npt_runs))
